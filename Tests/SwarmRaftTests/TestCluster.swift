@@ -77,6 +77,15 @@ struct TestCluster {
 
     mutating func heal() { cut = [] }
 
+    /// Ticks everyone until a member other than `old` leads; returns it.
+    mutating func electOther(than old: RaftID) -> RaftID? {
+        for _ in 0..<100 {
+            tickAll(1)
+            if let l = cores.keys.sorted().first(where: { $0 != old && cores[$0]!.role == .leader }) { return l }
+        }
+        return nil
+    }
+
     var leader: RaftID? { cores.keys.sorted().first { cores[$0]!.role == .leader } }
 
     func appliedData(_ id: RaftID) -> [[UInt8]] {
