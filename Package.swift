@@ -5,16 +5,42 @@ let package = Package(
     name: "swift-swarm",
     platforms: [.macOS(.v15)],
     products: [
+        .library(name: "SwarmAPI", targets: ["SwarmAPI"]),
+        .library(name: "SwarmStore", targets: ["SwarmStore"]),
         .library(name: "SwarmRaft", targets: ["SwarmRaft"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+        .package(url: "https://github.com/grpc/grpc-swift-2", from: "2.4.3"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf", from: "2.4.1"),
     ],
     targets: [
+        // Protocol definitions (proto/) and the committed generated code (Generated/).
+        .target(
+            name: "SwarmAPI",
+            dependencies: [
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+            ],
+            exclude: ["proto"]
+        ),
+        .target(
+            name: "SwarmStore",
+            dependencies: [
+                "SwarmAPI",
+                .product(name: "Collections", package: "swift-collections"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
+        // The pure Raft core: no I/O, no clock, no dependencies.
         .target(name: "SwarmRaft"),
+        // Seeded cluster simulator and linearizability checker used by the tests.
         .target(name: "SwarmTesting", dependencies: ["SwarmRaft"]),
         .executableTarget(name: "swarm-sim", dependencies: ["SwarmRaft", "SwarmTesting"]),
         .testTarget(name: "SwarmRaftTests", dependencies: ["SwarmRaft", "SwarmTesting"]),
+        .testTarget(name: "SwarmStoreTests", dependencies: ["SwarmStore", "SwarmAPI"]),
     ],
     swiftLanguageModes: [.v6]
 )

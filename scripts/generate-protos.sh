@@ -37,3 +37,8 @@ protoc -I "$proto_dir" \
   --grpc-swift-2_out="$out" --grpc-swift-2_opt=Visibility=Public \
   "$proto_dir"/*.proto
 echo "generated: $(ls "$out" | tr '\n' ' ')"
+# protoc-gen-grpc-swift-2 writes a header-only file for protos without services.
+for f in "$out"/*.grpc.swift; do
+  grep -q "^public \|^extension \|^internal " "$f" || rm "$f"
+done
+echo "kept: $(ls "$out" | tr '\n' ' ')"

@@ -14,12 +14,15 @@ import Testing
         return first...(first + count - 1)
     }
 
-    @Test func seededSimulationsHoldSafetyAndLinearizability() {
+    /// The seed range is split into four shards that run in parallel.
+    @Test(arguments: 0..<4)
+    func seededSimulationsHoldSafetyAndLinearizability(shard: Int) {
         var failures: [String] = []
         var writes = 0
         var reads = 0
         var elections = 0
-        for seed in Self.seedRange {
+        let seeds = Self.seedRange.filter { Int($0 % 4) == shard }
+        for seed in seeds {
             var sim = RaftSimulation(options: .derived(from: seed))
             let report = sim.run()
             writes += report.committedWrites
@@ -32,9 +35,8 @@ import Testing
         }
         #expect(failures.isEmpty, "\(failures.count) seeds failed:\n\(failures.prefix(5).joined(separator: "\n"))")
         // The workload must actually exercise the cluster, or the sweep proves nothing.
-        let seeds = Self.seedRange.count
-        #expect(writes >= seeds * 5, "only \(writes) writes committed over \(seeds) seeds")
-        #expect(reads >= seeds * 5, "only \(reads) reads completed over \(seeds) seeds")
-        #expect(elections >= seeds, "only \(elections) elections over \(seeds) seeds")
+        #expect(writes >= seeds.count * 5, "only \(writes) writes committed over \(seeds.count) seeds")
+        #expect(reads >= seeds.count * 5, "only \(reads) reads completed over \(seeds.count) seeds")
+        #expect(elections >= seeds.count, "only \(elections) elections over \(seeds.count) seeds")
     }
 }

@@ -1,0 +1,191 @@
+import SwarmAPI
+import SwiftProtobuf
+
+/// The tables of the store.
+public enum StoreTable: String, Sendable, CaseIterable, Hashable {
+    case nodes, services, tasks, clusters, secrets, configs, networks
+}
+
+/// A secondary index: a name and the keys an object is filed under.
+public struct StoreIndex<Object>: Sendable {
+    public let name: String
+    let keys: @Sendable (Object) -> [String]
+
+    public init(_ name: String, keys: @escaping @Sendable (Object) -> [String]) {
+        self.name = name
+        self.keys = keys
+    }
+}
+
+/// An object that can live in the store: a protobuf message with an ID and ``SwarmMeta``.
+public protocol StoreObject: SwiftProtobuf.Message, Sendable {
+    static var table: StoreTable { get }
+    static var tablePath: WritableKeyPath<StoreState, Table<Self>> { get }
+    /// Secondary indexes beyond ID and name.
+    static var indexes: [StoreIndex<Self>] { get }
+    var id: String { get set }
+    var meta: SwarmMeta { get set }
+    /// The unique name of the object, or nil for tables without unique names (tasks).
+    var storeName: String? { get }
+    /// The name used for lookups by name and name prefix (defaults to `storeName`).
+    var lookupName: String? { get }
+    var anyObject: AnyStoreObject { get }
+}
+
+extension StoreObject {
+    public static var indexes: [StoreIndex<Self>] { [] }
+    public var lookupName: String? { storeName }
+}
+
+/// Any stored object, as carried by events and store actions.
+public enum AnyStoreObject: Sendable, Equatable {
+    case node(SwarmNode)
+    case service(SwarmService)
+    case task(SwarmTask)
+    case cluster(SwarmCluster)
+    case secret(SwarmSecret)
+    case config(SwarmConfig)
+    case network(SwarmNetwork)
+
+    public var table: StoreTable {
+        switch self {
+        case .node: return .nodes
+        case .service: return .services
+        case .task: return .tasks
+        case .cluster: return .clusters
+        case .secret: return .secrets
+        case .config: return .configs
+        case .network: return .networks
+        }
+    }
+
+    public var id: String { base.id }
+    public var meta: SwarmMeta { base.meta }
+    var base: any StoreObject {
+        switch self {
+        case .node(let o): return o
+        case .service(let o): return o
+        case .task(let o): return o
+        case .cluster(let o): return o
+        case .secret(let o): return o
+        case .config(let o): return o
+        case .network(let o): return o
+        }
+    }
+
+    /// The service an object belongs to (the service itself, or a task's service).
+    public var serviceID: String? {
+        switch self {
+        case .service(let s): return s.id
+        case .task(let t): return t.serviceID
+        default: return nil
+        }
+    }
+
+    /// The node an object belongs to (the node itself, or a task's node).
+    public var nodeID: String? {
+        switch self {
+        case .node(let n): return n.id
+        case .task(let t): return t.nodeID.isEmpty ? nil : t.nodeID
+        default: return nil
+        }
+    }
+
+    public var node: SwarmNode? { if case .node(let o) = self { return o } else { return nil } }
+    public var service: SwarmService? { if case .service(let o) = self { return o } else { return nil } }
+    public var task: SwarmTask? { if case .task(let o) = self { return o } else { return nil } }
+    public var cluster: SwarmCluster? { if case .cluster(let o) = self { return o } else { return nil } }
+
+    init?(_ target: SwarmStoreAction.OneOf_Target?) {
+        switch target {
+        case .node(let o): self = .node(o)
+        case .service(let o): self = .service(o)
+        case .task(let o): self = .task(o)
+        case .cluster(let o): self = .cluster(o)
+        case .secret(let o): self = .secret(o)
+        case .config(let o): self = .config(o)
+        case .network(let o): self = .network(o)
+        case nil: return nil
+        }
+    }
+
+    var actionTarget: SwarmStoreAction.OneOf_Target {
+        switch self {
+        case .node(let o): return .node(o)
+        case .service(let o): return .service(o)
+        case .task(let o): return .task(o)
+        case .cluster(let o): return .cluster(o)
+        case .secret(let o): return .secret(o)
+        case .config(let o): return .config(o)
+        case .network(let o): return .network(o)
+        }
+    }
+}
+
+extension SwarmNode: StoreObject {
+    public static var table: StoreTable { .nodes }
+    public static var tablePath: WritableKeyPath<StoreState, Table<SwarmNode>> { \.nodes }
+    public static var indexes: [StoreIndex<SwarmNode>] {
+        [
+            StoreIndex("role") { ["\($0.role)"] },
+            StoreIndex("availability") { ["\($0.spec.availability)"] },
+        ]
+    }
+    /// Node names need not be unique (two machines may share a hostname).
+    public var storeName: String? { nil }
+    /// Nodes are found by their spec name, or else their hostname.
+    public var lookupName: String? {
+        spec.annotations.name.isEmpty ? description_p.hostname : spec.annotations.name
+    }
+    public var anyObject: AnyStoreObject { .node(self) }
+}
+
+extension SwarmService: StoreObject {
+    public static var table: StoreTable { .services }
+    public static var tablePath: WritableKeyPath<StoreState, Table<SwarmService>> { \.services }
+    public var storeName: String? { spec.annotations.name }
+    public var anyObject: AnyStoreObject { .service(self) }
+}
+
+extension SwarmTask: StoreObject {
+    public static var table: StoreTable { .tasks }
+    public static var tablePath: WritableKeyPath<StoreState, Table<SwarmTask>> { \.tasks }
+    public static var indexes: [StoreIndex<SwarmTask>] {
+        [
+            StoreIndex("service") { [$0.serviceID] },
+            StoreIndex("node") { $0.nodeID.isEmpty ? [] : [$0.nodeID] },
+            StoreIndex("slot") { $0.serviceID.isEmpty ? [] : ["\($0.serviceID)/\($0.slot)"] },
+            StoreIndex("desired-state") { ["\($0.desiredState.rawValue)"] },
+        ]
+    }
+    public var storeName: String? { nil }
+    public var anyObject: AnyStoreObject { .task(self) }
+}
+
+extension SwarmCluster: StoreObject {
+    public static var table: StoreTable { .clusters }
+    public static var tablePath: WritableKeyPath<StoreState, Table<SwarmCluster>> { \.clusters }
+    public var storeName: String? { spec.annotations.name }
+    public var anyObject: AnyStoreObject { .cluster(self) }
+}
+
+extension SwarmSecret: StoreObject {
+    public static var table: StoreTable { .secrets }
+    public static var tablePath: WritableKeyPath<StoreState, Table<SwarmSecret>> { \.secrets }
+    public var storeName: String? { annotations.name }
+    public var anyObject: AnyStoreObject { .secret(self) }
+}
+
+extension SwarmConfig: StoreObject {
+    public static var table: StoreTable { .configs }
+    public static var tablePath: WritableKeyPath<StoreState, Table<SwarmConfig>> { \.configs }
+    public var storeName: String? { annotations.name }
+    public var anyObject: AnyStoreObject { .config(self) }
+}
+
+extension SwarmNetwork: StoreObject {
+    public static var table: StoreTable { .networks }
+    public static var tablePath: WritableKeyPath<StoreState, Table<SwarmNetwork>> { \.networks }
+    public var storeName: String? { annotations.name }
+    public var anyObject: AnyStoreObject { .network(self) }
+}

@@ -1,0 +1,122 @@
+import DequeModule
+import Synchronization
+
+/// What a watcher receives: object events, and a marker after each committed transaction.
+public enum WatchMessage: Sendable, Equatable {
+    case event(StoreEvent)
+    /// All events of the transaction at this version were delivered.
+    case commit(version: UInt64)
+}
+
+/// Which events a watcher wants. Empty sets and nil fields match everything.
+public struct WatchFilter: Sendable {
+    public var tables: Set<StoreTable> = []
+    public var kinds: Set<StoreEvent.Kind> = []
+    public var id: String?
+    public var serviceID: String?
+    public var nodeID: String?
+    /// Whether to deliver ``WatchMessage/commit(version:)`` markers.
+    public var commits = false
+
+    public init(tables: Set<StoreTable> = [], kinds: Set<StoreEvent.Kind> = [], id: String? = nil,
+                serviceID: String? = nil, nodeID: String? = nil, commits: Bool = false) {
+        self.tables = tables
+        self.kinds = kinds
+        self.id = id
+        self.serviceID = serviceID
+        self.nodeID = nodeID
+        self.commits = commits
+    }
+
+    func matches(_ e: StoreEvent) -> Bool {
+        let o = e.object
+        if !tables.isEmpty && !tables.contains(o.table) { return false }
+        if !kinds.isEmpty && !kinds.contains(e.kind) { return false }
+        if let id, o.id != id { return false }
+        if let serviceID, o.serviceID != serviceID && e.old?.serviceID != serviceID { return false }
+        if let nodeID, o.nodeID != nodeID && e.old?.nodeID != nodeID { return false }
+        return true
+    }
+}
+
+/// A stream of store events with a bounded queue. A watcher that falls more than `limit`
+/// messages behind is closed with ``StoreError/watcherFellBehind(limit:)``: events are
+/// never dropped silently, and the consumer knows to re-read the store and watch again.
+public final class Watcher: AsyncSequence, Sendable {
+    public typealias Element = WatchMessage
+
+    struct State {
+        var buffer: Deque<WatchMessage> = []
+        var waiter: CheckedContinuation<WatchMessage?, any Error>?
+        var failure: StoreError?
+        var finished = false
+    }
+
+    public let filter: WatchFilter
+    public let limit: Int
+    private let state = Mutex(State())
+    private let onCancel: @Sendable (Watcher) -> Void
+
+    init(filter: WatchFilter, limit: Int, onCancel: @escaping @Sendable (Watcher) -> Void) {
+        self.filter = filter
+        self.limit = limit
+        self.onCancel = onCancel
+    }
+
+    /// Queues a message. Returns false once the watcher is closed.
+    func push(_ message: WatchMessage) -> Bool {
+        let (waiter, alive): (CheckedContinuation<WatchMessage?, any Error>?, Bool) = state.withLock { s in
+            if s.finished { return (nil, false) }
+            if let w = s.waiter {
+                s.waiter = nil
+                return (w, true)
+            }
+            if s.buffer.count >= limit {
+                s.failure = .watcherFellBehind(limit: limit)
+                s.finished = true
+                s.buffer.removeAll()
+                return (nil, false)
+            }
+            s.buffer.append(message)
+            return (nil, true)
+        }
+        waiter?.resume(returning: message)
+        return alive
+    }
+
+    /// Ends the stream; a pending or later `next()` returns nil.
+    func finish() {
+        let waiter = state.withLock { s -> CheckedContinuation<WatchMessage?, any Error>? in
+            s.finished = true
+            defer { s.waiter = nil }
+            return s.waiter
+        }
+        waiter?.resume(returning: nil)
+    }
+
+    /// Stops watching.
+    public func cancel() {
+        finish()
+        onCancel(self)
+    }
+
+    func next() async throws -> WatchMessage? {
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<WatchMessage?, any Error>) in
+            let result: Result<WatchMessage?, StoreError>? = state.withLock { s in
+                if let m = s.buffer.popFirst() { return .success(m) }
+                if let f = s.failure { return .failure(f) }
+                if s.finished { return .success(nil) }
+                s.waiter = c
+                return nil
+            }
+            if let result { c.resume(with: result.mapError { $0 as any Error }) }
+        }
+    }
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let watcher: Watcher
+        public mutating func next() async throws -> WatchMessage? { try await watcher.next() }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(watcher: self) }
+}
