@@ -36,11 +36,14 @@ let package = Package(
         ),
         // The pure Raft core: no I/O, no clock, no dependencies.
         .target(name: "SwarmRaft"),
+        // The Raft shell: durable storage, transport, proposals and the apply loop.
+        .target(name: "SwarmRaftNode", dependencies: ["SwarmRaft", "SwarmStore", "SwarmAPI"]),
         // Seeded cluster simulator and linearizability checker used by the tests.
         .target(name: "SwarmTesting", dependencies: ["SwarmRaft"]),
         .executableTarget(name: "swarm-sim", dependencies: ["SwarmRaft", "SwarmTesting"]),
         .testTarget(name: "SwarmRaftTests", dependencies: ["SwarmRaft", "SwarmTesting"]),
         .testTarget(name: "SwarmStoreTests", dependencies: ["SwarmStore", "SwarmAPI"]),
+        .testTarget(name: "SwarmRaftNodeTests", dependencies: ["SwarmRaftNode", "SwarmRaft"]),
     ],
     swiftLanguageModes: [.v6]
 )
