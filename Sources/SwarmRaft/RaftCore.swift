@@ -186,6 +186,8 @@ public struct RaftCore: Sendable {
     public var lastIndex: UInt64 { log.lastIndex }
     public var firstIndex: UInt64 { log.firstIndex }
     public var lastSnapshot: Snapshot { log.snapshot }
+    /// The term of the log entry at `index`, or nil if it is compacted or not yet written.
+    public func term(at index: UInt64) -> UInt64? { log.term(at: index) }
     /// Whether this member may take part in elections.
     public var isVoter: Bool { confState.voters.contains(id) }
     /// The leader's view of how far each member's log matches its own.

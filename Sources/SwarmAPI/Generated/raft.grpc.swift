@@ -13,13 +13,13 @@
 import GRPCCore
 import GRPCProtobuf
 
-// MARK: - swarm.v1.Raft
+// MARK: - swarm.v1.RaftTransport
 
-/// Namespace containing generated types for the "swarm.v1.Raft" service.
+/// Namespace containing generated types for the "swarm.v1.RaftTransport" service.
 @available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
-public enum SwarmRaft: Sendable {
-    /// Service descriptor for the "swarm.v1.Raft" service.
-    public static let descriptor = GRPCCore.ServiceDescriptor(fullyQualifiedService: "swarm.v1.Raft")
+public enum SwarmRaftTransport: Sendable {
+    /// Service descriptor for the "swarm.v1.RaftTransport" service.
+    public static let descriptor = GRPCCore.ServiceDescriptor(fullyQualifiedService: "swarm.v1.RaftTransport")
     /// Namespace for method metadata.
     public enum Method: Sendable {
         /// Namespace for "StreamMessages" metadata.
@@ -30,7 +30,7 @@ public enum SwarmRaft: Sendable {
             public typealias Output = SwarmRaftStreamAck
             /// Descriptor for "StreamMessages".
             public static let descriptor = GRPCCore.MethodDescriptor(
-                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "swarm.v1.Raft"),
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "swarm.v1.RaftTransport"),
                 method: "StreamMessages",
                 type: .bidirectionalStreaming
             )
@@ -43,7 +43,7 @@ public enum SwarmRaft: Sendable {
             public typealias Output = SwarmSnapshotAck
             /// Descriptor for "SendSnapshot".
             public static let descriptor = GRPCCore.MethodDescriptor(
-                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "swarm.v1.Raft"),
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "swarm.v1.RaftTransport"),
                 method: "SendSnapshot",
                 type: .clientStreaming
             )
@@ -56,7 +56,7 @@ public enum SwarmRaft: Sendable {
             public typealias Output = SwarmJoinResponse
             /// Descriptor for "Join".
             public static let descriptor = GRPCCore.MethodDescriptor(
-                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "swarm.v1.Raft"),
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "swarm.v1.RaftTransport"),
                 method: "Join",
                 type: .unary
             )
@@ -69,7 +69,7 @@ public enum SwarmRaft: Sendable {
             public typealias Output = SwarmLeaveResponse
             /// Descriptor for "Leave".
             public static let descriptor = GRPCCore.MethodDescriptor(
-                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "swarm.v1.Raft"),
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "swarm.v1.RaftTransport"),
                 method: "Leave",
                 type: .unary
             )
@@ -82,33 +82,47 @@ public enum SwarmRaft: Sendable {
             public typealias Output = SwarmProposeResponse
             /// Descriptor for "Propose".
             public static let descriptor = GRPCCore.MethodDescriptor(
-                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "swarm.v1.Raft"),
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "swarm.v1.RaftTransport"),
                 method: "Propose",
                 type: .unary
             )
         }
-        /// Descriptors for all methods in the "swarm.v1.Raft" service.
+        /// Namespace for "Status" metadata.
+        public enum Status: Sendable {
+            /// Request type for "Status".
+            public typealias Input = SwarmStatusRequest
+            /// Response type for "Status".
+            public typealias Output = SwarmStatusResponse
+            /// Descriptor for "Status".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "swarm.v1.RaftTransport"),
+                method: "Status",
+                type: .unary
+            )
+        }
+        /// Descriptors for all methods in the "swarm.v1.RaftTransport" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             StreamMessages.descriptor,
             SendSnapshot.descriptor,
             Join.descriptor,
             Leave.descriptor,
-            Propose.descriptor
+            Propose.descriptor,
+            Status.descriptor
         ]
     }
 }
 
 @available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
 extension GRPCCore.ServiceDescriptor {
-    /// Service descriptor for the "swarm.v1.Raft" service.
-    public static let swarmRaft = GRPCCore.ServiceDescriptor(fullyQualifiedService: "swarm.v1.Raft")
+    /// Service descriptor for the "swarm.v1.RaftTransport" service.
+    public static let swarmRaftTransport = GRPCCore.ServiceDescriptor(fullyQualifiedService: "swarm.v1.RaftTransport")
 }
 
-// MARK: swarm.v1.Raft (server)
+// MARK: swarm.v1.RaftTransport (server)
 
 @available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
-extension SwarmRaft {
-    /// Streaming variant of the service protocol for the "swarm.v1.Raft" service.
+extension SwarmRaftTransport {
+    /// Streaming variant of the service protocol for the "swarm.v1.RaftTransport" service.
     ///
     /// This protocol is the lowest-level of the service protocols generated for this service
     /// giving you the most flexibility over the implementation of your service. This comes at
@@ -119,6 +133,11 @@ extension SwarmRaft {
     ///
     /// Where possible, prefer using the stricter, less-verbose ``ServiceProtocol``
     /// or ``SimpleServiceProtocol`` instead.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Named RaftTransport so that the generated Swift type (SwarmRaftTransport) does not
+    /// > collide with the SwarmRaft module.
     public protocol StreamingServiceProtocol: GRPCCore.RegistrableRPCService {
         /// Handle the "StreamMessages" method.
         ///
@@ -192,7 +211,7 @@ extension SwarmRaft {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Forwards an opaque proposal to the leader (used by followers and tests).
+        /// > Proposes a store transaction (an InternalRaftRequest) on the leader.
         ///
         /// - Parameters:
         ///   - request: A streaming request of `SwarmProposeRequest` messages.
@@ -205,16 +224,35 @@ extension SwarmRaft {
             request: GRPCCore.StreamingServerRequest<SwarmProposeRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<SwarmProposeResponse>
+
+        /// Handle the "Status" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `SwarmStatusRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `SwarmStatusResponse` messages.
+        func status(
+            request: GRPCCore.StreamingServerRequest<SwarmStatusRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<SwarmStatusResponse>
     }
 
-    /// Service protocol for the "swarm.v1.Raft" service.
+    /// Service protocol for the "swarm.v1.RaftTransport" service.
     ///
     /// This protocol is higher level than ``StreamingServiceProtocol`` but lower level than
     /// the ``SimpleServiceProtocol``, it provides access to request and response metadata and
     /// trailing response metadata. If you don't need these then consider using
     /// the ``SimpleServiceProtocol``. If you need fine grained control over your RPCs then
     /// use ``StreamingServiceProtocol``.
-    public protocol ServiceProtocol: SwarmRaft.StreamingServiceProtocol {
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Named RaftTransport so that the generated Swift type (SwarmRaftTransport) does not
+    /// > collide with the SwarmRaft module.
+    public protocol ServiceProtocol: SwarmRaftTransport.StreamingServiceProtocol {
         /// Handle the "StreamMessages" method.
         ///
         /// > Source IDL Documentation:
@@ -287,7 +325,7 @@ extension SwarmRaft {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Forwards an opaque proposal to the leader (used by followers and tests).
+        /// > Proposes a store transaction (an InternalRaftRequest) on the leader.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `SwarmProposeRequest` message.
@@ -300,14 +338,33 @@ extension SwarmRaft {
             request: GRPCCore.ServerRequest<SwarmProposeRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<SwarmProposeResponse>
+
+        /// Handle the "Status" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SwarmStatusRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `SwarmStatusResponse` message.
+        func status(
+            request: GRPCCore.ServerRequest<SwarmStatusRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<SwarmStatusResponse>
     }
 
-    /// Simple service protocol for the "swarm.v1.Raft" service.
+    /// Simple service protocol for the "swarm.v1.RaftTransport" service.
     ///
     /// This is the highest level protocol for the service. The API is the easiest to use but
     /// doesn't provide access to request or response metadata. If you need access to these
     /// then use ``ServiceProtocol`` instead.
-    public protocol SimpleServiceProtocol: SwarmRaft.ServiceProtocol {
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Named RaftTransport so that the generated Swift type (SwarmRaftTransport) does not
+    /// > collide with the SwarmRaft module.
+    public protocol SimpleServiceProtocol: SwarmRaftTransport.ServiceProtocol {
         /// Handle the "StreamMessages" method.
         ///
         /// > Source IDL Documentation:
@@ -381,7 +438,7 @@ extension SwarmRaft {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Forwards an opaque proposal to the leader (used by followers and tests).
+        /// > Proposes a store transaction (an InternalRaftRequest) on the leader.
         ///
         /// - Parameters:
         ///   - request: A `SwarmProposeRequest` message.
@@ -394,15 +451,29 @@ extension SwarmRaft {
             request: SwarmProposeRequest,
             context: GRPCCore.ServerContext
         ) async throws -> SwarmProposeResponse
+
+        /// Handle the "Status" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `SwarmStatusRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `SwarmStatusResponse` to respond with.
+        func status(
+            request: SwarmStatusRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> SwarmStatusResponse
     }
 }
 
 // Default implementation of 'registerMethods(with:)'.
 @available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
-extension SwarmRaft.StreamingServiceProtocol {
+extension SwarmRaftTransport.StreamingServiceProtocol {
     public func registerMethods<Transport>(with router: inout GRPCCore.RPCRouter<Transport>) where Transport: GRPCCore.ServerTransport {
         router.registerHandler(
-            forMethod: SwarmRaft.Method.StreamMessages.descriptor,
+            forMethod: SwarmRaftTransport.Method.StreamMessages.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<SwarmRaftMessageBatch>(),
             serializer: GRPCProtobuf.ProtobufSerializer<SwarmRaftStreamAck>(),
             handler: { request, context in
@@ -413,7 +484,7 @@ extension SwarmRaft.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
-            forMethod: SwarmRaft.Method.SendSnapshot.descriptor,
+            forMethod: SwarmRaftTransport.Method.SendSnapshot.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<SwarmSnapshotChunk>(),
             serializer: GRPCProtobuf.ProtobufSerializer<SwarmSnapshotAck>(),
             handler: { request, context in
@@ -424,7 +495,7 @@ extension SwarmRaft.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
-            forMethod: SwarmRaft.Method.Join.descriptor,
+            forMethod: SwarmRaftTransport.Method.Join.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<SwarmJoinRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<SwarmJoinResponse>(),
             handler: { request, context in
@@ -435,7 +506,7 @@ extension SwarmRaft.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
-            forMethod: SwarmRaft.Method.Leave.descriptor,
+            forMethod: SwarmRaftTransport.Method.Leave.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<SwarmLeaveRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<SwarmLeaveResponse>(),
             handler: { request, context in
@@ -446,11 +517,22 @@ extension SwarmRaft.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
-            forMethod: SwarmRaft.Method.Propose.descriptor,
+            forMethod: SwarmRaftTransport.Method.Propose.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<SwarmProposeRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<SwarmProposeResponse>(),
             handler: { request, context in
                 try await self.propose(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: SwarmRaftTransport.Method.Status.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SwarmStatusRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<SwarmStatusResponse>(),
+            handler: { request, context in
+                try await self.status(
                     request: request,
                     context: context
                 )
@@ -461,7 +543,7 @@ extension SwarmRaft.StreamingServiceProtocol {
 
 // Default implementation of streaming methods from 'StreamingServiceProtocol'.
 @available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
-extension SwarmRaft.ServiceProtocol {
+extension SwarmRaftTransport.ServiceProtocol {
     public func sendSnapshot(
         request: GRPCCore.StreamingServerRequest<SwarmSnapshotChunk>,
         context: GRPCCore.ServerContext
@@ -505,11 +587,22 @@ extension SwarmRaft.ServiceProtocol {
         )
         return GRPCCore.StreamingServerResponse(single: response)
     }
+
+    public func status(
+        request: GRPCCore.StreamingServerRequest<SwarmStatusRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<SwarmStatusResponse> {
+        let response = try await self.status(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
 }
 
 // Default implementation of methods from 'ServiceProtocol'.
 @available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
-extension SwarmRaft.SimpleServiceProtocol {
+extension SwarmRaftTransport.SimpleServiceProtocol {
     public func streamMessages(
         request: GRPCCore.StreamingServerRequest<SwarmRaftMessageBatch>,
         context: GRPCCore.ServerContext
@@ -578,16 +671,34 @@ extension SwarmRaft.SimpleServiceProtocol {
             metadata: [:]
         )
     }
+
+    public func status(
+        request: GRPCCore.ServerRequest<SwarmStatusRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<SwarmStatusResponse> {
+        return GRPCCore.ServerResponse<SwarmStatusResponse>(
+            message: try await self.status(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
 }
 
-// MARK: swarm.v1.Raft (client)
+// MARK: swarm.v1.RaftTransport (client)
 
 @available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
-extension SwarmRaft {
-    /// Generated client protocol for the "swarm.v1.Raft" service.
+extension SwarmRaftTransport {
+    /// Generated client protocol for the "swarm.v1.RaftTransport" service.
     ///
     /// You don't need to implement this protocol directly, use the generated
     /// implementation, ``Client``.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Named RaftTransport so that the generated Swift type (SwarmRaftTransport) does not
+    /// > collide with the SwarmRaft module.
     public protocol ClientProtocol: Sendable {
         /// Call the "StreamMessages" method.
         ///
@@ -681,7 +792,7 @@ extension SwarmRaft {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Forwards an opaque proposal to the leader (used by followers and tests).
+        /// > Proposes a store transaction (an InternalRaftRequest) on the leader.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `SwarmProposeRequest` message.
@@ -699,13 +810,37 @@ extension SwarmRaft {
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwarmProposeResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
+
+        /// Call the "Status" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SwarmStatusRequest` message.
+        ///   - serializer: A serializer for `SwarmStatusRequest` messages.
+        ///   - deserializer: A deserializer for `SwarmStatusResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func status<Result>(
+            request: GRPCCore.ClientRequest<SwarmStatusRequest>,
+            serializer: some GRPCCore.MessageSerializer<SwarmStatusRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SwarmStatusResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwarmStatusResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
     }
 
-    /// Generated client for the "swarm.v1.Raft" service.
+    /// Generated client for the "swarm.v1.RaftTransport" service.
     ///
     /// The ``Client`` provides an implementation of ``ClientProtocol`` which wraps
     /// a `GRPCCore.GRPCCClient`. The underlying `GRPCClient` provides the long-lived
     /// means of communication with the remote peer.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Named RaftTransport so that the generated Swift type (SwarmRaftTransport) does not
+    /// > collide with the SwarmRaft module.
     public struct Client<Transport>: ClientProtocol where Transport: GRPCCore.ClientTransport {
         private let client: GRPCCore.GRPCClient<Transport>
 
@@ -741,7 +876,7 @@ extension SwarmRaft {
         ) async throws -> Result where Result: Sendable {
             try await self.client.bidirectionalStreaming(
                 request: request,
-                descriptor: SwarmRaft.Method.StreamMessages.descriptor,
+                descriptor: SwarmRaftTransport.Method.StreamMessages.descriptor,
                 serializer: serializer,
                 deserializer: deserializer,
                 options: options,
@@ -775,7 +910,7 @@ extension SwarmRaft {
         ) async throws -> Result where Result: Sendable {
             try await self.client.clientStreaming(
                 request: request,
-                descriptor: SwarmRaft.Method.SendSnapshot.descriptor,
+                descriptor: SwarmRaftTransport.Method.SendSnapshot.descriptor,
                 serializer: serializer,
                 deserializer: deserializer,
                 options: options,
@@ -809,7 +944,7 @@ extension SwarmRaft {
         ) async throws -> Result where Result: Sendable {
             try await self.client.unary(
                 request: request,
-                descriptor: SwarmRaft.Method.Join.descriptor,
+                descriptor: SwarmRaftTransport.Method.Join.descriptor,
                 serializer: serializer,
                 deserializer: deserializer,
                 options: options,
@@ -839,7 +974,7 @@ extension SwarmRaft {
         ) async throws -> Result where Result: Sendable {
             try await self.client.unary(
                 request: request,
-                descriptor: SwarmRaft.Method.Leave.descriptor,
+                descriptor: SwarmRaftTransport.Method.Leave.descriptor,
                 serializer: serializer,
                 deserializer: deserializer,
                 options: options,
@@ -851,7 +986,7 @@ extension SwarmRaft {
         ///
         /// > Source IDL Documentation:
         /// >
-        /// > Forwards an opaque proposal to the leader (used by followers and tests).
+        /// > Proposes a store transaction (an InternalRaftRequest) on the leader.
         ///
         /// - Parameters:
         ///   - request: A request containing a single `SwarmProposeRequest` message.
@@ -873,7 +1008,37 @@ extension SwarmRaft {
         ) async throws -> Result where Result: Sendable {
             try await self.client.unary(
                 request: request,
-                descriptor: SwarmRaft.Method.Propose.descriptor,
+                descriptor: SwarmRaftTransport.Method.Propose.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "Status" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SwarmStatusRequest` message.
+        ///   - serializer: A serializer for `SwarmStatusRequest` messages.
+        ///   - deserializer: A deserializer for `SwarmStatusResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func status<Result>(
+            request: GRPCCore.ClientRequest<SwarmStatusRequest>,
+            serializer: some GRPCCore.MessageSerializer<SwarmStatusRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SwarmStatusResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwarmStatusResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: SwarmRaftTransport.Method.Status.descriptor,
                 serializer: serializer,
                 deserializer: deserializer,
                 options: options,
@@ -885,7 +1050,7 @@ extension SwarmRaft {
 
 // Helpers providing default arguments to 'ClientProtocol' methods.
 @available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
-extension SwarmRaft.ClientProtocol {
+extension SwarmRaftTransport.ClientProtocol {
     /// Call the "StreamMessages" method.
     ///
     /// > Source IDL Documentation:
@@ -1000,7 +1165,7 @@ extension SwarmRaft.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Forwards an opaque proposal to the leader (used by followers and tests).
+    /// > Proposes a store transaction (an InternalRaftRequest) on the leader.
     ///
     /// - Parameters:
     ///   - request: A request containing a single `SwarmProposeRequest` message.
@@ -1024,11 +1189,36 @@ extension SwarmRaft.ClientProtocol {
             onResponse: handleResponse
         )
     }
+
+    /// Call the "Status" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `SwarmStatusRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func status<Result>(
+        request: GRPCCore.ClientRequest<SwarmStatusRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwarmStatusResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.status(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<SwarmStatusRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SwarmStatusResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
 }
 
 // Helpers providing sugared APIs for 'ClientProtocol' methods.
 @available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
-extension SwarmRaft.ClientProtocol {
+extension SwarmRaftTransport.ClientProtocol {
     /// Call the "StreamMessages" method.
     ///
     /// > Source IDL Documentation:
@@ -1161,7 +1351,7 @@ extension SwarmRaft.ClientProtocol {
     ///
     /// > Source IDL Documentation:
     /// >
-    /// > Forwards an opaque proposal to the leader (used by followers and tests).
+    /// > Proposes a store transaction (an InternalRaftRequest) on the leader.
     ///
     /// - Parameters:
     ///   - message: request message to send.
@@ -1184,6 +1374,35 @@ extension SwarmRaft.ClientProtocol {
             metadata: metadata
         )
         return try await self.propose(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Status" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func status<Result>(
+        _ message: SwarmStatusRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwarmStatusResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<SwarmStatusRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.status(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -291,6 +291,64 @@ public nonisolated struct SwarmLeaveResponse: Sendable {
   public init() {}
 }
 
+/// The data of a Raft snapshot: the member address book and the store.
+public nonisolated struct SwarmRaftSnapshotData: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var members: [SwarmRaftMember] = []
+
+  public var store: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct SwarmStatusRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Also return the whole store (for tests and debugging tools).
+  public var includeStore: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct SwarmStatusResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var raftID: UInt64 = 0
+
+  public var term: UInt64 = 0
+
+  public var leader: UInt64 = 0
+
+  public var commit: UInt64 = 0
+
+  public var applied: UInt64 = 0
+
+  public var members: [SwarmRaftMember] = []
+
+  public var store: Data = Data()
+
+  public var role: String = String()
+
+  public var voters: [UInt64] = []
+
+  public var learners: [UInt64] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 public nonisolated struct SwarmProposeRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -906,6 +964,146 @@ nonisolated extension SwarmLeaveResponse: SwiftProtobuf.Message, SwiftProtobuf._
   }
 
   public static func ==(lhs: SwarmLeaveResponse, rhs: SwarmLeaveResponse) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension SwarmRaftSnapshotData: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RaftSnapshotData"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}members\0\u{1}store\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.members) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.store) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.members.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.members, fieldNumber: 1)
+    }
+    if !self.store.isEmpty {
+      try visitor.visitSingularBytesField(value: self.store, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: SwarmRaftSnapshotData, rhs: SwarmRaftSnapshotData) -> Bool {
+    if lhs.members != rhs.members {return false}
+    if lhs.store != rhs.store {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension SwarmStatusRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".StatusRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}include_store\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.includeStore) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.includeStore != false {
+      try visitor.visitSingularBoolField(value: self.includeStore, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: SwarmStatusRequest, rhs: SwarmStatusRequest) -> Bool {
+    if lhs.includeStore != rhs.includeStore {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension SwarmStatusResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".StatusResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}raft_id\0\u{1}term\0\u{1}leader\0\u{1}commit\0\u{1}applied\0\u{1}members\0\u{1}store\0\u{1}role\0\u{1}voters\0\u{1}learners\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.raftID) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.term) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.leader) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.commit) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.applied) }()
+      case 6: try { try decoder.decodeRepeatedMessageField(value: &self.members) }()
+      case 7: try { try decoder.decodeSingularBytesField(value: &self.store) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.role) }()
+      case 9: try { try decoder.decodeRepeatedUInt64Field(value: &self.voters) }()
+      case 10: try { try decoder.decodeRepeatedUInt64Field(value: &self.learners) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.raftID != 0 {
+      try visitor.visitSingularUInt64Field(value: self.raftID, fieldNumber: 1)
+    }
+    if self.term != 0 {
+      try visitor.visitSingularUInt64Field(value: self.term, fieldNumber: 2)
+    }
+    if self.leader != 0 {
+      try visitor.visitSingularUInt64Field(value: self.leader, fieldNumber: 3)
+    }
+    if self.commit != 0 {
+      try visitor.visitSingularUInt64Field(value: self.commit, fieldNumber: 4)
+    }
+    if self.applied != 0 {
+      try visitor.visitSingularUInt64Field(value: self.applied, fieldNumber: 5)
+    }
+    if !self.members.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.members, fieldNumber: 6)
+    }
+    if !self.store.isEmpty {
+      try visitor.visitSingularBytesField(value: self.store, fieldNumber: 7)
+    }
+    if !self.role.isEmpty {
+      try visitor.visitSingularStringField(value: self.role, fieldNumber: 8)
+    }
+    if !self.voters.isEmpty {
+      try visitor.visitPackedUInt64Field(value: self.voters, fieldNumber: 9)
+    }
+    if !self.learners.isEmpty {
+      try visitor.visitPackedUInt64Field(value: self.learners, fieldNumber: 10)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: SwarmStatusResponse, rhs: SwarmStatusResponse) -> Bool {
+    if lhs.raftID != rhs.raftID {return false}
+    if lhs.term != rhs.term {return false}
+    if lhs.leader != rhs.leader {return false}
+    if lhs.commit != rhs.commit {return false}
+    if lhs.applied != rhs.applied {return false}
+    if lhs.members != rhs.members {return false}
+    if lhs.store != rhs.store {return false}
+    if lhs.role != rhs.role {return false}
+    if lhs.voters != rhs.voters {return false}
+    if lhs.learners != rhs.learners {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

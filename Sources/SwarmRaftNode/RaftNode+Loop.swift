@@ -1,0 +1,222 @@
+import Foundation
+import SwarmAPI
+import SwarmRaft
+import SwarmStore
+
+/// State owned by the loop task alone.
+struct LoopState: @unchecked Sendable {
+    var core: RaftCore
+    let storage: RaftStorage
+    var members: [RaftID: String]
+    var lastSnapshot: UInt64
+    /// Index -> (term, deadline, continuation) of proposals waiting to be applied.
+    var waiters: [UInt64: (term: UInt64, deadline: ContinuousClock.Instant, reply: CheckedContinuation<UInt64, any Error>)] = [:]
+}
+
+extension RaftNode {
+    func runLoop(_ initial: LoopState) async {
+        var s = initial
+        while true {
+            let inputs = await inbox.drain()
+            if inputs.isEmpty && isStopped { break }
+            for input in inputs { handle(input, &s) }
+            do {
+                while s.core.hasReady { try handleReady(&s) }
+            } catch {
+                logger.critical("raft storage failed, stopping: \(error)")
+                for (_, w) in s.waiters { w.reply.resume(throwing: RaftNodeError.storage("\(error)")) }
+                s.waiters = [:]
+                stop()
+                break
+            }
+            if isStopped { break }
+        }
+        for (_, w) in s.waiters { w.reply.resume(throwing: RaftNodeError.stopped) }
+    }
+
+    private func handle(_ input: NodeInput, _ s: inout LoopState) {
+        switch input {
+        case .message(let m):
+            s.core.step(m)
+        case .tick:
+            s.core.tick()
+            expireWaiters(&s)
+            promoteCaughtUpLearners(&s)
+        case .propose(let data, let reply):
+            do {
+                let (index, term) = try s.core.propose(data)
+                s.waiters[index] = (term, .now + config.proposalTimeout, reply)
+            } catch {
+                reply.resume(throwing: mapped(error, s))
+            }
+        case .confChange(let change, let reply):
+            do {
+                let (index, term) = try s.core.proposeConfChange(change)
+                s.waiters[index] = (term, .now + config.proposalTimeout, reply)
+            } catch {
+                if case .invalidConfChange(let why) = error {
+                    reply.resume(throwing: RaftNodeError.refused(why))
+                } else {
+                    reply.resume(throwing: mapped(error, s))
+                }
+            }
+        case .transfer(let target):
+            s.core.transferLeadership(to: target)
+        case .snapshotReport(let peer, let ok):
+            s.core.reportSnapshot(to: peer, success: ok)
+        case .unreachable(let peer):
+            s.core.reportUnreachable(peer)
+        }
+    }
+
+    private func mapped(_ error: any Error, _ s: LoopState) -> any Error {
+        guard let e = error as? RaftError else { return error }
+        switch e {
+        case .notLeader(let leader): return RaftNodeError.notLeader(leaderID: leader, leaderAddr: s.members[leader])
+        case .proposalTooLarge(let size, let limit): return RaftNodeError.tooLarge(size: size, limit: limit)
+        case .transferInProgress: return RaftNodeError.notLeader(leaderID: s.core.transferee, leaderAddr: s.members[s.core.transferee])
+        default: return RaftNodeError.refused(e.description)
+        }
+    }
+
+    private func expireWaiters(_ s: inout LoopState) {
+        let now = ContinuousClock.now
+        for (index, w) in s.waiters where w.deadline < now {
+            s.waiters[index] = nil
+            w.reply.resume(throwing: RaftNodeError.timeout)
+        }
+    }
+
+    /// The leader promotes a learner to voter once its log has caught up.
+    private func promoteCaughtUpLearners(_ s: inout LoopState) {
+        guard s.core.role == .leader, let learner = s.core.confState.learners.first,
+              let match = s.core.matchIndexes[learner], match >= s.core.commitIndex else { return }
+        if (try? s.core.proposeConfChange(ConfChange(kind: .addVoter, id: learner))) != nil {
+            logger.info("promoting caught-up learner \(String(learner, radix: 16)) to voter")
+        }
+    }
+
+    private func handleReady(_ s: inout LoopState) throws {
+        let rd = s.core.ready()
+        for note in rd.notices { logger.debug("raft: \(note)") }
+        try s.storage.persist(rd)
+        peers.send(rd.messages)
+        if let snap = rd.snapshot {
+            let data = try SwarmRaftSnapshotData(serializedBytes: snap.data)
+            try store.restore([UInt8](data.store), version: snap.metadata.index)
+            s.members = [id: config.advertiseAddr]
+            for m in data.members { s.members[m.raftID] = m.addr }
+            syncPeers(s)
+            s.lastSnapshot = snap.metadata.index
+        }
+        for entry in rd.committedEntries { apply(entry, &s) }
+        s.core.advance(rd)
+        let core = s.core
+        let members = s.members
+        publish { st in
+            st.term = core.term
+            st.leader = core.leader
+            st.role = core.role
+            st.commit = core.commitIndex
+            st.applied = core.appliedIndex
+            st.voters = core.confState.voters
+            st.learners = core.confState.learners
+            st.members = members
+        }
+        if rd.softState != nil {
+            logger.info("raft: \(String(id, radix: 16)) is \(core.role) at term \(core.term), leader \(String(core.leader, radix: 16))")
+        }
+        try maybeSnapshot(&s)
+    }
+
+    private func apply(_ entry: Entry, _ s: inout LoopState) {
+        var result: Result<UInt64, any Error> = .success(entry.index)
+        switch entry.type {
+        case .normal where entry.data.isEmpty:
+            store.advanceVersion(to: entry.index)
+        case .normal:
+            do {
+                let request = try SwarmInternalRaftRequest(serializedBytes: entry.data)
+                if case .failure(let e) = store.apply(request, index: entry.index) { result = .failure(e) }
+            } catch {
+                logger.error("entry \(entry.index) is not a store transaction: \(error)")
+                store.advanceVersion(to: entry.index)
+                result = .failure(StoreError.corrupt("entry \(entry.index) does not decode"))
+            }
+        case .confChange:
+            if let change = try? ConfChange(decoding: entry.data) {
+                switch change.kind {
+                case .addVoter, .addLearner:
+                    if let m = try? SwarmRaftMember(serializedBytes: change.context), !m.addr.isEmpty {
+                        s.members[change.id] = m.addr
+                    }
+                case .remove:
+                    if change.id != id { s.members[change.id] = nil }
+                    logger.info("member \(String(change.id, radix: 16)) removed")
+                }
+                syncPeers(s)
+            }
+            store.advanceVersion(to: entry.index)
+        }
+        if let w = s.waiters.removeValue(forKey: entry.index) {
+            if w.term != entry.term {
+                w.reply.resume(throwing: RaftNodeError.lostLeadership)
+            } else {
+                w.reply.resume(with: result)
+            }
+        }
+    }
+
+    private func syncPeers(_ s: LoopState) {
+        for (peer, addr) in s.members where peer != id { peers.set(peer, addr: addr) }
+        peers.retain(Set(s.members.keys))
+    }
+
+    func snapshotData(_ s: LoopState) throws -> [UInt8] {
+        var data = SwarmRaftSnapshotData()
+        data.members = s.members.keys.sorted().map { k in SwarmRaftMember.with { $0.raftID = k; $0.addr = s.members[k]! } }
+        data.store = Data(try store.serializedSnapshot())
+        return try data.serializedBytes()
+    }
+
+    private func maybeSnapshot(_ s: inout LoopState) throws {
+        let applied = s.core.appliedIndex
+        guard applied >= s.lastSnapshot + config.snapshotInterval, store.version == applied else { return }
+        guard let term = s.core.term(at: applied) else { return }
+        let snap = Snapshot(metadata: SnapshotMetadata(index: applied, term: term, confState: s.core.confState),
+                            data: try snapshotData(s))
+        let compactTo = applied > config.logEntriesForSlowFollowers ? applied - config.logEntriesForSlowFollowers : 0
+        try s.core.compact(snapshot: snap, compactTo: compactTo)
+        try s.storage.saveSnapshot(snap, compactTo: compactTo)
+        s.lastSnapshot = applied
+        logger.info("snapshot at index \(applied), log compacted to \(compactTo)")
+    }
+
+    /// Rebuilds the state at the commit index into a snapshot whose only voter is this
+    /// member, keeping every committed change.
+    static func forceNewCluster(_ recovered: RecoveredState, id: RaftID, addr: String, storage: RaftStorage) throws -> RecoveredState {
+        let scratch = MemoryStore()
+        if !recovered.snapshot.isEmpty {
+            let data = try SwarmRaftSnapshotData(serializedBytes: recovered.snapshot.data)
+            try scratch.restore([UInt8](data.store), version: recovered.snapshot.metadata.index)
+        }
+        let commit = recovered.hardState.commit
+        var term = recovered.snapshot.metadata.term
+        for e in recovered.entries where e.index <= commit {
+            term = e.term
+            if e.type == .normal, !e.data.isEmpty, let r = try? SwarmInternalRaftRequest(serializedBytes: e.data) {
+                scratch.apply(r, index: e.index)
+            } else {
+                scratch.advanceVersion(to: e.index)
+            }
+        }
+        var data = SwarmRaftSnapshotData()
+        data.members = [SwarmRaftMember.with { $0.raftID = id; $0.addr = addr }]
+        data.store = Data(try scratch.serializedSnapshot())
+        let snap = Snapshot(metadata: SnapshotMetadata(index: commit, term: term, confState: ConfState(voters: [id])),
+                            data: try data.serializedBytes())
+        try storage.saveSnapshot(snap, compactTo: commit)
+        return RecoveredState(hardState: HardState(term: recovered.hardState.term, vote: 0, commit: commit),
+                              snapshot: snap, entries: [])
+    }
+}

@@ -1,0 +1,205 @@
+import Foundation
+import Logging
+import SwarmAPI
+import SwarmRaft
+import SwarmStore
+import Synchronization
+
+/// A manager's Raft member: the pure ``RaftCore`` driven by a single loop that persists
+/// to ``RaftStorage``, talks to peers through ``RaftPeers`` and applies committed store
+/// transactions to ``store`` on every manager.
+///
+/// The loop drains all queued inputs before handling one ``Ready``, so concurrent
+/// proposals share one log append and one fsync (group commit). Messages leave only after
+/// the writes they depend on are fsynced.
+public final class RaftNode: Sendable {
+    public let config: RaftNodeConfig
+    public let id: RaftID
+    /// The replicated store; its writes are proposed through this node.
+    public let store: MemoryStore
+    let inbox = Inbox()
+    let peers: RaftPeers
+    let logger: Logger
+    private let shared: Mutex<Shared>
+    private let loopState: Mutex<LoopState?>
+
+    struct Shared {
+        var status: RaftNodeStatus
+        var leadershipWatchers: [UUID: AsyncStream<Bool>.Continuation] = [:]
+        var stopped = false
+    }
+
+    /// Opens the state directory. With no state there, `bootstrap` starts a new one-member
+    /// cluster; `joined` (from a ``joinCluster(via:)`` answer) starts an empty member that
+    /// learns the log from the leader. With state there, the member restarts from disk.
+    /// `forceNewCluster` keeps the data but makes this member the only voter, to recover
+    /// from a lost quorum.
+    public init(config: RaftNodeConfig, joined: SwarmJoinResponse? = nil, forceNewCluster: Bool = false,
+                logger: Logger = Logger(label: "swarm.raft")) throws {
+        self.config = config
+        self.logger = logger
+        let identity = config.stateDir + "/raft-id"
+        var id: RaftID
+        var bootstrap: [RaftID] = []
+        var members: [RaftID: String] = [:]
+        if let text = try? String(contentsOfFile: identity, encoding: .utf8),
+           let stored = RaftID(text.trimmingCharacters(in: .whitespacesAndNewlines), radix: 16) {
+            id = stored
+        } else if let joined {
+            id = joined.raftID
+            for m in joined.members { members[m.raftID] = m.addr }
+        } else {
+            id = RaftID.random(in: 1...RaftID.max)
+            bootstrap = [id]
+        }
+        self.id = id
+        members[id] = config.advertiseAddr
+        try FileManager.default.createDirectory(atPath: config.stateDir, withIntermediateDirectories: true)
+
+        let proposer = LoopProposer()
+        store = MemoryStore(proposer: proposer)
+        var (storage, recovered, recovery) = try RaftStorage.open(
+            directory: config.stateDir + "/raft", segmentBytes: config.segmentBytes,
+            keepOldSnapshots: config.keepOldSnapshots)
+        if let torn = recovery.truncatedTail {
+            logger.warning("recovered a torn write: cut \(torn.droppedBytes) bytes at \(torn.path):\(torn.offset)")
+        }
+        if forceNewCluster && !recovered.isEmpty {
+            recovered = try Self.forceNewCluster(recovered, id: id, addr: config.advertiseAddr, storage: storage)
+            logger.notice("forced a new cluster: \(String(id, radix: 16)) is now the only voter")
+        }
+        if !recovered.snapshot.isEmpty {
+            let data = try SwarmRaftSnapshotData(serializedBytes: recovered.snapshot.data)
+            for m in data.members { members[m.raftID] = m.addr }
+            try store.restore([UInt8](data.store), version: recovered.snapshot.metadata.index)
+        }
+        try "\(String(id, radix: 16))\n".write(toFile: identity, atomically: true, encoding: .utf8)
+
+        var raftConfig = RaftConfig(id: id)
+        raftConfig.electionTick = config.electionTick
+        raftConfig.heartbeatTick = config.heartbeatTick
+        raftConfig.maxProposalBytes = config.maxProposalBytes
+        raftConfig.snapshotTimeoutTicks = max(50, config.electionTick * 30)
+        let core = RaftCore(config: raftConfig, recovered: recovered, bootstrap: bootstrap)
+        peers = RaftPeers(selfID: id, logger: logger)
+        for (peer, addr) in members where peer != id { peers.set(peer, addr: addr) }
+        shared = Mutex(Shared(status: RaftNodeStatus(
+            id: id, term: core.term, leader: 0, role: .follower, commit: core.commitIndex,
+            applied: core.appliedIndex, voters: core.confState.voters, learners: core.confState.learners,
+            members: members)))
+        loopState = Mutex(LoopState(core: core, storage: storage, members: members,
+                                    lastSnapshot: recovered.snapshot.metadata.index))
+        proposer.node.withLock { $0 = Weak(self) }
+    }
+
+    // MARK: Life cycle
+
+    /// Starts the loop, the ticker and the peer senders. Returns at once.
+    public func start() {
+        guard let state = loopState.withLock({ s -> LoopState? in defer { s = nil }; return s }) else { return }
+        peers.start(node: self)
+        let inbox = self.inbox
+        let interval = config.tickInterval
+        Task.detached { [self] in await self.runLoop(state) }
+        Task.detached { [weak self] in
+            while true {
+                try? await Task.sleep(for: interval)
+                guard let self, !self.isStopped else { return }
+                inbox.push(.tick)
+            }
+        }
+    }
+
+    /// Stops the node: pending proposals fail with ``RaftNodeError/stopped``.
+    public func stop() {
+        shared.withLock { s in
+            s.stopped = true
+            for c in s.leadershipWatchers.values { c.finish() }
+            s.leadershipWatchers = [:]
+        }
+        for input in inbox.close() { Self.fail(input, .stopped) }
+        peers.stop()
+    }
+
+    var isStopped: Bool { shared.withLock { $0.stopped } }
+
+    public var status: RaftNodeStatus { shared.withLock { $0.status } }
+    public var isLeader: Bool { status.role == .leader }
+
+    /// Yields true when this member becomes leader and false when it stops being leader,
+    /// so that leader-only components can start and stop.
+    public func leadershipChanges() -> AsyncStream<Bool> {
+        let (stream, continuation) = AsyncStream.makeStream(of: Bool.self)
+        let key = UUID()
+        shared.withLock { s in
+            s.leadershipWatchers[key] = continuation
+            continuation.yield(s.status.role == .leader)
+        }
+        continuation.onTermination = { [weak self] _ in _ = self?.shared.withLock { $0.leadershipWatchers.removeValue(forKey: key) } }
+        return stream
+    }
+
+    // MARK: Proposals
+
+    /// Proposes a store transaction and returns once it is applied to the local store.
+    public func propose(_ request: SwarmInternalRaftRequest) async throws -> UInt64 {
+        let data: [UInt8] = try request.serializedBytes()
+        if data.count > config.maxProposalBytes { throw RaftNodeError.tooLarge(size: data.count, limit: config.maxProposalBytes) }
+        if isStopped { throw RaftNodeError.stopped }
+        return try await withCheckedThrowingContinuation { inbox.push(.propose(data, $0)) }
+    }
+
+    /// Proposes a membership change and returns once it is applied.
+    public func proposeConfChange(_ change: ConfChange) async throws -> UInt64 {
+        if isStopped { throw RaftNodeError.stopped }
+        return try await withCheckedThrowingContinuation { inbox.push(.confChange(change, $0)) }
+    }
+
+    /// Asks the leader to hand leadership to `target`.
+    public func transferLeadership(to target: RaftID) { inbox.push(.transfer(target)) }
+
+    func deliver(_ message: Message) { inbox.push(.message(message)) }
+
+    func reportSnapshot(_ peer: RaftID, success: Bool) { inbox.push(.snapshotReport(peer, success)) }
+
+    func reportUnreachable(_ peer: RaftID) { inbox.push(.unreachable(peer)) }
+
+    func knows(_ peer: RaftID) -> Bool { shared.withLock { $0.status.members[peer] != nil } }
+
+    func notLeaderError() -> RaftNodeError {
+        let s = status
+        return .notLeader(leaderID: s.leader, leaderAddr: s.members[s.leader])
+    }
+
+    static func fail(_ input: NodeInput, _ error: RaftNodeError) {
+        switch input {
+        case .propose(_, let c), .confChange(_, let c): c.resume(throwing: error)
+        default: break
+        }
+    }
+
+    func publish(_ update: (inout RaftNodeStatus) -> Void) {
+        shared.withLock { s in
+            let wasLeader = s.status.role == .leader
+            update(&s.status)
+            let isLeader = s.status.role == .leader
+            if wasLeader != isLeader { for c in s.leadershipWatchers.values { c.yield(isLeader) } }
+        }
+    }
+}
+
+/// Holds a weak reference (the store's proposer must not keep the node alive).
+struct Weak<T: AnyObject>: @unchecked Sendable {
+    weak var value: T?
+    init(_ value: T) { self.value = value }
+}
+
+/// The store's proposer: forwards transactions to the node's loop.
+final class LoopProposer: StoreProposer {
+    let node = Mutex<Weak<RaftNode>?>(nil)
+
+    func propose(_ request: SwarmInternalRaftRequest) async throws -> UInt64 {
+        guard let n = node.withLock({ $0?.value }) else { throw RaftNodeError.stopped }
+        return try await n.propose(request)
+    }
+}

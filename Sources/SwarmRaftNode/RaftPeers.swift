@@ -1,0 +1,228 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Logging
+import SwarmAPI
+import SwarmRaft
+import Synchronization
+
+/// Parses "host:port".
+func parseAddress(_ addr: String) -> (host: String, port: Int)? {
+    guard let colon = addr.lastIndex(of: ":"), let port = Int(addr[addr.index(after: colon)...]) else { return nil }
+    var host = String(addr[..<colon])
+    if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+    return (host.isEmpty ? "127.0.0.1" : host, port)
+}
+
+/// Makes a plaintext HTTP/2 gRPC client for `addr` (mTLS arrives with the CA work).
+func makeClient(_ addr: String) throws -> GRPCClient<HTTP2ClientTransport.Posix> {
+    guard let (host, port) = parseAddress(addr) else { throw RaftNodeError.refused("bad address \(addr)") }
+    return GRPCClient(transport: try .http2NIOPosix(target: .dns(host: host, port: port), transportSecurity: .plaintext))
+}
+
+/// Outgoing traffic to the other members: one sender per peer, each with a long-lived
+/// message stream, batching whatever queued up while the previous batch was in flight.
+final class RaftPeers: Sendable {
+    let selfID: RaftID
+    let logger: Logger
+    private let senders = Mutex<[RaftID: PeerSender]>([:])
+    private let node = Mutex<Weak<RaftNode>?>(nil)
+
+    init(selfID: RaftID, logger: Logger) {
+        self.selfID = selfID
+        self.logger = logger
+    }
+
+    func start(node n: RaftNode) {
+        node.withLock { $0 = Weak(n) }
+        for s in senders.withLock({ Array($0.values) }) { s.start(node: n) }
+    }
+
+    func set(_ peer: RaftID, addr: String) {
+        let started = node.withLock { $0?.value }
+        let sender: PeerSender? = senders.withLock { all in
+            if let existing = all[peer], existing.addr == addr { return nil }
+            all[peer]?.stop()
+            let s = PeerSender(peer: peer, addr: addr, from: selfID, logger: logger)
+            all[peer] = s
+            return s
+        }
+        if let sender, let started { sender.start(node: started) }
+    }
+
+    /// Stops the senders of peers that are no longer members.
+    func retain(_ members: Set<RaftID>) {
+        senders.withLock { all in
+            for (peer, s) in all where !members.contains(peer) {
+                s.stop()
+                all[peer] = nil
+            }
+        }
+    }
+
+    func send(_ messages: [Message]) {
+        guard !messages.isEmpty else { return }
+        let all = senders.withLock { $0 }
+        for m in messages {
+            if let s = all[m.to] { s.enqueue(m) } else { logger.debug("no address for member \(String(m.to, radix: 16)); dropped \(m.type)") }
+        }
+    }
+
+    func stop() {
+        senders.withLock { all in
+            for s in all.values { s.stop() }
+            all = [:]
+        }
+    }
+
+    /// Whether the last attempt to stream to `peer` succeeded.
+    func isReachable(_ peer: RaftID) -> Bool {
+        senders.withLock { $0[peer] }?.reachable ?? false
+    }
+}
+
+/// The sender for one peer.
+final class PeerSender: Sendable {
+    static let maxQueued = 8192
+    static let chunkBytes = 1 << 20
+
+    let peer: RaftID
+    let addr: String
+    let from: RaftID
+    let logger: Logger
+    struct Queue {
+        var messages: [Message] = []
+        var waiter: CheckedContinuation<Void, Never>?
+        var stopped = false
+        var task: Task<Void, Never>?
+        var reachable = false
+    }
+    private let queue = Mutex(Queue())
+
+    init(peer: RaftID, addr: String, from: RaftID, logger: Logger) {
+        self.peer = peer
+        self.addr = addr
+        self.from = from
+        self.logger = logger
+    }
+
+    func enqueue(_ m: Message) {
+        let waiter = queue.withLock { q -> CheckedContinuation<Void, Never>? in
+            if q.stopped { return nil }
+            // Raft tolerates loss: past the bound, drop (the leader will retry).
+            if q.messages.count < Self.maxQueued { q.messages.append(m) }
+            defer { q.waiter = nil }
+            return q.waiter
+        }
+        waiter?.resume()
+    }
+
+    private func take() async -> [Message]? {
+        while true {
+            let batch = queue.withLock { q -> [Message]? in
+                if q.stopped { return nil }
+                defer { q.messages.removeAll(keepingCapacity: true) }
+                return q.messages
+            }
+            guard let batch else { return nil }
+            if !batch.isEmpty { return batch }
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                let ready = queue.withLock { q -> Bool in
+                    if !q.messages.isEmpty || q.stopped { return true }
+                    q.waiter = c
+                    return false
+                }
+                if ready { c.resume() }
+            }
+        }
+    }
+
+    func start(node: RaftNode) {
+        let task = Task.detached { [self] in await self.run(node: node) }
+        queue.withLock { $0.task = task }
+    }
+
+    func stop() {
+        let (waiter, task) = queue.withLock { q in
+            q.stopped = true
+            defer { q.waiter = nil }
+            return (q.waiter, q.task)
+        }
+        waiter?.resume()
+        task?.cancel()
+    }
+
+    private var stopped: Bool { queue.withLock { $0.stopped } }
+    var reachable: Bool { queue.withLock { $0.reachable } }
+    private func markReachable(_ r: Bool) { queue.withLock { $0.reachable = r } }
+
+    private func run(node: RaftNode) async {
+        while !stopped {
+            do {
+                let client = try makeClient(addr)
+                try await withThrowingDiscardingTaskGroup { group in
+                    group.addTask { try await client.runConnections() }
+                    defer { client.beginGracefulShutdown() }
+                    let raft = SwarmRaftTransport.Client(wrapping: client)
+                    try await raft.streamMessages { writer in
+                        while let batch = await self.take() {
+                            var plain: [Message] = []
+                            for m in batch {
+                                if m.type == .snapshot {
+                                    await self.sendSnapshot(m, raft: raft, node: node)
+                                } else {
+                                    plain.append(m)
+                                }
+                            }
+                            if plain.isEmpty { continue }
+                            var wire = SwarmRaftMessageBatch()
+                            wire.from = self.from
+                            wire.messages = plain.map(SwarmRaftMessage.init)
+                            try await writer.write(wire)
+                            self.markReachable(true)
+                        }
+                    } onResponse: { response in
+                        for try await _ in response.messages {}
+                    }
+                }
+            } catch {
+                if stopped { return }
+                markReachable(false)
+                logger.debug("stream to \(String(peer, radix: 16)) at \(addr) failed: \(error)")
+                node.reportUnreachable(peer)
+                try? await Task.sleep(for: .milliseconds(100))
+            }
+        }
+    }
+
+    /// Streams a snapshot in chunks, then tells the node how it went.
+    private func sendSnapshot(_ m: Message, raft: SwarmRaftTransport.Client<HTTP2ClientTransport.Posix>, node: RaftNode) async {
+        guard let snap = m.snapshot else { return }
+        do {
+            let ack = try await raft.sendSnapshot { writer in
+                let data = snap.data
+                var header = SwarmSnapshotChunk()
+                header.message = SwarmRaftMessage(m)
+                var offset = 0
+                repeat {
+                    let end = min(offset + Self.chunkBytes, data.count)
+                    var chunk = offset == 0 ? header : SwarmSnapshotChunk()
+                    chunk.offset = UInt64(offset)
+                    chunk.data = Data(data[offset..<end])
+                    if end == data.count {
+                        chunk.last = true
+                        chunk.totalSize = UInt64(data.count)
+                        chunk.crc32C = CRC32C.checksum(data)
+                    }
+                    try await writer.write(chunk)
+                    offset = end
+                } while offset < data.count
+            }
+            node.reportSnapshot(peer, success: ack.applied)
+            if !ack.applied { logger.warning("snapshot to \(String(peer, radix: 16)) refused: \(ack.error)") }
+        } catch {
+            logger.warning("snapshot to \(String(peer, radix: 16)) failed: \(error)")
+            node.reportSnapshot(peer, success: false)
+        }
+    }
+}
