@@ -14,29 +14,45 @@ import Testing
         return first...(first + count - 1)
     }
 
-    /// The seed range is split into four shards that run in parallel.
+    /// The seed range is split into four shards that run in parallel, each on its own
+    /// thread so that the CPU-bound sweep never starves Swift's cooperative pool (which
+    /// the multi-process tests need for their I/O).
     @Test(arguments: 0..<4)
-    func seededSimulationsHoldSafetyAndLinearizability(shard: Int) {
+    func seededSimulationsHoldSafetyAndLinearizability(shard: Int) async {
+        let seeds = Self.seedRange.filter { Int($0 % 4) == shard }
+        let result = await withCheckedContinuation { (done: CheckedContinuation<ShardResult, Never>) in
+            let thread = Thread { done.resume(returning: Self.run(seeds)) }
+            thread.stackSize = 8 << 20
+            thread.start()
+        }
+        #expect(result.failures.isEmpty,
+                "\(result.failures.count) seeds failed:\n\(result.failures.prefix(5).joined(separator: "\n"))")
+        // The workload must actually exercise the cluster, or the sweep proves nothing.
+        #expect(result.writes >= seeds.count * 5, "only \(result.writes) writes committed over \(seeds.count) seeds")
+        #expect(result.reads >= seeds.count * 5, "only \(result.reads) reads completed over \(seeds.count) seeds")
+        #expect(result.elections >= seeds.count, "only \(result.elections) elections over \(seeds.count) seeds")
+    }
+
+    struct ShardResult: Sendable {
         var failures: [String] = []
         var writes = 0
         var reads = 0
         var elections = 0
-        let seeds = Self.seedRange.filter { Int($0 % 4) == shard }
+    }
+
+    static func run(_ seeds: [UInt64]) -> ShardResult {
+        var r = ShardResult()
         for seed in seeds {
             var sim = RaftSimulation(options: .derived(from: seed))
             let report = sim.run()
-            writes += report.committedWrites
-            reads += report.completedReads
-            elections += report.elections
+            r.writes += report.committedWrites
+            r.reads += report.completedReads
+            r.elections += report.elections
             if !report.passed {
-                failures.append(report.violations.joined(separator: "\n")
-                                + "\n  replay: SWARM_SIM_SEED=\(seed) swift test --filter SimulationTests")
+                r.failures.append(report.violations.joined(separator: "\n")
+                                  + "\n  replay: SWARM_SIM_SEED=\(seed) swift test --filter SimulationTests")
             }
         }
-        #expect(failures.isEmpty, "\(failures.count) seeds failed:\n\(failures.prefix(5).joined(separator: "\n"))")
-        // The workload must actually exercise the cluster, or the sweep proves nothing.
-        #expect(writes >= seeds.count * 5, "only \(writes) writes committed over \(seeds.count) seeds")
-        #expect(reads >= seeds.count * 5, "only \(reads) reads completed over \(seeds.count) seeds")
-        #expect(elections >= seeds.count, "only \(elections) elections over \(seeds.count) seeds")
+        return r
     }
 }
