@@ -20,6 +20,20 @@ func makeClient(_ addr: String) throws -> GRPCClient<HTTP2ClientTransport.Posix>
     return GRPCClient(transport: try .http2NIOPosix(target: .dns(host: host, port: port), transportSecurity: .plaintext))
 }
 
+/// Runs `body` with a Raft transport client connected to `addr`, then closes it.
+func withRaftClient<R: Sendable>(_ addr: String,
+                                 _ body: (SwarmRaftTransport.Client<HTTP2ClientTransport.Posix>) async throws -> R) async throws -> R {
+    let client = try makeClient(addr)
+    return try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { try await client.runConnections() }
+        defer {
+            client.beginGracefulShutdown()
+            group.cancelAll()
+        }
+        return try await body(SwarmRaftTransport.Client(wrapping: client))
+    }
+}
+
 /// Outgoing traffic to the other members: one sender per peer, each with a long-lived
 /// message stream, batching whatever queued up while the previous batch was in flight.
 final class RaftPeers: Sendable {

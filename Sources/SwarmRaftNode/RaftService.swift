@@ -127,15 +127,7 @@ public struct RaftService: SwarmRaftTransport.SimpleServiceProtocol {
         guard s.leader != 0, s.leader != node.id, let addr = s.members[s.leader] else {
             throw RPCError(code: .unavailable, message: RaftNodeError.notLeader(leaderID: 0, leaderAddr: nil).description)
         }
-        let client = try makeClient(addr)
-        return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await client.runConnections() }
-            defer {
-                client.beginGracefulShutdown()
-                group.cancelAll()
-            }
-            return try await call(SwarmRaftTransport.Client(wrapping: client))
-        }
+        return try await withRaftClient(addr, call)
     }
 }
 
@@ -172,14 +164,8 @@ extension RaftNode {
     /// Asks the member at `addr` to add this manager to its cluster; pass the answer to
     /// ``RaftNode/init(config:joined:forceNewCluster:logger:)``.
     public static func joinCluster(via addr: String, advertise: String, nodeID: String = "") async throws -> SwarmJoinResponse {
-        let client = try makeClient(addr)
-        return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await client.runConnections() }
-            defer {
-                client.beginGracefulShutdown()
-                group.cancelAll()
-            }
-            return try await SwarmRaftTransport.Client(wrapping: client).join(.with {
+        try await withRaftClient(addr) { raft in
+            try await raft.join(.with {
                 $0.addr = advertise
                 $0.nodeID = nodeID
             })

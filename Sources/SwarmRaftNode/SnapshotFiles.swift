@@ -73,16 +73,11 @@ public struct SnapshotFiles: Sendable {
         let bytes = Self.encode(snap)
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         if fd < 0 { throw .io(path: tmp, operation: "open", errno: errno) }
-        var written = 0
-        while written < bytes.count {
-            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + written, $0.count - written) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                let e = errno
-                close(fd)
-                throw .io(path: tmp, operation: "write", errno: e)
-            }
-            written += n
+        do {
+            try WAL.writeAll(fd, bytes, path: tmp)
+        } catch {
+            close(fd)
+            throw error
         }
         if fsync(fd) != 0 { let e = errno; close(fd); throw .io(path: tmp, operation: "fsync", errno: e) }
         close(fd)
@@ -96,13 +91,8 @@ public struct SnapshotFiles: Sendable {
 
     /// Snapshot file names, oldest first (by index).
     func list() -> [String] {
-        guard let dir = opendir(directory) else { return [] }
-        defer { closedir(dir) }
         var names: [(UInt64, String)] = []
-        while let ent = readdir(dir) {
-            let name = withUnsafePointer(to: ent.pointee.d_name) {
-                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-            }
+        for name in WAL.listDirectory(directory) {
             guard name.hasSuffix(".snap") else {
                 if name.hasSuffix(".snap.tmp") { unlink("\(directory)/\(name)") }
                 continue

@@ -137,15 +137,7 @@ public final class WAL {
     public var segmentCount: Int { listSegments().count }
 
     private func write(_ bytes: [UInt8]) throws(StorageError) {
-        var written = 0
-        while written < bytes.count {
-            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + written, $0.count - written) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw .io(path: currentPath, operation: "write", errno: errno)
-            }
-            written += n
-        }
+        try Self.writeAll(fd, bytes, path: currentPath)
         currentSize += bytes.count
     }
 
@@ -182,16 +174,9 @@ public final class WAL {
     }
 
     func listSegments() -> [UInt64] {
-        guard let dir = opendir(directory) else { return [] }
-        defer { closedir(dir) }
-        var out: [UInt64] = []
-        while let ent = readdir(dir) {
-            let name = withUnsafePointer(to: ent.pointee.d_name) {
-                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-            }
-            if name.hasSuffix(".wal"), let seq = UInt64(name.dropLast(4), radix: 16) { out.append(seq) }
-        }
-        return out.sorted()
+        Self.listDirectory(directory).compactMap { name in
+            name.hasSuffix(".wal") ? UInt64(name.dropLast(4), radix: 16) : nil
+        }.sorted()
     }
 
     // MARK: Encoding
