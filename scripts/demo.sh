@@ -25,8 +25,8 @@ if [ "${1:-}" = "stop" ]; then
 fi
 
 scripts/install-deps.sh
-swift build -c release --product swarm-raftd
-bin="$(swift build -c release --show-bin-path)/swarm-raftd"
+swift build --product swarm-raftd
+bin="$(swift build --show-bin-path)/swarm-raftd"
 stop
 mkdir -p "$demo"
 start() {
