@@ -79,7 +79,11 @@ public struct RaftCore: Sendable {
     /// `bootstrap` list, the member writes the initial membership as committed entries
     /// (identical on every bootstrapping member). A member that joins an existing cluster
     /// starts with empty storage and no bootstrap list, and learns the log from the leader.
-    public init(config: RaftConfig, recovered: RecoveredState = RecoveredState(), bootstrap: [RaftID] = []) {
+    ///
+    /// `bootstrapContext` gives the context bytes of each initial member's entry (for
+    /// example its address), so that the log alone describes the membership.
+    public init(config: RaftConfig, recovered: RecoveredState = RecoveredState(), bootstrap: [RaftID] = [],
+                bootstrapContext: (RaftID) -> [UInt8] = { _ in [] }) {
         precondition(config.id != 0, "raft member id must not be zero")
         precondition(config.heartbeatTick > 0 && config.electionTick > config.heartbeatTick,
                      "election tick must be greater than heartbeat tick")
@@ -93,7 +97,7 @@ public struct RaftCore: Sendable {
         if recovered.isEmpty && !bootstrap.isEmpty {
             let entries = bootstrap.sorted().enumerated().map { offset, peer in
                 Entry(term: 1, index: UInt64(offset + 1), type: .confChange,
-                      data: ConfChange(kind: .addVoter, id: peer).encoded())
+                      data: ConfChange(kind: .addVoter, id: peer, context: bootstrapContext(peer)).encoded())
             }
             log.append(entries)
             log.commitTo(UInt64(entries.count))

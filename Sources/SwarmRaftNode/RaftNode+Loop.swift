@@ -16,7 +16,14 @@ struct LoopState: @unchecked Sendable {
 extension RaftNode {
     func runLoop(_ initial: LoopState) async {
         var s = initial
-        while true {
+        do {
+            // Apply what is already committed before serving anything.
+            while s.core.hasReady { try handleReady(&s) }
+        } catch {
+            logger.critical("raft storage failed at start-up: \(error)")
+            stop()
+        }
+        while !isStopped {
             let inputs = await inbox.drain()
             if inputs.isEmpty && isStopped { break }
             for input in inputs { handle(input, &s) }

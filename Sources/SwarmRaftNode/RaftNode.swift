@@ -80,7 +80,12 @@ public final class RaftNode: Sendable {
         raftConfig.heartbeatTick = config.heartbeatTick
         raftConfig.maxProposalBytes = config.maxProposalBytes
         raftConfig.snapshotTimeoutTicks = max(50, config.electionTick * 30)
-        let core = RaftCore(config: raftConfig, recovered: recovered, bootstrap: bootstrap)
+        let selfMember = try SwarmRaftMember.with {
+            $0.raftID = id
+            $0.addr = config.advertiseAddr
+        }.serializedBytes() as [UInt8]
+        let core = RaftCore(config: raftConfig, recovered: recovered, bootstrap: bootstrap,
+                            bootstrapContext: { _ in selfMember })
         peers = RaftPeers(selfID: id, logger: logger)
         for (peer, addr) in members where peer != id { peers.set(peer, addr: addr) }
         shared = Mutex(Shared(status: RaftNodeStatus(

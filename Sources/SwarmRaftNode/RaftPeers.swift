@@ -99,6 +99,7 @@ final class RaftPeers: Sendable {
 final class PeerSender: Sendable {
     static let maxQueued = 8192
     static let chunkBytes = 1 << 20
+    static let maxBatchBytes = 2 << 20
 
     let peer: RaftID
     let addr: String
@@ -188,11 +189,21 @@ final class PeerSender: Sendable {
                                     plain.append(m)
                                 }
                             }
-                            if plain.isEmpty { continue }
+                            // Keep each gRPC message well under the 4 MiB default limit.
                             var wire = SwarmRaftMessageBatch()
                             wire.from = self.from
-                            wire.messages = plain.map(SwarmRaftMessage.init)
-                            try await writer.write(wire)
+                            var bytes = 0
+                            for m in plain {
+                                let size = m.entries.reduce(64) { $0 + $1.byteSize }
+                                if !wire.messages.isEmpty && bytes + size > Self.maxBatchBytes {
+                                    try await writer.write(wire)
+                                    wire.messages.removeAll(keepingCapacity: true)
+                                    bytes = 0
+                                }
+                                wire.messages.append(SwarmRaftMessage(m))
+                                bytes += size
+                            }
+                            if !wire.messages.isEmpty { try await writer.write(wire) }
                             self.markReachable(true)
                         }
                     } onResponse: { response in

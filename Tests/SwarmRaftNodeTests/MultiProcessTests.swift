@@ -23,10 +23,12 @@ import Testing
 
         func addr(_ k: Int) -> String { "127.0.0.1:\(ports[k])" }
 
-        func start(_ k: Int, join: Int? = nil) throws {
+        var extraArgs: [String] = []
+
+        func start(_ k: Int, join: Int? = nil, extra: [String] = []) throws {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: Self.binary)
-            var args = ["--state-dir", "\(root)/m\(k)", "--listen", addr(k), "--tick-ms", "100"]
+            var args = ["--state-dir", "\(root)/m\(k)", "--listen", addr(k), "--tick-ms", "100"] + extraArgs + extra
             if let join { args += ["--join", addr(join)] }
             p.arguments = args
             p.standardOutput = FileHandle.nullDevice
@@ -115,27 +117,39 @@ import Testing
         throw CancellationError()
     }
 
-    @Test func leaderKilledWithSigkillIsReplacedAndNothingCommittedIsLost() async throws {
-        let c = Cluster(size: 3)
+    /// Starts member 0, then joins the others through it, one at a time.
+    static func formCluster(_ c: Cluster) async throws {
         try c.start(0)
-        try await Self.waitFor("the first member to lead", seconds: 10) {
-            guard let s = await Self.status(c.addr(0)) else { return false }
+        try await waitFor("the first member to lead", seconds: 20) {
+            guard let s = await status(c.addr(0)) else { return false }
             return s.leader == s.raftID
         }
-        try c.start(1, join: 0)
-        try await Self.waitFor("member 2 to become a voter", seconds: 15) { await Self.status(c.addr(0))?.voters.count == 2 }
-        try c.start(2, join: 0)
-        try await Self.waitFor("member 3 to become a voter", seconds: 15) { await Self.status(c.addr(0))?.voters.count == 3 }
+        for k in 1..<c.ports.count {
+            try c.start(k, join: 0)
+            try await waitFor("member \(k + 1) to become a voter", seconds: 20) {
+                await status(c.addr(0))?.voters.count == k + 1
+            }
+        }
+    }
+
+    /// The index of the member that currently leads, as seen from member `from`.
+    static func leaderIndex(_ c: Cluster, from: Int) async -> Int? {
+        guard let s = await status(c.addr(from)), s.leader != 0 else { return nil }
+        let addr = s.members.first { $0.raftID == s.leader }?.addr
+        return c.ports.indices.first { c.addr($0) == addr }
+    }
+
+    @Test func leaderKilledWithSigkillIsReplacedAndNothingCommittedIsLost() async throws {
+        let c = Cluster(size: 3)
+        try await Self.formCluster(c)
 
         var written: Set<String> = []
         for k in 0..<20 {
             _ = try await Self.write(c.addr(0), key: "before-\(k)")
             written.insert("before-\(k)")
         }
-        let leaderStatus = try #require(await Self.status(c.addr(0)))
-        let leaderIndex = try #require(c.ports.indices.first { k in
-            leaderStatus.members.first { $0.raftID == leaderStatus.leader }?.addr == c.addr(k)
-        })
+        let found = await Self.leaderIndex(c, from: 0)
+        let leaderIndex = try #require(found)
 
         c.kill9(leaderIndex)
         let killedAt = Date()
@@ -167,5 +181,106 @@ import Testing
             Self.keys(await Self.status(c.addr(leaderIndex), store: true)) == written
         }
         print("failover: \(Int(failover * 1000)) ms from SIGKILL to the first write committed by the new leader")
+    }
+
+    @Test func laggingMemberCatchesUpThroughAStreamedSnapshot() async throws {
+        let c = Cluster(size: 3)
+        c.extraArgs = ["--snapshot-interval", "40", "--keep-entries", "5"]
+        try await Self.formCluster(c)
+        c.kill9(2)
+        var written: Set<String> = []
+        for k in 0..<150 {
+            _ = try await Self.write(c.addr(0), key: "k\(k)")
+            written.insert("k\(k)")
+        }
+        let snapDir = "\(c.root)/m0/raft/snap"
+        let snapshots = (try? FileManager.default.contentsOfDirectory(atPath: snapDir)) ?? []
+        #expect(snapshots.contains { $0.hasSuffix(".snap") }, "the leader took a snapshot")
+        // Member 3 missed more than the leader kept in its log: it needs the snapshot.
+        try c.start(2)
+        try await Self.waitFor("the lagging member to catch up", seconds: 20) {
+            Self.keys(await Self.status(c.addr(2), store: true)) == written
+        }
+        let received = (try? FileManager.default.contentsOfDirectory(atPath: "\(c.root)/m2/raft/snap")) ?? []
+        #expect(received.contains { $0.hasSuffix(".snap") }, "the lagging member installed a snapshot")
+    }
+
+    @Test func leaveIsRefusedWhenItWouldBreakQuorum() async throws {
+        let c = Cluster(size: 3)
+        try await Self.formCluster(c)
+        let found = await Self.leaderIndex(c, from: 0)
+        let leader = try #require(found)
+        let others = c.ports.indices.filter { $0 != leader }
+        // With one follower down, removing the other would leave the leader alone among two
+        // voters, one of them unreachable: refused.
+        c.kill9(others[0])
+        try await Task.sleep(for: .milliseconds(500))
+        let victim = try #require(await Self.status(c.addr(others[1]))).raftID
+        await #expect(throws: RPCError.self) {
+            _ = try await Self.call(c.addr(leader)) { try await $0.leave(.with { $0.raftID = victim }) }
+        }
+        let refused = try? await Self.call(c.addr(leader)) { try await $0.leave(.with { $0.raftID = victim }) }
+        #expect(refused == nil)
+        #expect(await Self.status(c.addr(leader))?.voters.count == 3, "nothing was removed")
+        // With every member back, the same removal is allowed.
+        try c.start(others[0])
+        try await Task.sleep(for: .seconds(1))
+        _ = try await Self.call(c.addr(leader)) { try await $0.leave(.with { $0.raftID = victim }) }
+        try await Self.waitFor("the removal to apply", seconds: 10) { await Self.status(c.addr(leader))?.voters.count == 2 }
+    }
+
+    @Test func forceNewClusterRecoversFromLostQuorumKeepingTheData() async throws {
+        let c = Cluster(size: 3)
+        try await Self.formCluster(c)
+        var written: Set<String> = []
+        for k in 0..<10 {
+            _ = try await Self.write(c.addr(0), key: "kept-\(k)")
+            written.insert("kept-\(k)")
+        }
+        let survivor = 1
+        try await Self.waitFor("the survivor to hold every write", seconds: 10) {
+            Self.keys(await Self.status(c.addr(survivor), store: true)) == written
+        }
+        for k in c.ports.indices { c.kill9(k) }
+        // Alone, the survivor cannot win an election...
+        try c.start(survivor)
+        try await Task.sleep(for: .seconds(3))
+        #expect(await Self.status(c.addr(survivor))?.role != "leader")
+        c.kill9(survivor)
+        // ...but forced into a new cluster it leads, keeps the data and accepts writes.
+        try c.start(survivor, extra: ["--force-new-cluster"])
+        try await Self.waitFor("the forced member to lead", seconds: 10) {
+            await Self.status(c.addr(survivor))?.role == "leader"
+        }
+        _ = try await Self.write(c.addr(survivor), key: "after-force")
+        written.insert("after-force")
+        let s = await Self.status(c.addr(survivor), store: true)
+        #expect(Self.keys(s) == written)
+        #expect(s?.voters.count == 1)
+    }
+
+    @Test func oversizedAndMalformedProposalsAreRefusedWithClearErrors() async throws {
+        let c = Cluster(size: 1)
+        try await Self.formCluster(c)
+        var big = SwarmConfig()
+        big.id = "big"
+        big.annotations.name = "big"
+        big.data = Data(count: 2_000_000)
+        var action = SwarmStoreAction()
+        action.kind = .create
+        action.target = .config(big)
+        var tx = SwarmInternalRaftRequest()
+        tx.actions = [action]
+        let data = Data(try tx.serializedBytes() as [UInt8])
+        let tooLarge = await #expect(throws: RPCError.self) {
+            _ = try await Self.call(c.addr(0)) { try await $0.propose(.with { $0.data = data }) }
+        }
+        #expect(tooLarge?.code == .resourceExhausted)
+        #expect(tooLarge?.message.contains("exceeds") == true)
+        let garbage = await #expect(throws: RPCError.self) {
+            _ = try await Self.call(c.addr(0)) { try await $0.propose(.with { $0.data = Data([0xFF, 0x01, 0x02]) }) }
+        }
+        #expect(garbage?.code == .invalidArgument)
+        #expect(Self.keys(await Self.status(c.addr(0), store: true)).isEmpty)
     }
 }

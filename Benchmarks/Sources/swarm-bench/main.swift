@@ -1,0 +1,11 @@
+import ArgumentParser
+
+/// Benchmark harnesses for swift-swarm. Each prints a table of its figures.
+@main
+struct SwarmBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "swarm-bench",
+        abstract: "swift-swarm benchmarks",
+        subcommands: [StoreBench.self, RaftBench.self]
+    )
+}
