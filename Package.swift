@@ -8,6 +8,7 @@ let package = Package(
         .library(name: "SwarmAPI", targets: ["SwarmAPI"]),
         .library(name: "SwarmStore", targets: ["SwarmStore"]),
         .library(name: "SwarmRaft", targets: ["SwarmRaft"]),
+        .library(name: "SwarmRaftNode", targets: ["SwarmRaftNode"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),

@@ -19,6 +19,8 @@ let package = Package(
             dependencies: [
                 .product(name: "SwarmStore", package: "swift-swarm"),
                 .product(name: "SwarmAPI", package: "swift-swarm"),
+                .product(name: "SwarmRaft", package: "swift-swarm"),
+                .product(name: "SwarmRaftNode", package: "swift-swarm"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),

@@ -9,6 +9,9 @@ struct LoopState: @unchecked Sendable {
     let storage: RaftStorage
     var members: [RaftID: String]
     var lastSnapshot: UInt64
+    var snapshotInProgress = false
+    /// Proposals applied in the current Ready, answered once its status is published.
+    var completed: [(CheckedContinuation<UInt64, any Error>, Result<UInt64, any Error>)] = []
     /// Index -> (term, deadline, continuation) of proposals waiting to be applied.
     var waiters: [UInt64: (term: UInt64, deadline: ContinuousClock.Instant, reply: CheckedContinuation<UInt64, any Error>)] = [:]
 }
@@ -26,13 +29,25 @@ extension RaftNode {
         while !isStopped {
             let inputs = await inbox.drain()
             if inputs.isEmpty && isStopped { break }
-            for input in inputs { handle(input, &s) }
+            // Consecutive proposals become one batch: one append, one broadcast.
+            var batch: [([UInt8], CheckedContinuation<UInt64, any Error>)] = []
+            for input in inputs {
+                if case .propose(let data, let reply) = input {
+                    batch.append((data, reply))
+                    continue
+                }
+                proposeBatch(&batch, &s)
+                handle(input, &s)
+            }
+            proposeBatch(&batch, &s)
             do {
                 while s.core.hasReady { try handleReady(&s) }
             } catch {
                 logger.critical("raft storage failed, stopping: \(error)")
                 for (_, w) in s.waiters { w.reply.resume(throwing: RaftNodeError.storage("\(error)")) }
+                for (reply, _) in s.completed { reply.resume(throwing: RaftNodeError.storage("\(error)")) }
                 s.waiters = [:]
+                s.completed = []
                 stop()
                 break
             }
@@ -50,12 +65,8 @@ extension RaftNode {
             expireWaiters(&s)
             promoteCaughtUpLearners(&s)
         case .propose(let data, let reply):
-            do {
-                let (index, term) = try s.core.propose(data)
-                s.waiters[index] = (term, .now + config.proposalTimeout, reply)
-            } catch {
-                reply.resume(throwing: mapped(error, s))
-            }
+            var one = [(data, reply)]
+            proposeBatch(&one, &s)
         case .confChange(let change, let reply):
             do {
                 let (index, term) = try s.core.proposeConfChange(change)
@@ -73,6 +84,34 @@ extension RaftNode {
             s.core.reportSnapshot(to: peer, success: ok)
         case .unreachable(let peer):
             s.core.reportUnreachable(peer)
+        case .snapshotTaken(let snap, let compactTo):
+            s.snapshotInProgress = false
+            do {
+                try s.core.compact(snapshot: snap, compactTo: compactTo)
+                try s.storage.saveSnapshot(snap, compactTo: compactTo)
+                s.lastSnapshot = snap.metadata.index
+                logger.info("snapshot at index \(snap.metadata.index), log compacted to \(compactTo)")
+            } catch {
+                logger.error("could not record the snapshot at \(snap.metadata.index): \(error)")
+            }
+        case .snapshotFailed(let why):
+            s.snapshotInProgress = false
+            logger.error("snapshot failed: \(why)")
+        }
+    }
+
+    private func proposeBatch(_ batch: inout [([UInt8], CheckedContinuation<UInt64, any Error>)], _ s: inout LoopState) {
+        guard !batch.isEmpty else { return }
+        defer { batch.removeAll(keepingCapacity: true) }
+        do {
+            let (first, term) = try s.core.propose(batch: batch.map(\.0))
+            let deadline = ContinuousClock.now + config.proposalTimeout
+            for (k, item) in batch.enumerated() {
+                s.waiters[first + UInt64(k)] = (term, deadline, item.1)
+            }
+        } catch {
+            let e = mapped(error, s)
+            for item in batch { item.1.resume(throwing: e) }
         }
     }
 
@@ -130,6 +169,8 @@ extension RaftNode {
             st.learners = core.confState.learners
             st.members = members
         }
+        for (reply, result) in s.completed { reply.resume(with: result) }
+        s.completed.removeAll(keepingCapacity: true)
         if rd.softState != nil {
             logger.info("raft: \(String(id, radix: 16)) is \(core.role) at term \(core.term), leader \(String(core.leader, radix: 16))")
         }
@@ -166,11 +207,7 @@ extension RaftNode {
             store.advanceVersion(to: entry.index)
         }
         if let w = s.waiters.removeValue(forKey: entry.index) {
-            if w.term != entry.term {
-                w.reply.resume(throwing: RaftNodeError.lostLeadership)
-            } else {
-                w.reply.resume(with: result)
-            }
+            s.completed.append((w.reply, w.term == entry.term ? result : .failure(RaftNodeError.lostLeadership)))
         }
     }
 
@@ -179,24 +216,35 @@ extension RaftNode {
         peers.retain(Set(s.members.keys))
     }
 
-    func snapshotData(_ s: LoopState) throws -> [UInt8] {
+    static func snapshotData(members: [RaftID: String], store view: ReadTx) throws -> [UInt8] {
         var data = SwarmRaftSnapshotData()
-        data.members = s.members.keys.sorted().map { k in SwarmRaftMember.with { $0.raftID = k; $0.addr = s.members[k]! } }
-        data.store = Data(try store.serializedSnapshot())
+        data.members = members.keys.sorted().map { k in SwarmRaftMember.with { $0.raftID = k; $0.addr = members[k]! } }
+        data.store = Data(try MemoryStore.snapshot(of: view).serializedBytes() as [UInt8])
         return try data.serializedBytes()
     }
 
+    /// Every `snapshotInterval` applied entries, serializes the store off the loop (the
+    /// read view is an O(1) snapshot) and hands the result back to the loop, so a large
+    /// store does not stall commits.
     private func maybeSnapshot(_ s: inout LoopState) throws {
         let applied = s.core.appliedIndex
-        guard applied >= s.lastSnapshot + config.snapshotInterval, store.version == applied else { return }
-        guard let term = s.core.term(at: applied) else { return }
-        let snap = Snapshot(metadata: SnapshotMetadata(index: applied, term: term, confState: s.core.confState),
-                            data: try snapshotData(s))
+        guard !s.snapshotInProgress, applied >= s.lastSnapshot + config.snapshotInterval else { return }
+        let view = store.view()
+        guard view.version == applied, let term = s.core.term(at: applied) else { return }
+        s.snapshotInProgress = true
+        let conf = s.core.confState
+        let members = s.members
         let compactTo = applied > config.logEntriesForSlowFollowers ? applied - config.logEntriesForSlowFollowers : 0
-        try s.core.compact(snapshot: snap, compactTo: compactTo)
-        try s.storage.saveSnapshot(snap, compactTo: compactTo)
-        s.lastSnapshot = applied
-        logger.info("snapshot at index \(applied), log compacted to \(compactTo)")
+        let inbox = self.inbox
+        Task.detached {
+            do {
+                let data = try Self.snapshotData(members: members, store: view)
+                let snap = Snapshot(metadata: SnapshotMetadata(index: applied, term: term, confState: conf), data: data)
+                inbox.push(.snapshotTaken(snap, compactTo: compactTo))
+            } catch {
+                inbox.push(.snapshotFailed("\(error)"))
+            }
+        }
     }
 
     /// Rebuilds the state at the commit index into a snapshot whose only voter is this

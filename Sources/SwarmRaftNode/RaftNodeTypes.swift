@@ -78,6 +78,9 @@ enum NodeInput: Sendable {
     case confChange(ConfChange, CheckedContinuation<UInt64, any Error>)
     case transfer(RaftID)
     case snapshotReport(RaftID, Bool)
+    /// A snapshot serialized off the loop, ready to be recorded and the log compacted.
+    case snapshotTaken(Snapshot, compactTo: UInt64)
+    case snapshotFailed(String)
     case unreachable(RaftID)
 }
 

@@ -180,8 +180,11 @@ public final class MemoryStore: Sendable {
     // MARK: Snapshots
 
     /// The whole store as a message.
-    public func snapshot() -> SwarmStoreSnapshot {
-        let s = view().state
+    public func snapshot() -> SwarmStoreSnapshot { Self.snapshot(of: view()) }
+
+    /// A read view as a snapshot message; safe to call from any thread while writes go on.
+    public static func snapshot(of view: ReadTx) -> SwarmStoreSnapshot {
+        let s = view.state
         var snap = SwarmStoreSnapshot()
         snap.nodes = s.nodes.all.sorted { $0.id < $1.id }
         snap.services = s.services.all.sorted { $0.id < $1.id }

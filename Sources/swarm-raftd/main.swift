@@ -8,7 +8,8 @@ import SwarmRaftNode
 /// Used by the multi-process tests and the Raft benchmarks until `swarmd` embeds it.
 ///
 ///     swarm-raftd --state-dir DIR --listen 127.0.0.1:4242 [--join ADDR] [--force-new-cluster]
-///                 [--tick-ms 100] [--election-tick 10] [--snapshot-interval 10000]
+///                 [--tick-ms 100] [--election-tick 10] [--heartbeat-tick 1]
+///                 [--snapshot-interval 10000] [--keep-entries 500]
 var options: [String: String] = [:]
 var flags: Set<String> = []
 var args = CommandLine.arguments.dropFirst().makeIterator()
@@ -28,6 +29,7 @@ LoggingSystem.bootstrap { label in
 var config = RaftNodeConfig(stateDir: stateDir, advertiseAddr: options["--advertise"] ?? listen)
 if let t = options["--tick-ms"].flatMap(Int.init) { config.tickInterval = .milliseconds(t) }
 if let e = options["--election-tick"].flatMap(Int.init) { config.electionTick = e }
+if let h = options["--heartbeat-tick"].flatMap(Int.init) { config.heartbeatTick = h }
 if let s = options["--snapshot-interval"].flatMap(UInt64.init) { config.snapshotInterval = s }
 if let k = options["--keep-entries"].flatMap(UInt64.init) { config.logEntriesForSlowFollowers = k }
 

@@ -46,6 +46,15 @@ struct StoreBench: AsyncParsableCommand {
             }
         }
         let rssAfter = residentBytes()
+        let direct = MemoryStore()
+        let directTime = try await clock.measure {
+            for start in stride(from: 0, to: tasks, by: 200) {
+                try await direct.update { tx in
+                    for k in start..<min(start + 200, tasks) { try tx.create(Self.makeTask(k)) }
+                }
+            }
+        }
+        rows.append(["creates in transactions of 200", rate(tasks, seconds(directTime)), ""])
         rows.append(["batched creates (200/tx)", rate(tasks, seconds(loadTime)), ""])
         rows.append(["memory for \(tasks) tasks", String(format: "%.1f MiB", Double(rssAfter - rssBefore) / 1_048_576),
                      String(format: "%.0f B/task", Double(rssAfter - rssBefore) / Double(tasks))])

@@ -1,0 +1,84 @@
+import Foundation
+import SwarmAPI
+import SwarmRaft
+@testable import SwarmRaftNode
+import SwarmStore
+import Testing
+
+/// A single manager is a one-member Raft cluster: store writes go through the log, are
+/// fsynced and applied, and survive a restart.
+@Suite struct RaftNodeTests {
+    static func config() -> RaftNodeConfig {
+        var c = RaftNodeConfig(stateDir: NSTemporaryDirectory() + "swarm-node-\(UUID().uuidString)",
+                               advertiseAddr: "127.0.0.1:1")
+        c.tickInterval = .milliseconds(10)
+        return c
+    }
+
+    static func service(_ id: String, _ name: String) -> SwarmService {
+        var s = SwarmService()
+        s.id = id
+        s.spec.annotations.name = name
+        return s
+    }
+
+    static func waitForLeadership(_ node: RaftNode) async throws {
+        for await isLeader in node.leadershipChanges() where isLeader { return }
+        Issue.record("leadership stream ended")
+    }
+
+    @Test func storeWritesGoThroughTheLogAndSurviveRestart() async throws {
+        let config = Self.config()
+        do {
+            let node = try RaftNode(config: config)
+            node.start()
+            try await Self.waitForLeadership(node)
+            try await node.store.update { try $0.create(Self.service("s1", "web")) }
+            let index = node.store.view().get(SwarmService.self, id: "s1")?.meta.version ?? 0
+            #expect(index > 1, "the version is the Raft index of the entry")
+            #expect(node.status.applied >= index)
+            node.stop()
+        }
+        let restarted = try RaftNode(config: config)
+        #expect(restarted.store.view().get(SwarmService.self, id: "s1") == nil,
+                "nothing is applied before the loop starts")
+        restarted.start()
+        try await Self.waitForLeadership(restarted)
+        #expect(restarted.store.view().get(SwarmService.self, id: "s1")?.spec.annotations.name == "web")
+        restarted.stop()
+    }
+
+    @Test func conflictingConcurrentUpdatesFailCleanly() async throws {
+        let node = try RaftNode(config: Self.config())
+        node.start()
+        try await Self.waitForLeadership(node)
+        try await node.store.update { try $0.create(Self.service("s1", "web")) }
+        let read = try #require(node.store.view().get(SwarmService.self, id: "s1"))
+        var a = read
+        a.spec.annotations.labels["by"] = "a"
+        var b = read
+        b.spec.annotations.labels["by"] = "b"
+        let store = node.store
+        let ta = Task { try await store.update { try $0.update(a) } }
+        let tb = Task { try await store.update { try $0.update(b) } }
+        let results = [await ta.result, await tb.result]
+        #expect(results.filter { (try? $0.get()) != nil }.count == 1, "exactly one update wins")
+        let failure = results.compactMap { r -> (any Error)? in
+            if case .failure(let e) = r { return e } else { return nil }
+        }.first
+        #expect(failure as? StoreError == .sequenceConflict(.services, id: "s1", expected: read.meta.version,
+                                                             actual: node.store.view().get(SwarmService.self, id: "s1")!.meta.version))
+        node.stop()
+    }
+
+    @Test func proposalsOnAStoppedNodeFail() async throws {
+        let node = try RaftNode(config: Self.config())
+        node.start()
+        try await Self.waitForLeadership(node)
+        node.stop()
+        await #expect(throws: RaftNodeError.stopped) {
+            try await node.store.update { try $0.create(Self.service("s2", "late")) }
+        }
+    }
+}
+
