@@ -27,6 +27,9 @@ struct RaftBench: AsyncParsableCommand {
     @Option(help: "Failover trials (SIGKILL of the leader); needs 3 managers")
     var failoverTrials = 0
 
+    @Option(help: "create: every proposal adds a new object (the store grows, and so do snapshots); update: every client rewrites its own object (a steady-state store, like task status updates)")
+    var workload = "update"
+
     @Flag(help: "Propose inside the leader's process (as the manager's own components do) instead of through the gRPC Propose API from this process")
     var inProcess = false
 
@@ -49,18 +52,19 @@ struct RaftBench: AsyncParsableCommand {
                 tag += 1
                 let r: LoadResult
                 if let embedded {
-                    r = await Self.loadInProcess(node: embedded, concurrency: c, payload: size, seconds: duration, tag: "r\(tag)")
+                    r = await Self.loadInProcess(node: embedded, concurrency: c, payload: size, seconds: duration,
+                                                 tag: "r\(tag)", update: workload == "update")
                 } else {
                     guard let leader = await cluster.leaderIndex() else { throw ValidationError("no leader") }
                     r = try await Self.load(addr: cluster.addr(leader), concurrency: c, payload: size,
-                                            seconds: duration, tag: "r\(tag)")
+                                            seconds: duration, tag: "r\(tag)", update: workload == "update")
                 }
                 rows.append(["\(managers)", "\(size) B", "\(c)", rate(r.ok, r.elapsed),
                              ms(r.latency.percentile(50)), ms(r.latency.percentile(99)), "\(r.errors)"])
                 print("  \(managers) managers, \(size) B, concurrency \(c): \(rate(r.ok, r.elapsed))")
             }
         }
-        print("raft benchmark: \(managers) manager(s) on loopback, fsync on, \(duration) s per row, "
+        print("raft benchmark: \(managers) manager(s) on loopback, fsync on, \(duration) s per row, \(workload) workload, "
               + (inProcess ? "proposals made inside the leader" : "proposals through the gRPC Propose API"))
         printTable(["managers", "payload", "concurrency", "proposals/s", "p50", "p99", "errors"], rows)
 
@@ -83,7 +87,8 @@ struct RaftBench: AsyncParsableCommand {
         var elapsed = 0.0
     }
 
-    static func loadInProcess(node: RaftNode, concurrency: Int, payload: Int, seconds limit: Double, tag: String) async -> LoadResult {
+    static func loadInProcess(node: RaftNode, concurrency: Int, payload: Int, seconds limit: Double, tag: String,
+                              update: Bool) async -> LoadResult {
         let body = Data(repeating: 0x61, count: payload)
         let start = ContinuousClock.now
         let deadline = start + .milliseconds(Int(limit * 1000))
@@ -93,20 +98,14 @@ struct RaftBench: AsyncParsableCommand {
                 group.addTask {
                     var r = LoadResult()
                     var n = 0
+                    var version: UInt64 = 0
                     while ContinuousClock.now < deadline {
                         n += 1
-                        var config = SwarmConfig()
-                        config.id = "\(tag)-\(w)-\(n)"
-                        config.annotations.name = config.id
-                        config.data = body
-                        var action = SwarmStoreAction()
-                        action.kind = .create
-                        action.target = .config(config)
-                        var tx = SwarmInternalRaftRequest()
-                        tx.actions = [action]
+                        let id = update ? "\(tag)-\(w)" : "\(tag)-\(w)-\(n)"
+                        let tx = BenchCluster.configTx(id: id, body: body, version: update && n > 1 ? version : nil)
                         let t0 = ContinuousClock.now
                         do {
-                            _ = try await node.propose(tx)
+                            version = try await node.propose(tx)
                             r.latency.add(ContinuousClock.now - t0)
                             r.ok += 1
                         } catch {
@@ -126,7 +125,8 @@ struct RaftBench: AsyncParsableCommand {
         return total
     }
 
-    static func load(addr: String, concurrency: Int, payload: Int, seconds limit: Double, tag: String) async throws -> LoadResult {
+    static func load(addr: String, concurrency: Int, payload: Int, seconds limit: Double, tag: String,
+                     update: Bool) async throws -> LoadResult {
         let connections = max(1, concurrency / 32)
         let clients = try (0..<connections).map { _ in try BenchCluster.client(addr) }
         let body = Data(repeating: 0x61, count: payload)
@@ -140,12 +140,15 @@ struct RaftBench: AsyncParsableCommand {
                 workers.append(Task {
                     var r = LoadResult()
                     var n = 0
+                    var version: UInt64 = 0
                     while ContinuousClock.now < deadline {
                         n += 1
-                        let data = BenchCluster.createConfig(id: "\(tag)-\(w)-\(n)", body: body)
+                        let id = update ? "\(tag)-\(w)" : "\(tag)-\(w)-\(n)"
+                        let tx = BenchCluster.configTx(id: id, body: body, version: update && n > 1 ? version : nil)
+                        let data = (try? Data(tx.serializedBytes() as [UInt8])) ?? Data()
                         let t0 = ContinuousClock.now
                         do {
-                            _ = try await raft.propose(.with { $0.data = data })
+                            version = try await raft.propose(.with { $0.data = data }).index
                             r.latency.add(ContinuousClock.now - t0)
                             r.ok += 1
                         } catch {
@@ -224,17 +227,26 @@ final class BenchCluster {
         }
     }
 
-    static func createConfig(id: String, body: Data) -> Data {
+    /// A transaction that creates the config `id`, or updates it from `version`.
+    static func configTx(id: String, body: Data, version: UInt64?) -> SwarmInternalRaftRequest {
         var config = SwarmConfig()
         config.id = id
         config.annotations.name = id
         config.data = body
         var action = SwarmStoreAction()
         action.kind = .create
+        if let version {
+            config.meta.version = version
+            action.kind = .update
+        }
         action.target = .config(config)
         var tx = SwarmInternalRaftRequest()
         tx.actions = [action]
-        return (try? Data(tx.serializedBytes() as [UInt8])) ?? Data()
+        return tx
+    }
+
+    static func createConfig(id: String, body: Data) -> Data {
+        (try? Data(configTx(id: id, body: body, version: nil).serializedBytes() as [UInt8])) ?? Data()
     }
 
     func status(_ k: Int) async -> SwarmStatusResponse? {
