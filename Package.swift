@@ -9,6 +9,9 @@ let package = Package(
         .library(name: "SwarmStore", targets: ["SwarmStore"]),
         .library(name: "SwarmRaft", targets: ["SwarmRaft"]),
         .library(name: "SwarmRaftNode", targets: ["SwarmRaftNode"]),
+        .library(name: "SwarmPluginKit", targets: ["SwarmPluginKit"]),
+        // Plugins: each a shared library the host loads by name at start-up.
+        .library(name: "swarm-spread", type: .dynamic, targets: ["SwarmSpreadPlugin"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
@@ -49,6 +52,13 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The plugin ABI: include/swarm_plugin.h is all that plugins and the host share.
+        .target(name: "SwarmPluginABI"),
+        // Loads plugin files, checks the ABI, and registers filters, strategies, executors by name.
+        .target(name: "SwarmPluginHost", dependencies: ["SwarmPluginABI"]),
+        // The Swift SDK for plugin authors.
+        .target(name: "SwarmPluginKit", dependencies: ["SwarmPluginABI"]),
+        .target(name: "SwarmSpreadPlugin", dependencies: ["SwarmPluginKit"], path: "Plugins/spread"),
         // Seeded cluster simulator and linearizability checker used by the tests.
         .target(name: "SwarmTesting", dependencies: ["SwarmRaft"]),
         .executableTarget(name: "swarm-sim", dependencies: ["SwarmRaft", "SwarmTesting"]),
@@ -64,6 +74,7 @@ let package = Package(
         .testTarget(name: "SwarmRaftTests", dependencies: ["SwarmRaft", "SwarmTesting"]),
         .testTarget(name: "SwarmStoreTests", dependencies: ["SwarmStore", "SwarmAPI"]),
         .testTarget(name: "SwarmRaftNodeTests", dependencies: ["SwarmRaftNode", "SwarmRaft"]),
+        .testTarget(name: "SwarmPluginHostTests", dependencies: ["SwarmPluginHost", "SwarmPluginABI"]),
     ],
     swiftLanguageModes: [.v6]
 )

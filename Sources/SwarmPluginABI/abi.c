@@ -1,0 +1,1 @@
+// The C target exists to carry include/swarm_plugin.h.

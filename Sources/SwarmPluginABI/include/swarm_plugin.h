@@ -1,0 +1,215 @@
+/*
+ * swarm_plugin.h — the only interface shared by swift-swarm and its plugins.
+ *
+ * A plugin is a shared library that exports one symbol, SWARM_PLUGIN_ENTRY
+ * ("swarm_plugin_init_v1"), of type swarm_plugin_init_v1_fn. The host calls it once, with
+ * a host table; the plugin fills in its swarm_plugin_info and registers filters,
+ * strategies and executors by name through the table. Registrations take effect only if
+ * the entry point returns SWARM_OK and the plugin's ABI major version equals the host's.
+ *
+ * Rules
+ *  - Only the C types below cross the boundary. Strings are (pointer, length) views and
+ *    are not NUL-terminated unless stated. Views passed to a callback are valid only for
+ *    the duration of that call.
+ *  - Versioning: every struct begins with struct_size. Structs and tables only grow, by
+ *    appending fields (minor version); a reader checks struct_size before touching a
+ *    field added later. A different major version is refused.
+ *  - Errors: functions return swarm_status. Error text returned by a plugin is owned by
+ *    the plugin and released through the matching free function; nothing unwinds across
+ *    the boundary.
+ *  - Threads: filter and strategy callbacks may be called from several threads at once,
+ *    but never concurrently with the plugin's init. Executor callbacks for one task are
+ *    never called concurrently; callbacks for different tasks may be.
+ *  - Plugins are never unloaded.
+ */
+#ifndef SWARM_PLUGIN_H
+#define SWARM_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SWARM_PLUGIN_ABI_MAJOR 1
+#define SWARM_PLUGIN_ABI_MINOR 0
+#define SWARM_PLUGIN_ENTRY "swarm_plugin_init_v1"
+
+typedef int32_t swarm_status;
+#define SWARM_OK 0
+#define SWARM_ERR_FAILED 1
+#define SWARM_ERR_INVALID 2
+#define SWARM_ERR_DUPLICATE 3
+#define SWARM_ERR_VERSION 4
+
+/* A string view: `len` bytes of UTF-8 at `data` (not NUL-terminated). */
+typedef struct swarm_str {
+    const char *data;
+    size_t len;
+} swarm_str;
+
+typedef struct swarm_label {
+    swarm_str key;
+    swarm_str value;
+} swarm_label;
+
+/* A generic resource: a discrete count (`named` empty) or one named unit. */
+typedef struct swarm_generic_resource {
+    swarm_str kind;
+    int64_t value;
+    swarm_str named;
+} swarm_generic_resource;
+
+/* One GPU of a node, with what is still free of it (1000 milli = the whole GPU). */
+typedef struct swarm_gpu_view {
+    size_t struct_size;
+    swarm_str uuid;
+    uint32_t index;
+    swarm_str model;
+    uint64_t memory_mib;
+    swarm_str topology_group;
+    uint32_t free_milli;
+} swarm_gpu_view;
+
+#define SWARM_NODE_ROLE_WORKER 0
+#define SWARM_NODE_ROLE_MANAGER 1
+
+/* What a placement plugin sees of a node. The host keeps these up to date. */
+typedef struct swarm_node_view {
+    size_t struct_size;
+    swarm_str id;
+    swarm_str hostname;
+    swarm_str os;
+    swarm_str arch;
+    int32_t role;
+    int64_t nano_cpus_total;
+    int64_t nano_cpus_free;
+    int64_t memory_bytes_total;
+    int64_t memory_bytes_free;
+    const swarm_label *labels;
+    size_t labels_count;
+    const swarm_label *engine_labels;
+    size_t engine_labels_count;
+    const swarm_generic_resource *generic_free;
+    size_t generic_free_count;
+    const swarm_gpu_view *gpus;
+    size_t gpus_count;
+    /* Tasks on the node, in total and of the service being placed. */
+    uint32_t tasks_total;
+    uint32_t tasks_of_service;
+    /* Recent failures of the service being placed on this node. */
+    uint32_t recent_failures_of_service;
+} swarm_node_view;
+
+/* What a placement plugin sees of the task being placed. */
+typedef struct swarm_task_view {
+    size_t struct_size;
+    swarm_str id;
+    swarm_str service_id;
+    swarm_str service_name;
+    uint64_t slot;
+    int64_t reserved_nano_cpus;
+    int64_t reserved_memory_bytes;
+    const swarm_generic_resource *generic;
+    size_t generic_count;
+    uint32_t gpu_count;
+    uint32_t gpu_milli;
+    uint64_t gpu_min_memory_mib;
+    const swarm_str *gpu_models;
+    size_t gpu_models_count;
+    swarm_str runtime;
+} swarm_task_view;
+
+/* A filter: which nodes a task may go to. */
+typedef struct swarm_filter_v1 {
+    size_t struct_size;
+    void *ctx;
+    /* 1 if `task` may run on `node`, 0 if not. */
+    int32_t (*check)(void *ctx, const swarm_task_view *task, const swarm_node_view *node);
+    /* A NUL-terminated explanation for `rejected` nodes, owned by the plugin and valid
+     * until the next call of explain on the same thread. May be NULL. */
+    const char *(*explain)(void *ctx, uint32_t rejected);
+} swarm_filter_v1;
+
+/* A strategy: ranks the nodes that passed the filters. */
+typedef struct swarm_strategy_v1 {
+    size_t struct_size;
+    void *ctx;
+    /* Higher is better. NaN or an infinite value means "do not use this node". */
+    double (*score)(void *ctx, const swarm_task_view *task, const swarm_node_view *node);
+} swarm_strategy_v1;
+
+/* What an executor receives to run a task: a C view plus the task's protobuf bytes. */
+typedef struct swarm_exec_task {
+    size_t struct_size;
+    swarm_str task_id;
+    swarm_str service_id;
+    /* Directory for the task's logs and scratch files, created by the host. */
+    swarm_str work_dir;
+    /* swarm.v1.Task, serialized. */
+    const uint8_t *task_proto;
+    size_t task_proto_len;
+} swarm_exec_task;
+
+typedef struct swarm_exec_status {
+    size_t struct_size;
+    /* 1 once the task's process (or container) has exited. */
+    int32_t exited;
+    int32_t exit_code;
+    int32_t pid;
+} swarm_exec_status;
+
+/* An executor. Each call returns SWARM_OK, or an error with *error set to a NUL-terminated
+ * message that the host releases with free_error. */
+typedef struct swarm_executor_v1 {
+    size_t struct_size;
+    void *ctx;
+    swarm_status (*prepare)(void *ctx, const swarm_exec_task *task, char **error);
+    swarm_status (*start)(void *ctx, const swarm_exec_task *task, char **error);
+    /* Reports the current state without blocking. */
+    swarm_status (*status)(void *ctx, swarm_str task_id, swarm_exec_status *out, char **error);
+    /* Asks the task to stop, then forces it after grace_ns nanoseconds. */
+    swarm_status (*shutdown)(void *ctx, swarm_str task_id, int64_t grace_ns, char **error);
+    swarm_status (*terminate)(void *ctx, swarm_str task_id, char **error);
+    swarm_status (*remove)(void *ctx, swarm_str task_id, char **error);
+    void (*free_error)(void *ctx, char *error);
+} swarm_executor_v1;
+
+/* What a plugin says about itself. */
+typedef struct swarm_plugin_info {
+    size_t struct_size;
+    /* Set by the plugin to the SWARM_PLUGIN_ABI_* it was built against. */
+    uint32_t abi_major;
+    uint32_t abi_minor;
+    /* NUL-terminated, static. */
+    const char *name;
+    const char *version;
+} swarm_plugin_info;
+
+#define SWARM_LOG_DEBUG 0
+#define SWARM_LOG_INFO 1
+#define SWARM_LOG_WARNING 2
+#define SWARM_LOG_ERROR 3
+
+/* The table the host passes to the entry point. Names are NUL-terminated; the host copies
+ * them and the vtables. */
+typedef struct swarm_host_v1 {
+    size_t struct_size;
+    uint32_t abi_major;
+    uint32_t abi_minor;
+    void *host_ctx;
+    swarm_status (*register_filter)(void *host_ctx, const char *name, const swarm_filter_v1 *filter);
+    swarm_status (*register_strategy)(void *host_ctx, const char *name, const swarm_strategy_v1 *strategy);
+    swarm_status (*register_executor)(void *host_ctx, const char *name, const swarm_executor_v1 *executor);
+    void (*log)(void *host_ctx, int32_t level, const char *message);
+} swarm_host_v1;
+
+/* The entry point. On failure the plugin may set *error to a static NUL-terminated message. */
+typedef swarm_status (*swarm_plugin_init_v1_fn)(const swarm_host_v1 *host, swarm_plugin_info *info, const char **error);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SWARM_PLUGIN_H */

@@ -1,0 +1,260 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SwarmPluginABI
+import Synchronization
+
+/// What a plugin registers.
+public enum PluginKind: String, Sendable, CaseIterable {
+    case filter, strategy, executor
+}
+
+/// One registered name, for `swarmctl plugin ls` and the node description.
+public struct PluginRecord: Sendable, Equatable {
+    public var name: String
+    public var kind: PluginKind
+    /// The plugin (library) that registered it, and its version.
+    public var plugin: String
+    public var version: String
+    public var abiMajor: UInt32
+    public var abiMinor: UInt32
+    public var file: String
+}
+
+/// Why a plugin file was refused. The message always names the file.
+public struct PluginLoadError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var file: String
+    public var reason: String
+
+    public var description: String { "plugin \(file): \(reason)" }
+}
+
+/// A registered strategy: the plugin's vtable, called without copying anything.
+public struct LoadedStrategy: @unchecked Sendable {
+    public let record: PluginRecord
+    let ctx: UnsafeMutableRawPointer?
+    let scoreFn: @convention(c) (UnsafeMutableRawPointer?, UnsafePointer<swarm_task_view>?, UnsafePointer<swarm_node_view>?) -> Double
+
+    init(record: PluginRecord, vtable: swarm_strategy_v1) {
+        self.record = record
+        ctx = vtable.ctx
+        scoreFn = vtable.score!  // checked when registered
+    }
+
+    /// The plugin's score; non-finite values mean "skip this node".
+    public func score(_ task: UnsafePointer<swarm_task_view>, _ node: UnsafePointer<swarm_node_view>) -> Double {
+        scoreFn(ctx, task, node)
+    }
+}
+
+public struct LoadedFilter: @unchecked Sendable {
+    public let record: PluginRecord
+    let vtable: swarm_filter_v1
+
+    public func check(_ task: UnsafePointer<swarm_task_view>, _ node: UnsafePointer<swarm_node_view>) -> Bool {
+        vtable.check!(vtable.ctx, task, node) != 0  // checked when registered
+    }
+
+    /// The plugin's explanation for `rejected` nodes, or a generic one.
+    public func explain(rejected: Int) -> String {
+        if let explain = vtable.explain, let text = explain(vtable.ctx, UInt32(clamping: rejected)) {
+            return String(cString: text)
+        }
+        return "\(rejected) node\(rejected == 1 ? "" : "s") rejected by \(record.name)"
+    }
+}
+
+public struct LoadedExecutor: @unchecked Sendable {
+    public let record: PluginRecord
+    public let vtable: swarm_executor_v1
+}
+
+/// The plugins a node loaded, by kind and name. Loading happens at start-up; afterwards
+/// the registry is only read.
+public final class PluginRegistry: Sendable {
+    struct State {
+        var strategies: [String: LoadedStrategy] = [:]
+        var filters: [String: LoadedFilter] = [:]
+        var executors: [String: LoadedExecutor] = [:]
+        var records: [PluginRecord] = []
+    }
+
+    private let state = Mutex(State())
+
+    public init() {}
+
+    public var records: [PluginRecord] { state.withLock { $0.records } }
+    public func strategy(_ name: String) -> LoadedStrategy? { state.withLock { $0.strategies[name] } }
+    public func filter(_ name: String) -> LoadedFilter? { state.withLock { $0.filters[name] } }
+    public func executor(_ name: String) -> LoadedExecutor? { state.withLock { $0.executors[name] } }
+    public func names(_ kind: PluginKind) -> [String] {
+        state.withLock { s in
+            switch kind {
+            case .strategy: return s.strategies.keys.sorted()
+            case .filter: return s.filters.keys.sorted()
+            case .executor: return s.executors.keys.sorted()
+            }
+        }
+    }
+
+    /// Loads every `*.so` in `directory`, in name order. A file that fails is reported and
+    /// skipped; the others are kept.
+    @discardableResult
+    public func loadDirectory(_ directory: String) -> [PluginLoadError] {
+        guard let dir = opendir(directory) else {
+            return [PluginLoadError(file: directory, reason: "cannot open plugin directory: \(String(cString: strerror(errno)))")]
+        }
+        var names: [String] = []
+        while let ent = readdir(dir) {
+            let name = withUnsafePointer(to: ent.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            if name.hasSuffix(".so") { names.append(name) }
+        }
+        closedir(dir)
+        var errors: [PluginLoadError] = []
+        for name in names.sorted() {
+            do {
+                try load(file: directory + "/" + name)
+            } catch {
+                errors.append(error)
+            }
+        }
+        return errors
+    }
+
+    /// Loads one plugin file. Nothing it registered is kept if any step fails.
+    public func load(file: String) throws(PluginLoadError) {
+        func fail(_ reason: String) -> PluginLoadError { PluginLoadError(file: file, reason: reason) }
+        // Plugins are never unloaded, so the handle is deliberately kept open.
+        guard let handle = dlopen(file, RTLD_NOW | RTLD_LOCAL) else {
+            throw fail("cannot load: \(dlerror().map { String(cString: $0) } ?? "unknown error")")
+        }
+        guard let symbol = dlsym(handle, SWARM_PLUGIN_ENTRY) else {
+            throw fail("missing entry symbol \(SWARM_PLUGIN_ENTRY)")
+        }
+        let entry = unsafeBitCast(symbol, to: swarm_plugin_init_v1_fn.self)
+        let staging = Staging()
+        let unmanaged = Unmanaged.passRetained(staging)
+        defer { unmanaged.release() }
+        var host = swarm_host_v1()
+        host.struct_size = MemoryLayout<swarm_host_v1>.size
+        host.abi_major = UInt32(SWARM_PLUGIN_ABI_MAJOR)
+        host.abi_minor = UInt32(SWARM_PLUGIN_ABI_MINOR)
+        host.host_ctx = unmanaged.toOpaque()
+        host.register_filter = { ctx, name, vtable in Staging.from(ctx).add(.filter, name, vtable.map { .filter($0.pointee) }) }
+        host.register_strategy = { ctx, name, vtable in Staging.from(ctx).add(.strategy, name, vtable.map { .strategy($0.pointee) }) }
+        host.register_executor = { ctx, name, vtable in Staging.from(ctx).add(.executor, name, vtable.map { .executor($0.pointee) }) }
+        host.log = { _, level, message in
+            guard let message else { return }
+            let prefix = ["debug", "info", "warning", "error"][Int(max(0, min(3, level)))]
+            let line = "plugin \(prefix): \(String(cString: message))\n"
+            _ = line.withCString { write(2, $0, strlen($0)) }
+        }
+        var info = swarm_plugin_info()
+        info.struct_size = MemoryLayout<swarm_plugin_info>.size
+        var errorText: UnsafePointer<CChar>?
+        let status = entry(&host, &info, &errorText)
+
+        let hostMajor = UInt32(SWARM_PLUGIN_ABI_MAJOR)
+        if info.abi_major != 0 && info.abi_major != hostMajor {
+            throw fail("built for plugin ABI \(info.abi_major).\(info.abi_minor), but this host speaks \(hostMajor).\(SWARM_PLUGIN_ABI_MINOR); rebuild it against this swarm_plugin.h")
+        }
+        if status != SWARM_OK {
+            let why = errorText.map { String(cString: $0) } ?? "status \(status)"
+            throw fail("initialisation failed: \(why)")
+        }
+        if info.abi_major == 0 { throw fail("did not declare its ABI version in swarm_plugin_info") }
+        if let problem = staging.problems.first { throw fail(problem) }
+        let pluginName = info.name.map { String(cString: $0) } ?? file
+        let version = info.version.map { String(cString: $0) } ?? "unknown"
+        try state.withLock { s throws(PluginLoadError) in
+            for item in staging.items {
+                let taken: PluginRecord?
+                switch item.kind {
+                case .strategy: taken = s.strategies[item.name]?.record
+                case .filter: taken = s.filters[item.name]?.record
+                case .executor: taken = s.executors[item.name]?.record
+                }
+                if let taken {
+                    throw fail("duplicate \(item.kind.rawValue) name \"\(item.name)\" (already registered by \(taken.file))")
+                }
+            }
+            for item in staging.items {
+                let record = PluginRecord(name: item.name, kind: item.kind, plugin: pluginName, version: version,
+                                          abiMajor: info.abi_major, abiMinor: info.abi_minor, file: file)
+                switch item.vtable {
+                case .strategy(let v): s.strategies[item.name] = LoadedStrategy(record: record, vtable: v)
+                case .filter(let v): s.filters[item.name] = LoadedFilter(record: record, vtable: v)
+                case .executor(let v): s.executors[item.name] = LoadedExecutor(record: record, vtable: v)
+                }
+                s.records.append(record)
+            }
+        }
+    }
+}
+
+/// Registrations collected during one plugin's init, committed only if it succeeds.
+final class Staging {
+    enum VTable {
+        case strategy(swarm_strategy_v1)
+        case filter(swarm_filter_v1)
+        case executor(swarm_executor_v1)
+    }
+
+    struct Item {
+        var kind: PluginKind
+        var name: String
+        var vtable: VTable
+    }
+
+    var items: [Item] = []
+    var problems: [String] = []
+
+    static func from(_ ctx: UnsafeMutableRawPointer?) -> Staging {
+        Unmanaged<Staging>.fromOpaque(ctx!).takeUnretainedValue()
+    }
+
+    func add(_ kind: PluginKind, _ rawName: UnsafePointer<CChar>?, _ vtable: VTable?) -> swarm_status {
+        guard let rawName, let vtable else {
+            problems.append("registered a \(kind.rawValue) without a name or vtable")
+            return SWARM_ERR_INVALID
+        }
+        let name = String(cString: rawName)
+        let allowed = name.utf8.allSatisfy { c in
+            (c >= 0x61 && c <= 0x7A) || (c >= 0x30 && c <= 0x39) || c == 0x2D || c == 0x5F || c == 0x2E
+        }
+        guard !name.isEmpty, name.utf8.count <= 64, allowed else {
+            problems.append("invalid \(kind.rawValue) name \"\(name)\" (use 1-64 of a-z 0-9 - _ .)")
+            return SWARM_ERR_INVALID
+        }
+        if let problem = Self.validate(vtable) {
+            problems.append("\(kind.rawValue) \"\(name)\": \(problem)")
+            return SWARM_ERR_INVALID
+        }
+        if items.contains(where: { $0.kind == kind && $0.name == name }) {
+            problems.append("duplicate \(kind.rawValue) name \"\(name)\" within the plugin")
+            return SWARM_ERR_DUPLICATE
+        }
+        items.append(Item(kind: kind, name: name, vtable: vtable))
+        return SWARM_OK
+    }
+
+    static func validate(_ vtable: VTable) -> String? {
+        switch vtable {
+        case .strategy(let v):
+            if v.struct_size < MemoryLayout<swarm_strategy_v1>.size { return "vtable struct_size \(v.struct_size) is too small" }
+            if v.score == nil { return "no score function" }
+        case .filter(let v):
+            if v.struct_size < MemoryLayout<swarm_filter_v1>.size { return "vtable struct_size \(v.struct_size) is too small" }
+            if v.check == nil { return "no check function" }
+        case .executor(let v):
+            if v.struct_size < MemoryLayout<swarm_executor_v1>.size { return "vtable struct_size \(v.struct_size) is too small" }
+            if v.prepare == nil || v.start == nil || v.status == nil || v.shutdown == nil || v.terminate == nil
+                || v.remove == nil || v.free_error == nil {
+                return "missing executor functions"
+            }
+        }
+        return nil
+    }
+}
