@@ -59,6 +59,14 @@ let package = Package(
         // The Swift SDK for plugin authors.
         .target(name: "SwarmPluginKit", dependencies: ["SwarmPluginABI"]),
         .target(name: "SwarmSpreadPlugin", dependencies: ["SwarmPluginKit"], path: "Plugins/spread"),
+        // Filters, constraints, node accounting and placement (pure), plus the plugin scorer.
+        .target(
+            name: "SwarmScheduler",
+            dependencies: [
+                "SwarmAPI", "SwarmPluginHost", "SwarmPluginABI",
+                .product(name: "HeapModule", package: "swift-collections"),
+            ]
+        ),
         // Seeded cluster simulator and linearizability checker used by the tests.
         .target(name: "SwarmTesting", dependencies: ["SwarmRaft"]),
         .executableTarget(name: "swarm-sim", dependencies: ["SwarmRaft", "SwarmTesting"]),
@@ -75,6 +83,7 @@ let package = Package(
         .testTarget(name: "SwarmStoreTests", dependencies: ["SwarmStore", "SwarmAPI"]),
         .testTarget(name: "SwarmRaftNodeTests", dependencies: ["SwarmRaftNode", "SwarmRaft"]),
         .testTarget(name: "SwarmPluginHostTests", dependencies: ["SwarmPluginHost", "SwarmPluginABI"]),
+        .testTarget(name: "SwarmSchedulerTests", dependencies: ["SwarmScheduler", "SwarmPluginHost", "SwarmAPI"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,100 @@
+import SwarmAPI
+
+/// What the scheduler tracks about a node: its description, what is still free, and the
+/// tasks on it. Updated incrementally as tasks are assigned and end.
+public struct NodeInfo: Sendable {
+    public var id: String
+    public var hostname: String
+    public var os: String
+    public var arch: String
+    public var role: SwarmNodeSpec.Role
+    public var labels: [String: String]
+    public var engineLabels: [String: String]
+    public var ready: Bool
+    public var availability: SwarmNodeSpec.Availability
+    public var totalNanoCPUs: Int64
+    public var totalMemoryBytes: Int64
+    public var freeNanoCPUs: Int64
+    public var freeMemoryBytes: Int64
+    /// Free units of each generic resource kind.
+    public var genericFree: [String: Int64]
+    /// Executor plugins the node reported.
+    public var executors: Set<String>
+    /// Active tasks on the node, by ID.
+    public private(set) var tasks: [String: SwarmTask] = [:]
+    public private(set) var tasksByService: [String: Int] = [:]
+    public var recentFailures: [String: Int] = [:]
+    public private(set) var usedHostPorts: Set<UInt32> = []
+
+    public init(node: SwarmNode) {
+        id = node.id
+        hostname = node.description_p.hostname
+        os = node.description_p.platform.os
+        arch = node.description_p.platform.architecture
+        role = node.role
+        labels = node.spec.annotations.labels
+        engineLabels = node.description_p.engineLabels
+        ready = node.status.state == .ready
+        availability = node.spec.availability
+        totalNanoCPUs = node.description_p.resources.nanoCpus
+        totalMemoryBytes = node.description_p.resources.memoryBytes
+        freeNanoCPUs = totalNanoCPUs
+        freeMemoryBytes = totalMemoryBytes
+        genericFree = GenericResources.totals(node.description_p.resources.generic)
+        executors = Set(node.description_p.plugins.filter { $0.kind == "executor" }.map(\.name))
+    }
+
+    /// Accounts for a task that runs (or will run) on this node.
+    public mutating func add(_ task: SwarmTask) {
+        guard tasks[task.id] == nil else { return }
+        tasks[task.id] = task
+        tasksByService[task.serviceID, default: 0] += 1
+        let r = task.spec.resources.reservations
+        freeNanoCPUs -= r.nanoCpus
+        freeMemoryBytes -= r.memoryBytes
+        for (kind, n) in GenericResources.totals(r.generic) { genericFree[kind, default: 0] -= n }
+        for p in task.spec.ports where p.publishedPort != 0 { usedHostPorts.insert(p.publishedPort) }
+    }
+
+    /// Returns a task's resources when it ends or leaves the node.
+    public mutating func remove(_ task: SwarmTask) {
+        guard let task = tasks.removeValue(forKey: task.id) else { return }
+        tasksByService[task.serviceID, default: 1] -= 1
+        if tasksByService[task.serviceID] == 0 { tasksByService[task.serviceID] = nil }
+        let r = task.spec.resources.reservations
+        freeNanoCPUs += r.nanoCpus
+        freeMemoryBytes += r.memoryBytes
+        for (kind, n) in GenericResources.totals(r.generic) { genericFree[kind, default: 0] += n }
+        for p in task.spec.ports where p.publishedPort != 0 { usedHostPorts.remove(p.publishedPort) }
+    }
+
+    public var taskCount: Int { tasks.count }
+}
+
+/// What the tasks of one service (and spec version) need from a node.
+public struct TaskRequirements: Sendable {
+    public var serviceID: String
+    public var serviceName: String
+    public var nanoCPUs: Int64
+    public var memoryBytes: Int64
+    public var generic: [String: Int64]
+    public var constraints: [Constraint]
+    /// The executor the tasks need ("process", "docker", ...).
+    public var runtime: String
+    /// 0 means no limit.
+    public var maxReplicasPerNode: UInt64
+    public var hostPorts: [UInt32]
+
+    /// Reads the requirements from a task spec; malformed constraints are an error.
+    public init(serviceID: String, serviceName: String = "", spec: SwarmTaskSpec) throws(PlacementError) {
+        self.serviceID = serviceID
+        self.serviceName = serviceName
+        nanoCPUs = spec.resources.reservations.nanoCpus
+        memoryBytes = spec.resources.reservations.memoryBytes
+        generic = GenericResources.totals(spec.resources.reservations.generic)
+        constraints = try Constraint.parse(all: spec.placement.constraints)
+        runtime = spec.runtimeName.isEmpty ? "process" : spec.runtimeName
+        maxReplicasPerNode = spec.placement.maxReplicas
+        hostPorts = spec.ports.map(\.publishedPort).filter { $0 != 0 }
+    }
+}

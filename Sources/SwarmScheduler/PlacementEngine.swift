@@ -1,0 +1,129 @@
+import HeapModule
+import SwarmAPI
+
+/// Ranks feasible nodes. Higher is better; nil or a non-finite value leaves the node out.
+public protocol Scorer {
+    func score(_ task: TaskRequirements, _ node: NodeInfo) -> Double?
+}
+
+/// The outcome of placing a group of tasks.
+public struct PlacementResult: Sendable {
+    /// Task ID -> node ID, in the order the tasks were given.
+    public var assignments: [(task: String, node: String)] = []
+    /// Task ID -> why it could not be placed.
+    public var unplaced: [String: String] = [:]
+    /// Filter name -> nodes it rejected.
+    public var rejections: [String: Int] = [:]
+}
+
+/// The pure placement core: node state in, assignments out. No clock, no I/O.
+///
+/// Placement of a group (tasks of one service and spec version) filters every node once,
+/// then takes the best node from a heap for each task, re-scoring only the node that just
+/// received a task: O(n) for the first pass and O(log n) per task.
+public struct PlacementEngine: Sendable {
+    public private(set) var nodes: [String: NodeInfo] = [:]
+    public var filters: [PlacementFilter] = PlacementFilter.pipeline
+
+    public init() {}
+
+    /// Adds or refreshes a node, keeping the tasks already accounted on it.
+    public mutating func setNode(_ node: SwarmNode) {
+        var info = NodeInfo(node: node)
+        if let old = nodes[node.id] {
+            for task in old.tasks.values.sorted(by: { $0.id < $1.id }) { info.add(task) }
+            info.recentFailures = old.recentFailures
+        }
+        nodes[node.id] = info
+    }
+
+    public mutating func removeNode(_ id: String) { nodes[id] = nil }
+
+    /// Accounts for a task assigned to a node (on start-up, or by another scheduler pass).
+    public mutating func taskAssigned(_ task: SwarmTask) {
+        guard !task.nodeID.isEmpty else { return }
+        nodes[task.nodeID]?.add(task)
+    }
+
+    /// Returns a task's resources to its node when it ends.
+    public mutating func taskEnded(_ task: SwarmTask, failed: Bool = false) {
+        guard !task.nodeID.isEmpty else { return }
+        nodes[task.nodeID]?.remove(task)
+        if failed { nodes[task.nodeID]?.recentFailures[task.serviceID, default: 0] += 1 }
+    }
+
+    struct Candidate: Comparable {
+        var score: Double
+        var node: String
+        // Higher score first; on ties the lower node ID, so results are deterministic.
+        static func < (a: Candidate, b: Candidate) -> Bool {
+            a.score != b.score ? a.score < b.score : a.node > b.node
+        }
+    }
+
+    /// Places `tasks` (all with `requirements`), updating node state for each assignment.
+    public mutating func place(_ tasks: [SwarmTask], requirements req: TaskRequirements, scorer: some Scorer) -> PlacementResult {
+        var result = PlacementResult()
+        var heap = Heap<Candidate>()
+        for id in nodes.keys.sorted() {
+            let node = nodes[id]!
+            if let failed = filters.first(where: { !$0.passes(req, node) }) {
+                result.rejections[failed.name, default: 0] += 1
+                continue
+            }
+            guard let s = scorer.score(req, node), s.isFinite else {
+                result.rejections["strategy", default: 0] += 1
+                continue
+            }
+            heap.insert(Candidate(score: s, node: id))
+        }
+        var explanation: String?
+        for task in tasks {
+            var placed = false
+            while let best = heap.popMax() {
+                var node = nodes[best.node]!
+                // Earlier tasks of the group may have used up this node.
+                if !filters.allSatisfy({ $0.passes(req, node) }) { continue }
+                var assigned = task
+                assigned.nodeID = best.node
+                node.add(assigned)
+                nodes[best.node] = node
+                result.assignments.append((task.id, best.node))
+                if filters.allSatisfy({ $0.passes(req, node) }), let s = scorer.score(req, node), s.isFinite {
+                    heap.insert(Candidate(score: s, node: best.node))
+                }
+                placed = true
+                break
+            }
+            if !placed {
+                // Every node now refuses this group; explain with the nodes as they are.
+                if explanation == nil {
+                    var now: [String: Int] = [:]
+                    for node in nodes.values {
+                        if let failed = filters.first(where: { !$0.passes(req, node) }) { now[failed.name, default: 0] += 1 }
+                    }
+                    now["strategy"] = result.rejections["strategy"]
+                    explanation = explain(now, req)
+                }
+                result.unplaced[task.id] = explanation
+            }
+        }
+        return result
+    }
+
+    /// "no suitable node (insufficient resources on 2 nodes; 1 node not available)": the
+    /// reasons by how many nodes they cover, most first.
+    public func explain(_ rejections: [String: Int], _ req: TaskRequirements) -> String {
+        var parts: [(count: Int, order: Int, text: String)] = []
+        for (k, f) in filters.enumerated() {
+            if let n = rejections[f.name], n > 0 { parts.append((n, k, f.explanation(req, rejected: n))) }
+        }
+        if let n = rejections["strategy"], n > 0 {
+            parts.append((n, filters.count, "rejected by the strategy on \(PlacementFilter.nodes(n))"))
+        }
+        if nodes.isEmpty { return "no suitable node (no nodes in the cluster)" }
+        parts.sort { $0.count != $1.count ? $0.count > $1.count : $0.order < $1.order }
+        return parts.isEmpty ? "no suitable node" : "no suitable node (\(parts.map(\.text).joined(separator: "; ")))"
+    }
+}
+

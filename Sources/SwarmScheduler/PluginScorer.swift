@@ -1,0 +1,127 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SwarmPluginABI
+import SwarmPluginHost
+
+/// Scores through a strategy plugin, handing it C views of the task and the node.
+///
+/// The strings of a node's view are copied into C memory once per node and reused while
+/// the node's description does not change; the numeric fields are written in place
+/// before each call.
+public final class PluginScorer: Scorer {
+    public let strategy: LoadedStrategy
+    private var views: [String: CNodeView] = [:]
+    private var task = CTaskView()
+
+    public init(_ strategy: LoadedStrategy) { self.strategy = strategy }
+
+    public func score(_ req: TaskRequirements, _ node: NodeInfo) -> Double? {
+        let view: CNodeView
+        if let cached = views[node.id], cached.matches(node) {
+            view = cached
+        } else {
+            view = CNodeView(node)
+            views[node.id] = view
+        }
+        view.update(node, serviceID: req.serviceID)
+        task.update(req)
+        let s = task.withPointer { t in view.withPointer { n in strategy.score(t, n) } }
+        return s.isFinite ? s : nil
+    }
+}
+
+/// C memory for one string, freed with its owner.
+final class CString {
+    let ptr: UnsafeMutablePointer<CChar>
+    let len: Int
+    init(_ s: String) {
+        ptr = strdup(s)
+        len = strlen(ptr)
+    }
+    deinit { free(ptr) }
+    var view: swarm_str { swarm_str(data: ptr, len: len) }
+}
+
+/// A node's C view with the memory its pointers refer to.
+final class CNodeView {
+    private var strings: [CString] = []
+    private var labels: UnsafeMutableBufferPointer<swarm_label>
+    private var engineLabels: UnsafeMutableBufferPointer<swarm_label>
+    private var raw = swarm_node_view()
+    private let key: (String, String, String, String, [String: String], [String: String])
+
+    init(_ node: NodeInfo) {
+        key = (node.id, node.hostname, node.os, node.arch, node.labels, node.engineLabels)
+        labels = .allocate(capacity: max(1, node.labels.count))
+        engineLabels = .allocate(capacity: max(1, node.engineLabels.count))
+        func keep(_ s: String) -> swarm_str {
+            let c = CString(s)
+            strings.append(c)
+            return c.view
+        }
+        for (i, (k, v)) in node.labels.sorted(by: { $0.key < $1.key }).enumerated() {
+            labels[i] = swarm_label(key: keep(k), value: keep(v))
+        }
+        for (i, (k, v)) in node.engineLabels.sorted(by: { $0.key < $1.key }).enumerated() {
+            engineLabels[i] = swarm_label(key: keep(k), value: keep(v))
+        }
+        raw.struct_size = MemoryLayout<swarm_node_view>.size
+        raw.id = keep(node.id)
+        raw.hostname = keep(node.hostname)
+        raw.os = keep(node.os)
+        raw.arch = keep(node.arch)
+        raw.role = node.role == .manager ? SWARM_NODE_ROLE_MANAGER : SWARM_NODE_ROLE_WORKER
+        raw.labels = UnsafePointer(labels.baseAddress)
+        raw.labels_count = node.labels.count
+        raw.engine_labels = UnsafePointer(engineLabels.baseAddress)
+        raw.engine_labels_count = node.engineLabels.count
+    }
+
+    deinit {
+        labels.deallocate()
+        engineLabels.deallocate()
+    }
+
+    func matches(_ node: NodeInfo) -> Bool {
+        key.0 == node.id && key.1 == node.hostname && key.2 == node.os && key.3 == node.arch
+            && key.4 == node.labels && key.5 == node.engineLabels
+    }
+
+    func update(_ node: NodeInfo, serviceID: String) {
+        raw.nano_cpus_total = node.totalNanoCPUs
+        raw.nano_cpus_free = node.freeNanoCPUs
+        raw.memory_bytes_total = node.totalMemoryBytes
+        raw.memory_bytes_free = node.freeMemoryBytes
+        raw.tasks_total = UInt32(clamping: node.taskCount)
+        raw.tasks_of_service = UInt32(clamping: node.tasksByService[serviceID] ?? 0)
+        raw.recent_failures_of_service = UInt32(clamping: node.recentFailures[serviceID] ?? 0)
+    }
+
+    func withPointer<R>(_ body: (UnsafePointer<swarm_node_view>) -> R) -> R {
+        withUnsafePointer(to: &raw, body)
+    }
+}
+
+/// The task's C view, rebuilt only when the service changes.
+struct CTaskView {
+    private var serviceID: CString?
+    private var runtime: CString?
+    private var raw = swarm_task_view()
+
+    mutating func update(_ req: TaskRequirements) {
+        if serviceID.map({ String(cString: $0.ptr) }) != req.serviceID {
+            serviceID = CString(req.serviceID)
+            runtime = CString(req.runtime)
+        }
+        raw.struct_size = MemoryLayout<swarm_task_view>.size
+        raw.service_id = serviceID!.view
+        raw.runtime = runtime!.view
+        raw.reserved_nano_cpus = req.nanoCPUs
+        raw.reserved_memory_bytes = req.memoryBytes
+    }
+
+    mutating func withPointer<R>(_ body: (UnsafePointer<swarm_task_view>) -> R) -> R {
+        withUnsafePointer(to: &raw, body)
+    }
+}
