@@ -67,6 +67,8 @@ let package = Package(
                 .product(name: "HeapModule", package: "swift-collections"),
             ]
         ),
+        // Replicated and global reconciliation, restart policy, task history (pure).
+        .target(name: "SwarmOrchestrator", dependencies: ["SwarmAPI", "SwarmScheduler"]),
         // Seeded cluster simulator and linearizability checker used by the tests.
         .target(name: "SwarmTesting", dependencies: ["SwarmRaft"]),
         .executableTarget(name: "swarm-sim", dependencies: ["SwarmRaft", "SwarmTesting"]),
@@ -83,6 +85,7 @@ let package = Package(
         .testTarget(name: "SwarmStoreTests", dependencies: ["SwarmStore", "SwarmAPI"]),
         .testTarget(name: "SwarmRaftNodeTests", dependencies: ["SwarmRaftNode", "SwarmRaft"]),
         .testTarget(name: "SwarmPluginHostTests", dependencies: ["SwarmPluginHost", "SwarmPluginABI"]),
+        .testTarget(name: "SwarmOrchestratorTests", dependencies: ["SwarmOrchestrator", "SwarmAPI"]),
         .testTarget(name: "SwarmSchedulerTests", dependencies: ["SwarmScheduler", "SwarmPluginHost", "SwarmAPI"]),
     ],
     swiftLanguageModes: [.v6]

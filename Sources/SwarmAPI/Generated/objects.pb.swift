@@ -634,6 +634,12 @@ public nonisolated struct SwarmTask: @unchecked Sendable {
     set {_uniqueStorage()._assignedGpus = newValue}
   }
 
+  /// A restarted task waits (desired state READY) until this Unix time in nanoseconds.
+  public var startAfter: Int64 {
+    get {_storage._startAfter}
+    set {_uniqueStorage()._startAfter = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1463,7 +1469,7 @@ nonisolated extension SwarmAssignedGPU: SwiftProtobuf.Message, SwiftProtobuf._Me
 
 nonisolated extension SwarmTask: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Task"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}meta\0\u{3}service_id\0\u{1}slot\0\u{3}node_id\0\u{1}spec\0\u{3}spec_version\0\u{3}desired_state\0\u{1}status\0\u{3}service_annotations\0\u{3}assigned_generic_resources\0\u{3}assigned_gpus\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}meta\0\u{3}service_id\0\u{1}slot\0\u{3}node_id\0\u{1}spec\0\u{3}spec_version\0\u{3}desired_state\0\u{1}status\0\u{3}service_annotations\0\u{3}assigned_generic_resources\0\u{3}assigned_gpus\0\u{3}start_after\0")
 
   fileprivate class _StorageClass {
     var _id: String = String()
@@ -1478,6 +1484,7 @@ nonisolated extension SwarmTask: SwiftProtobuf.Message, SwiftProtobuf._MessageIm
     var _serviceAnnotations: SwarmAnnotations? = nil
     var _assignedGenericResources: [SwarmGenericResource] = []
     var _assignedGpus: [SwarmAssignedGPU] = []
+    var _startAfter: Int64 = 0
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1500,6 +1507,7 @@ nonisolated extension SwarmTask: SwiftProtobuf.Message, SwiftProtobuf._MessageIm
       _serviceAnnotations = source._serviceAnnotations
       _assignedGenericResources = source._assignedGenericResources
       _assignedGpus = source._assignedGpus
+      _startAfter = source._startAfter
     }
   }
 
@@ -1530,6 +1538,7 @@ nonisolated extension SwarmTask: SwiftProtobuf.Message, SwiftProtobuf._MessageIm
         case 10: try { try decoder.decodeSingularMessageField(value: &_storage._serviceAnnotations) }()
         case 11: try { try decoder.decodeRepeatedMessageField(value: &_storage._assignedGenericResources) }()
         case 12: try { try decoder.decodeRepeatedMessageField(value: &_storage._assignedGpus) }()
+        case 13: try { try decoder.decodeSingularInt64Field(value: &_storage._startAfter) }()
         default: break
         }
       }
@@ -1578,6 +1587,9 @@ nonisolated extension SwarmTask: SwiftProtobuf.Message, SwiftProtobuf._MessageIm
       if !_storage._assignedGpus.isEmpty {
         try visitor.visitRepeatedMessageField(value: _storage._assignedGpus, fieldNumber: 12)
       }
+      if _storage._startAfter != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._startAfter, fieldNumber: 13)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1599,6 +1611,7 @@ nonisolated extension SwarmTask: SwiftProtobuf.Message, SwiftProtobuf._MessageIm
         if _storage._serviceAnnotations != rhs_storage._serviceAnnotations {return false}
         if _storage._assignedGenericResources != rhs_storage._assignedGenericResources {return false}
         if _storage._assignedGpus != rhs_storage._assignedGpus {return false}
+        if _storage._startAfter != rhs_storage._startAfter {return false}
         return true
       }
       if !storagesAreEqual {return false}
