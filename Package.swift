@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "SwarmAPI", targets: ["SwarmAPI"]),
+        .library(name: "SwarmRPC", targets: ["SwarmRPC"]),
         .library(name: "SwarmStore", targets: ["SwarmStore"]),
         .library(name: "SwarmRaft", targets: ["SwarmRaft"]),
         .library(name: "SwarmRaftNode", targets: ["SwarmRaftNode"]),
@@ -25,12 +26,17 @@ let package = Package(
         // Protocol definitions (proto/) and the committed generated code (Generated/).
         .target(
             name: "SwarmAPI",
+            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            exclude: ["proto"]
+        ),
+        // Generated gRPC service code (kept apart so that plugins can link SwarmAPI alone).
+        .target(
+            name: "SwarmRPC",
             dependencies: [
-                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                "SwarmAPI",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
-            ],
-            exclude: ["proto"]
+            ]
         ),
         .target(
             name: "SwarmStore",
@@ -46,7 +52,7 @@ let package = Package(
         .target(
             name: "SwarmRaftNode",
             dependencies: [
-                "SwarmRaft", "SwarmStore", "SwarmAPI",
+                "SwarmRaft", "SwarmStore", "SwarmAPI", "SwarmRPC",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "Logging", package: "swift-log"),
@@ -75,7 +81,7 @@ let package = Package(
         .executableTarget(
             name: "swarm-raftd",
             dependencies: [
-                "SwarmRaftNode", "SwarmAPI",
+                "SwarmRaftNode", "SwarmAPI", "SwarmRPC",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "Logging", package: "swift-log"),
@@ -83,7 +89,7 @@ let package = Package(
         ),
         .testTarget(name: "SwarmRaftTests", dependencies: ["SwarmRaft", "SwarmTesting"]),
         .testTarget(name: "SwarmStoreTests", dependencies: ["SwarmStore", "SwarmAPI"]),
-        .testTarget(name: "SwarmRaftNodeTests", dependencies: ["SwarmRaftNode", "SwarmRaft"]),
+        .testTarget(name: "SwarmRaftNodeTests", dependencies: ["SwarmRaftNode", "SwarmRaft", "SwarmRPC"]),
         .testTarget(name: "SwarmPluginHostTests", dependencies: ["SwarmPluginHost", "SwarmPluginABI"]),
         .testTarget(name: "SwarmOrchestratorTests", dependencies: ["SwarmOrchestrator", "SwarmAPI"]),
         .testTarget(name: "SwarmSchedulerTests", dependencies: ["SwarmScheduler", "SwarmPluginHost", "SwarmAPI"]),

@@ -19,6 +19,7 @@ let package = Package(
             dependencies: [
                 .product(name: "SwarmStore", package: "swift-swarm"),
                 .product(name: "SwarmAPI", package: "swift-swarm"),
+                .product(name: "SwarmRPC", package: "swift-swarm"),
                 .product(name: "SwarmRaft", package: "swift-swarm"),
                 .product(name: "SwarmRaftNode", package: "swift-swarm"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -27,18 +27,26 @@ if [ ! -x "$tools/bin/protoc-gen-grpc-swift-2" ] || [ ! -x "$tools/bin/protoc-ge
 fi
 
 proto_dir="$root/Sources/SwarmAPI/proto"
+# Messages go to SwarmAPI (SwiftProtobuf only, light enough for plugins to link);
+# services go to SwarmRPC (gRPC).
 out="$root/Sources/SwarmAPI/Generated"
-rm -rf "$out"
-mkdir -p "$out"
+rpc="$root/Sources/SwarmRPC/Generated"
+rm -rf "$out" "$rpc"
+mkdir -p "$out" "$rpc"
 protoc -I "$proto_dir" \
   --plugin=protoc-gen-swift="$tools/bin/protoc-gen-swift" \
   --plugin=protoc-gen-grpc-swift-2="$tools/bin/protoc-gen-grpc-swift-2" \
   --swift_out="$out" --swift_opt=Visibility=Public \
-  --grpc-swift-2_out="$out" --grpc-swift-2_opt=Visibility=Public \
+  --grpc-swift-2_out="$rpc" --grpc-swift-2_opt=Visibility=Public \
   "$proto_dir"/*.proto
 echo "generated: $(ls "$out" | tr '\n' ' ')"
 # protoc-gen-grpc-swift-2 writes a header-only file for protos without services.
-for f in "$out"/*.grpc.swift; do
-  grep -q "^public \|^extension \|^internal " "$f" || rm "$f"
+for f in "$rpc"/*.grpc.swift; do
+  if grep -q "^public \|^extension \|^internal " "$f"; then
+    # The service code lives in SwarmRPC; its messages come from SwarmAPI.
+    sed -i 's/^import GRPCProtobuf$/import GRPCProtobuf\nimport SwarmAPI/' "$f"
+  else
+    rm "$f"
+  fi
 done
-echo "kept: $(ls "$out" | tr '\n' ' ')"
+echo "kept: $(ls "$out" "$rpc" | tr '\n' ' ')"

@@ -3,6 +3,7 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
 import SwarmAPI
+import SwarmRPC
 import SwarmRaft
 import Synchronization
 

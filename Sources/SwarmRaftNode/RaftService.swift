@@ -2,6 +2,7 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import SwarmAPI
+import SwarmRPC
 import SwarmRaft
 
 /// The manager-to-manager gRPC service: Raft message streams, chunked snapshots, and

@@ -2,6 +2,7 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import SwarmAPI
+import SwarmRPC
 import SwarmRaftNode
 import Testing
 

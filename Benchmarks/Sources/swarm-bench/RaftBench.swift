@@ -3,6 +3,7 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import SwarmAPI
+import SwarmRPC
 import SwarmRaftNode
 
 /// Replicated-store figures on loopback with fsync on: committed proposals per second and

@@ -12,6 +12,7 @@
 
 import GRPCCore
 import GRPCProtobuf
+import SwarmAPI
 
 // MARK: - swarm.v1.RaftTransport
 
