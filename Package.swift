@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "SwarmPluginKit", targets: ["SwarmPluginKit"]),
         // Plugins: each a shared library the host loads by name at start-up.
         .library(name: "swarm-spread", type: .dynamic, targets: ["SwarmSpreadPlugin"]),
+        .library(name: "swarm-process", type: .dynamic, targets: ["SwarmProcessPlugin"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
@@ -65,6 +66,9 @@ let package = Package(
         // The Swift SDK for plugin authors.
         .target(name: "SwarmPluginKit", dependencies: ["SwarmPluginABI"]),
         .target(name: "SwarmSpreadPlugin", dependencies: ["SwarmPluginKit"], path: "Plugins/spread"),
+        .target(name: "SwarmProcessSupport", path: "Plugins/process-support"),
+        .target(name: "SwarmProcessPlugin", dependencies: ["SwarmPluginKit", "SwarmAPI", "SwarmProcessSupport"],
+                path: "Plugins/process"),
         // Filters, constraints, node accounting and placement (pure), plus the plugin scorer.
         .target(
             name: "SwarmScheduler",
@@ -90,7 +94,7 @@ let package = Package(
         .testTarget(name: "SwarmRaftTests", dependencies: ["SwarmRaft", "SwarmTesting"]),
         .testTarget(name: "SwarmStoreTests", dependencies: ["SwarmStore", "SwarmAPI"]),
         .testTarget(name: "SwarmRaftNodeTests", dependencies: ["SwarmRaftNode", "SwarmRaft", "SwarmRPC"]),
-        .testTarget(name: "SwarmPluginHostTests", dependencies: ["SwarmPluginHost", "SwarmPluginABI"]),
+        .testTarget(name: "SwarmPluginHostTests", dependencies: ["SwarmPluginHost", "SwarmPluginABI", "SwarmAPI"]),
         .testTarget(name: "SwarmOrchestratorTests", dependencies: ["SwarmOrchestrator", "SwarmAPI"]),
         .testTarget(name: "SwarmSchedulerTests", dependencies: ["SwarmScheduler", "SwarmPluginHost", "SwarmAPI"]),
     ],

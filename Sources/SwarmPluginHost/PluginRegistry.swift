@@ -66,7 +66,7 @@ public struct LoadedFilter: @unchecked Sendable {
 
 public struct LoadedExecutor: @unchecked Sendable {
     public let record: PluginRecord
-    public let vtable: swarm_executor_v1
+    let vtable: swarm_executor_v1
 }
 
 /// The plugins a node loaded, by kind and name. Loading happens at start-up; afterwards

@@ -1,0 +1,95 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SwarmPluginABI
+
+/// An error returned by an executor plugin, with the plugin's message.
+public struct ExecutorCallError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var executor: String
+    public var operation: String
+    public var message: String
+    public var description: String { "\(executor) \(operation): \(message)" }
+}
+
+/// The state an executor reports for a task.
+public struct ExecutorTaskStatus: Sendable, Equatable {
+    public var exited: Bool
+    public var exitCode: Int32
+    public var pid: Int32
+}
+
+/// Calls an executor plugin: builds the C task view and turns error strings into Swift
+/// errors (releasing them with the plugin's free function).
+public struct ExecutorClient: Sendable {
+    public let executor: LoadedExecutor
+
+    public init(_ executor: LoadedExecutor) { self.executor = executor }
+
+    var name: String { executor.record.name }
+
+    private func check(_ op: String, _ call: (UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> swarm_status) throws(ExecutorCallError) {
+        var error: UnsafeMutablePointer<CChar>?
+        let status = call(&error)
+        if status == SWARM_OK { return }
+        let message = error.map { String(cString: $0) } ?? "status \(status)"
+        if let error { executor.vtable.free_error(executor.vtable.ctx, error) }
+        throw ExecutorCallError(executor: name, operation: op, message: message)
+    }
+
+    private func withTask<R>(taskID: String, serviceID: String, workDir: String, proto: [UInt8],
+                             _ body: (UnsafePointer<swarm_exec_task>) -> R) -> R {
+        taskID.withCString { id in
+            serviceID.withCString { svc in
+                workDir.withCString { dir in
+                    proto.withUnsafeBufferPointer { bytes in
+                        var t = swarm_exec_task()
+                        t.struct_size = MemoryLayout<swarm_exec_task>.size
+                        t.task_id = swarm_str(data: id, len: strlen(id))
+                        t.service_id = swarm_str(data: svc, len: strlen(svc))
+                        t.work_dir = swarm_str(data: dir, len: strlen(dir))
+                        t.task_proto = bytes.baseAddress
+                        t.task_proto_len = bytes.count
+                        return withUnsafePointer(to: &t, body)
+                    }
+                }
+            }
+        }
+    }
+
+    public func prepare(taskID: String, serviceID: String, workDir: String, taskProto: [UInt8]) throws(ExecutorCallError) {
+        let v = executor.vtable
+        try check("prepare") { err in withTask(taskID: taskID, serviceID: serviceID, workDir: workDir, proto: taskProto) { v.prepare(v.ctx, $0, err) } }
+    }
+
+    public func start(taskID: String, serviceID: String, workDir: String, taskProto: [UInt8]) throws(ExecutorCallError) {
+        let v = executor.vtable
+        try check("start") { err in withTask(taskID: taskID, serviceID: serviceID, workDir: workDir, proto: taskProto) { v.start(v.ctx, $0, err) } }
+    }
+
+    private func withID<R>(_ id: String, _ body: (swarm_str) -> R) -> R {
+        id.withCString { body(swarm_str(data: $0, len: strlen($0))) }
+    }
+
+    public func status(taskID: String) throws(ExecutorCallError) -> ExecutorTaskStatus {
+        let v = executor.vtable
+        var out = swarm_exec_status()
+        out.struct_size = MemoryLayout<swarm_exec_status>.size
+        try check("status") { err in withID(taskID) { v.status(v.ctx, $0, &out, err) } }
+        return ExecutorTaskStatus(exited: out.exited != 0, exitCode: out.exit_code, pid: out.pid)
+    }
+
+    public func shutdown(taskID: String, graceNanoseconds: Int64) throws(ExecutorCallError) {
+        let v = executor.vtable
+        try check("shutdown") { err in withID(taskID) { v.shutdown(v.ctx, $0, graceNanoseconds, err) } }
+    }
+
+    public func terminate(taskID: String) throws(ExecutorCallError) {
+        let v = executor.vtable
+        try check("terminate") { err in withID(taskID) { v.terminate(v.ctx, $0, err) } }
+    }
+
+    public func remove(taskID: String) throws(ExecutorCallError) {
+        let v = executor.vtable
+        try check("remove") { err in withID(taskID) { v.remove(v.ctx, $0, err) } }
+    }
+}
