@@ -79,6 +79,16 @@ let package = Package(
         ),
         // Replicated and global reconciliation, restart policy, task history (pure).
         .target(name: "SwarmOrchestrator", dependencies: ["SwarmAPI", "SwarmScheduler"]),
+        // The manager: control API, cluster bootstrap, and (soon) dispatcher and leader loops.
+        .target(
+            name: "SwarmManager",
+            dependencies: [
+                "SwarmAPI", "SwarmRPC", "SwarmStore", "SwarmRaftNode", "SwarmScheduler", "SwarmOrchestrator",
+                "SwarmPluginHost",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+            ]
+        ),
         // Seeded cluster simulator and linearizability checker used by the tests.
         .target(name: "SwarmTesting", dependencies: ["SwarmRaft"]),
         .executableTarget(name: "swarm-sim", dependencies: ["SwarmRaft", "SwarmTesting"]),
@@ -95,6 +105,14 @@ let package = Package(
         .testTarget(name: "SwarmStoreTests", dependencies: ["SwarmStore", "SwarmAPI"]),
         .testTarget(name: "SwarmRaftNodeTests", dependencies: ["SwarmRaftNode", "SwarmRaft", "SwarmRPC"]),
         .testTarget(name: "SwarmPluginHostTests", dependencies: ["SwarmPluginHost", "SwarmPluginABI", "SwarmAPI"]),
+        .testTarget(
+            name: "SwarmManagerTests",
+            dependencies: [
+                "SwarmManager", "SwarmAPI", "SwarmRPC", "SwarmRaftNode",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+            ]
+        ),
         .testTarget(name: "SwarmOrchestratorTests", dependencies: ["SwarmOrchestrator", "SwarmAPI"]),
         .testTarget(name: "SwarmSchedulerTests", dependencies: ["SwarmScheduler", "SwarmPluginHost", "SwarmAPI"]),
     ],
