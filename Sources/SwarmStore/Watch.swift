@@ -100,8 +100,18 @@ public final class Watcher: AsyncSequence, Sendable {
         onCancel(self)
     }
 
+    /// The next message; nil once the watcher is finished or the waiting task is cancelled.
     func next() async throws -> WatchMessage? {
-        try await withCheckedThrowingContinuation { (c: CheckedContinuation<WatchMessage?, any Error>) in
+        try await withTaskCancellationHandler {
+            try await waitNext()
+        } onCancel: {
+            cancel()
+        }
+    }
+
+    private func waitNext() async throws -> WatchMessage? {
+        if Task.isCancelled { return nil }
+        return try await withCheckedThrowingContinuation { (c: CheckedContinuation<WatchMessage?, any Error>) in
             let result: Result<WatchMessage?, StoreError>? = state.withLock { s in
                 if let m = s.buffer.popFirst() { return .success(m) }
                 if let f = s.failure { return .failure(f) }

@@ -1,0 +1,148 @@
+import Foundation
+import Logging
+import SwarmAPI
+import SwarmOrchestrator
+import SwarmStore
+
+/// The leader's orchestrator: watches services, tasks and nodes, runs the pure
+/// ``Reconciler`` for the services an event touches, and writes its actions in batches.
+/// Also wakes up for delayed restarts and trims task history.
+public final class OrchestratorLoop: Sendable {
+    let store: MemoryStore
+    let logger: Logger
+    let clock: @Sendable () -> Int64
+
+    public init(store: MemoryStore, logger: Logger = Logger(label: "swarm.orchestrator"),
+                clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1e9) }) {
+        self.store = store
+        self.logger = logger
+        self.clock = clock
+    }
+
+    enum Work: Sendable {
+        case services(Set<String>, removed: Set<String>)
+        case all
+    }
+
+    /// Runs until cancelled (when leadership is lost). Store events and timer wake-ups feed
+    /// one queue, so reconciliation passes never overlap.
+    public func run() async {
+        let (work, queue) = AsyncStream.makeStream(of: Work.self)
+        let store = self.store
+        let logger = self.logger
+        let watch = Task {
+            while !Task.isCancelled {
+                let watcher = store.watch(WatchFilter(tables: [.services, .tasks, .nodes, .clusters], commits: true))
+                queue.yield(.all)
+                do {
+                    var dirty: Set<String> = []
+                    var removed: Set<String> = []
+                    for try await message in watcher {
+                        switch message {
+                        case .event(let e):
+                            switch e.object {
+                            case .service(let s):
+                                if e.kind == .deleted { removed.insert(s.id) } else { dirty.insert(s.id) }
+                            case .task(let t):
+                                if e.kind != .deleted { dirty.insert(t.serviceID) }
+                            case .node, .cluster:
+                                dirty.formUnion(store.view().find(SwarmService.self).map(\.id))
+                            default:
+                                break
+                            }
+                        case .commit:
+                            if !dirty.isEmpty || !removed.isEmpty { queue.yield(.services(dirty, removed: removed)) }
+                            dirty = []
+                            removed = []
+                        }
+                    }
+                } catch {
+                    logger.warning("orchestrator watch closed (\(error)); re-reading the store")
+                }
+            }
+        }
+        var timer: Task<Void, Never>?
+        await withTaskCancellationHandler {
+            for await item in work {
+                let next: Int64?
+                switch item {
+                case .all:
+                    next = await reconcile(services: Set(store.view().find(SwarmService.self).map(\.id)), removed: [])
+                case .services(let dirty, let removed):
+                    next = await reconcile(services: dirty, removed: removed)
+                }
+                if let next {
+                    // Wake when the earliest delayed restart becomes due.
+                    timer?.cancel()
+                    let delay = max(0, next - clock())
+                    timer = Task {
+                        try? await Task.sleep(for: .nanoseconds(delay + 1_000_000))
+                        if !Task.isCancelled { queue.yield(.all) }
+                    }
+                }
+            }
+        } onCancel: {
+            watch.cancel()
+            queue.finish()
+        }
+        timer?.cancel()
+        watch.cancel()
+    }
+
+    /// Reconciles the given services; returns the earliest pending delayed start, if any.
+    @discardableResult
+    func reconcile(services: Set<String>, removed: Set<String>) async -> Int64? {
+        let view = store.view()
+        let now = clock()
+        let reconciler = Reconciler(now: now) { Identifiers.make() }
+        let nodes = Dictionary(uniqueKeysWithValues: view.find(SwarmNode.self).map { ($0.id, $0) })
+        let retention = Int(view.find(SwarmCluster.self).first?.spec.orchestration.taskHistoryRetentionLimit ?? 5)
+        var actions: [OrchestratorAction] = []
+        var nextWake: Int64?
+        for id in services.sorted() {
+            let tasks = view.find(SwarmTask.self, .service(id))
+            guard let service = view.get(SwarmService.self, id: id) else {
+                actions += reconciler.serviceRemoved(tasks: tasks)
+                continue
+            }
+            if case .global? = service.spec.mode {
+                do {
+                    actions += try reconciler.reconcileGlobal(service, tasks: tasks, nodes: nodes)
+                } catch {
+                    logger.error("service \(service.spec.annotations.name): \(error)")
+                }
+            } else {
+                actions += reconciler.reconcileReplicated(service, tasks: tasks, nodes: nodes)
+            }
+            actions += reconciler.reap(tasks: tasks, retention: retention)
+            for t in tasks where t.desiredState == .ready && t.startAfter > now {
+                nextWake = min(nextWake ?? .max, t.startAfter)
+            }
+            for case .create(let t) in actions where t.startAfter > now { nextWake = min(nextWake ?? .max, t.startAfter) }
+        }
+        for id in removed.sorted() { actions += reconciler.serviceRemoved(tasks: view.find(SwarmTask.self, .service(id))) }
+        guard !actions.isEmpty else { return nextWake }
+        do {
+            try await store.batch { batch in
+                for action in actions {
+                    try await batch.update { tx in
+                        switch action {
+                        case .create(let t):
+                            try tx.create(t)
+                        case .setDesired(let id, let state):
+                            guard var t = tx.get(SwarmTask.self, id: id), t.desiredState.rawValue < state.rawValue else { return }
+                            t.desiredState = state
+                            try tx.update(t)
+                        case .delete(let id):
+                            if tx.get(SwarmTask.self, id: id) != nil { try tx.delete(SwarmTask.self, id: id) }
+                        }
+                    }
+                }
+            }
+        } catch {
+            // A conflict means the world moved on; the next event reconciles again.
+            logger.debug("orchestrator batch not applied: \(error)")
+        }
+        return nextWake
+    }
+}

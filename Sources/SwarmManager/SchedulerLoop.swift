@@ -1,0 +1,179 @@
+import Foundation
+import Logging
+import SwarmAPI
+import SwarmPluginHost
+import SwarmScheduler
+import SwarmStore
+
+/// The leader's scheduler: keeps a ``PlacementEngine`` in step with the store, and after
+/// each batch of commits places the pending tasks, grouped by service and spec version,
+/// with the strategy the service names (or the cluster default), writing assignments in
+/// batches. Tasks that fit nowhere stay PENDING with the explanation in their status.
+public final class SchedulerLoop: Sendable {
+    let store: MemoryStore
+    let plugins: PluginRegistry
+    let logger: Logger
+
+    public init(store: MemoryStore, plugins: PluginRegistry, logger: Logger = Logger(label: "swarm.scheduler")) {
+        self.store = store
+        self.plugins = plugins
+        self.logger = logger
+    }
+
+    struct State {
+        var engine = PlacementEngine()
+        var scorers: [String: PluginScorer] = [:]
+        /// Tasks the engine counts against their node.
+        var accounted: Set<String> = []
+    }
+
+    static func isPending(_ t: SwarmTask) -> Bool {
+        t.desiredState == .running && t.status.state.rawValue < SwarmTaskState.assigned.rawValue
+    }
+
+    static func holdsResources(_ t: SwarmTask) -> Bool {
+        !t.nodeID.isEmpty && t.status.state.rawValue >= SwarmTaskState.assigned.rawValue
+            && t.status.state.rawValue < SwarmTaskState.complete.rawValue
+    }
+
+    /// Runs until cancelled (when leadership is lost).
+    public func run() async {
+        while !Task.isCancelled {
+            var state = State()
+            let (view, watcher) = store.viewAndWatch(WatchFilter(tables: [.nodes, .tasks], commits: true))
+            for n in view.find(SwarmNode.self) { state.engine.setNode(n) }
+            for t in view.find(SwarmTask.self) where Self.holdsResources(t) {
+                state.engine.taskAssigned(t)
+                state.accounted.insert(t.id)
+            }
+            await schedule(&state)
+            do {
+                var changed = false
+                for try await message in watcher {
+                    switch message {
+                    case .event(let e):
+                        changed = true
+                        track(e, &state)
+                    case .commit:
+                        if changed { await schedule(&state) }
+                        changed = false
+                    }
+                }
+            } catch {
+                logger.warning("scheduler watch closed (\(error)); re-reading the store")
+            }
+        }
+    }
+
+    func track(_ e: StoreEvent, _ state: inout State) {
+        switch e.object {
+        case .node(let n):
+            if e.kind == .deleted { state.engine.removeNode(n.id) } else { state.engine.setNode(n) }
+        case .task(let t):
+            let holds = e.kind != .deleted && Self.holdsResources(t)
+            if holds && !state.accounted.contains(t.id) {
+                state.engine.taskAssigned(t)
+                state.accounted.insert(t.id)
+            } else if !holds && state.accounted.contains(t.id) {
+                let old = e.old?.task ?? t
+                state.engine.taskEnded(old, failed: t.status.state == .failed || t.status.state == .rejected)
+                state.accounted.remove(t.id)
+            }
+        default:
+            break
+        }
+    }
+
+    func scorer(_ name: String, _ state: inout State) -> PluginScorer? {
+        if let s = state.scorers[name] { return s }
+        guard let strategy = plugins.strategy(name) else { return nil }
+        let s = PluginScorer(strategy)
+        state.scorers[name] = s
+        return s
+    }
+
+    func schedule(_ state: inout State) async {
+        let view = store.view()
+        let pending = view.find(SwarmTask.self).filter(Self.isPending)
+        guard !pending.isEmpty else { return }
+        let defaultStrategy = view.find(SwarmCluster.self).first?.spec.defaultStrategy ?? "spread"
+        let groups = Dictionary(grouping: pending) { "\($0.serviceID)@\($0.specVersion)" }
+        var updates: [SwarmTask] = []
+        for key in groups.keys.sorted() {
+            let tasks = groups[key]!.sorted { ($0.slot, $0.id) < ($1.slot, $1.id) }
+            let first = tasks[0]
+            let name = first.spec.strategy.isEmpty ? (defaultStrategy.isEmpty ? "spread" : defaultStrategy) : first.spec.strategy
+            let req: TaskRequirements
+            do {
+                req = try TaskRequirements(serviceID: first.serviceID, serviceName: first.serviceAnnotations.name, spec: first.spec)
+            } catch {
+                updates += tasks.map { pendingUpdate($0, "invalid placement: \(error)") }
+                continue
+            }
+            guard let scorer = scorer(name, &state) else {
+                updates += tasks.map { pendingUpdate($0, "strategy \"\(name)\" is not loaded on this manager") }
+                continue
+            }
+            // Global tasks come pre-assigned to their node; they only need its approval.
+            let (preassigned, free) = (tasks.filter { !$0.nodeID.isEmpty }, tasks.filter { $0.nodeID.isEmpty })
+            for t in preassigned {
+                guard let node = state.engine.nodes[t.nodeID] else { continue }
+                if let failed = state.engine.filters.first(where: { !$0.passes(req, node) }) {
+                    updates.append(pendingUpdate(t, "no suitable node (\(failed.explanation(req, rejected: 1)))"))
+                } else {
+                    state.engine.taskAssigned(t)
+                    state.accounted.insert(t.id)
+                    updates.append(assignedUpdate(t, node: t.nodeID))
+                }
+            }
+            if free.isEmpty { continue }
+            let result = state.engine.place(free, requirements: req, scorer: scorer)
+            let byID = Dictionary(uniqueKeysWithValues: free.map { ($0.id, $0) })
+            for (taskID, nodeID) in result.assignments {
+                state.accounted.insert(taskID)
+                updates.append(assignedUpdate(byID[taskID]!, node: nodeID))
+            }
+            for (taskID, why) in result.unplaced where byID[taskID]!.status.message != why {
+                updates.append(pendingUpdate(byID[taskID]!, why, rejections: result.rejections))
+            }
+        }
+        guard !updates.isEmpty else { return }
+        do {
+            try await store.batch { batch in
+                for u in updates {
+                    try await batch.update { tx in
+                        guard let current = tx.get(SwarmTask.self, id: u.id), current.meta.version == u.meta.version else { return }
+                        try tx.update(u)
+                    }
+                }
+            }
+        } catch {
+            // Conflicting tasks are re-read and placed again after the next commit.
+            logger.debug("scheduler batch not fully applied: \(error)")
+            for u in updates where u.status.state == .assigned && state.accounted.contains(u.id) {
+                if store.view().get(SwarmTask.self, id: u.id)?.nodeID != u.nodeID {
+                    state.engine.taskEnded(u)
+                    state.accounted.remove(u.id)
+                }
+            }
+        }
+    }
+
+    func assignedUpdate(_ t: SwarmTask, node: String) -> SwarmTask {
+        var u = t
+        u.nodeID = node
+        u.status.state = .assigned
+        u.status.message = "scheduler assigned task to node"
+        u.status.rejections = [:]
+        u.status.timestamp = Int64(Date().timeIntervalSince1970 * 1e9)
+        return u
+    }
+
+    func pendingUpdate(_ t: SwarmTask, _ why: String, rejections: [String: Int] = [:]) -> SwarmTask {
+        var u = t
+        u.status.state = .pending
+        u.status.message = why
+        u.status.rejections = rejections.mapValues { UInt32(clamping: $0) }
+        return u
+    }
+}
