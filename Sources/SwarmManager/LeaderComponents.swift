@@ -7,11 +7,14 @@ import SwarmRaftNode
 public final class LeaderComponents: Sendable {
     let node: RaftNode
     let plugins: PluginRegistry
+    let dispatcher: Dispatcher?
     let logger: Logger
 
-    public init(node: RaftNode, plugins: PluginRegistry, logger: Logger = Logger(label: "swarm.manager")) {
+    public init(node: RaftNode, plugins: PluginRegistry, dispatcher: Dispatcher? = nil,
+                logger: Logger = Logger(label: "swarm.manager")) {
         self.node = node
         self.plugins = plugins
+        self.dispatcher = dispatcher
         self.logger = logger
     }
 
@@ -32,6 +35,7 @@ public final class LeaderComponents: Sendable {
             }
             running.append(Task { await OrchestratorLoop(store: store).run() })
             running.append(Task { await SchedulerLoop(store: store, plugins: plugins).run() })
+            if let dispatcher { running.append(Task { await dispatcher.expireSessions() }) }
         }
         for t in running { t.cancel() }
     }

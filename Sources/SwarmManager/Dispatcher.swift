@@ -1,0 +1,199 @@
+import Foundation
+import GRPCCore
+import Logging
+import SwarmAPI
+import SwarmOrchestrator
+import SwarmRaftNode
+import SwarmRPC
+import SwarmStore
+import Synchronization
+
+/// Serves agents on the leader: sessions (with the join-token check for new nodes),
+/// heartbeats that keep a node READY (DOWN after period × grace without one), the
+/// assignments stream (a complete set, then changes) and batched task status updates.
+public final class Dispatcher: SwarmDispatcher.SimpleServiceProtocol, Sendable {
+    let node: RaftNode
+    let logger: Logger
+    struct Session {
+        var id: String
+        var deadline: ContinuousClock.Instant
+    }
+    private let sessions = Mutex<[String: Session]>([:])
+
+    public init(node: RaftNode, logger: Logger = Logger(label: "swarm.dispatcher")) {
+        self.node = node
+        self.logger = logger
+    }
+
+    var store: MemoryStore { node.store }
+
+    /// Heartbeat period and grace multiplier from the cluster settings.
+    var heartbeat: (period: Duration, grace: Int64) {
+        let d = store.view().find(SwarmCluster.self).first?.spec.dispatcher
+        let period = (d?.heartbeatPeriod ?? 0) > 0 ? d!.heartbeatPeriod : 5_000_000_000
+        let grace = Int64((d?.heartbeatGraceMultiplier ?? 0) > 0 ? d!.heartbeatGraceMultiplier : 3)
+        return (.nanoseconds(period), grace)
+    }
+
+    func requireLeader() throws {
+        guard node.isLeader else {
+            let s = node.status
+            throw RPCError(code: .unavailable, message: "not the leader; the leader is at \(s.members[s.leader] ?? "an unknown address")")
+        }
+    }
+
+    func checkSession(_ nodeID: String, _ sessionID: String) throws {
+        guard sessions.withLock({ $0[nodeID]?.id }) == sessionID else {
+            throw RPCError(code: .notFound, message: "session is no longer valid; open a new one")
+        }
+    }
+
+    // MARK: RPCs
+
+    public func session(request: SwarmSessionRequest, response: RPCWriter<SwarmSessionMessage>, context: ServerContext) async throws {
+        try requireLeader()
+        guard !request.nodeID.isEmpty else { throw RPCError(code: .invalidArgument, message: "node ID is required") }
+        let view = store.view()
+        var role: SwarmNodeSpec.Role = .worker
+        if view.get(SwarmNode.self, id: request.nodeID) == nil {
+            guard let cluster = view.find(SwarmCluster.self).first,
+                  !request.joinToken.isEmpty,
+                  request.joinToken == cluster.joinTokens.worker || request.joinToken == cluster.joinTokens.manager else {
+                // Say nothing about the cluster to a caller without a valid token.
+                throw RPCError(code: .permissionDenied, message: "invalid join token")
+            }
+            role = request.joinToken == cluster.joinTokens.manager ? .manager : .worker
+        }
+        try await store.update { tx in
+            if var n = tx.get(SwarmNode.self, id: request.nodeID) {
+                n.description_p = request.description_p
+                n.status.state = .ready
+                n.status.message = "session opened"
+                try tx.update(n)
+            } else {
+                var n = SwarmNode()
+                n.id = request.nodeID
+                n.role = role
+                n.spec.desiredRole = role
+                n.spec.membership = .accepted
+                n.description_p = request.description_p
+                n.status.state = .ready
+                n.status.message = "joined"
+                try tx.create(n)
+            }
+        }
+        let sessionID = Identifiers.make()
+        let hb = heartbeat
+        sessions.withLock { $0[request.nodeID] = Session(id: sessionID, deadline: .now + hb.period * Int(hb.grace)) }
+        let managers = node.status.members.values.sorted()
+        try await response.write(.with {
+            $0.sessionID = sessionID
+            $0.nodeID = request.nodeID
+            $0.managers = managers
+            $0.heartbeatPeriod = Int64(hb.period.components.seconds) * 1_000_000_000 + hb.period.components.attoseconds / 1_000_000_000
+        })
+        // Hold the stream open while the session is current and this manager leads.
+        while !Task.isCancelled, node.isLeader, sessions.withLock({ $0[request.nodeID]?.id }) == sessionID {
+            try? await Task.sleep(for: .milliseconds(200))
+        }
+    }
+
+    public func heartbeat(request: SwarmHeartbeatRequest, context: ServerContext) async throws -> SwarmHeartbeatResponse {
+        try requireLeader()
+        let hb = heartbeat
+        let ok = sessions.withLock { s -> Bool in
+            guard s[request.nodeID]?.id == request.sessionID else { return false }
+            s[request.nodeID]?.deadline = .now + hb.period * Int(hb.grace)
+            return true
+        }
+        guard ok else { throw RPCError(code: .notFound, message: "session is no longer valid; open a new one") }
+        return .with { $0.period = Int64(hb.period.components.seconds) * 1_000_000_000 + hb.period.components.attoseconds / 1_000_000_000 }
+    }
+
+    public func assignments(request: SwarmAssignmentsRequest, response: RPCWriter<SwarmAssignmentsMessage>, context: ServerContext) async throws {
+        try requireLeader()
+        try checkSession(request.nodeID, request.sessionID)
+        let (view, watcher) = store.viewAndWatch(WatchFilter(tables: [.tasks], nodeID: request.nodeID, commits: true))
+        defer { watcher.cancel() }
+        let mine = view.find(SwarmTask.self, .node(request.nodeID)).filter(Self.isAssignment)
+        try await response.write(.with {
+            $0.type = .complete
+            $0.changes = mine.map { t in .with { $0.action = .update; $0.task = t } }
+        })
+        var pending: [SwarmAssignmentChange] = []
+        for try await message in watcher {
+            switch message {
+            case .event(let e):
+                guard let t = e.new?.task ?? e.old?.task else { continue }
+                let belongs = e.kind != .deleted && t.nodeID == request.nodeID && Self.isAssignment(t)
+                let was = e.old?.task.map { $0.nodeID == request.nodeID && Self.isAssignment($0) } ?? false
+                if belongs {
+                    // Status-only changes come from the node itself; don't echo them back.
+                    if let old = e.old?.task, was, old.desiredState == t.desiredState, old.spec == t.spec { continue }
+                    pending.append(.with { $0.action = .update; $0.task = t })
+                } else if was {
+                    pending.append(.with { $0.action = .remove; $0.task = t })
+                }
+            case .commit:
+                if pending.isEmpty { continue }
+                try checkSession(request.nodeID, request.sessionID)
+                let batch = pending
+                pending = []
+                try await response.write(.with { $0.type = .incremental; $0.changes = batch })
+            }
+        }
+    }
+
+    public func updateTaskStatus(request: SwarmUpdateTaskStatusRequest, context: ServerContext) async throws -> SwarmUpdateTaskStatusResponse {
+        try requireLeader()
+        try checkSession(request.nodeID, request.sessionID)
+        try await store.batch { batch in
+            for u in request.updates {
+                try await batch.update { tx in
+                    guard var t = tx.get(SwarmTask.self, id: u.taskID), t.nodeID == request.nodeID else { return }
+                    // Observed states only move forward; stale reports are dropped.
+                    guard TaskLifecycle.canMove(from: t.status.state, to: u.status.state) else { return }
+                    t.status = u.status
+                    try tx.update(t)
+                }
+            }
+        }
+        return SwarmUpdateTaskStatusResponse()
+    }
+
+    static func isAssignment(_ t: SwarmTask) -> Bool {
+        t.status.state.rawValue >= SwarmTaskState.assigned.rawValue || t.desiredState.rawValue > SwarmTaskState.running.rawValue
+    }
+
+    // MARK: Heartbeat expiry
+
+    /// Marks nodes DOWN when their heartbeat deadline passes. Runs on the leader until
+    /// cancelled; nodes READY in the store without a session get one grace period first.
+    public func expireSessions() async {
+        let hb = heartbeat
+        let start = ContinuousClock.now + hb.period * Int(hb.grace)
+        // Sessions from an earlier term are void: agents open new ones with this leader.
+        sessions.withLock { $0 = [:] }
+        for n in store.view().find(SwarmNode.self) where n.status.state == .ready {
+            sessions.withLock { s in if s[n.id] == nil { s[n.id] = Session(id: "", deadline: start) } }
+        }
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(100))
+            let now = ContinuousClock.now
+            let expired = sessions.withLock { s -> [String] in
+                let gone = s.filter { $0.value.deadline < now }.map(\.key)
+                for id in gone { s[id] = nil }
+                return gone
+            }
+            for id in expired.sorted() {
+                logger.info("node \(id) missed its heartbeats: marking it down")
+                try? await store.update { tx in
+                    guard var n = tx.get(SwarmNode.self, id: id), n.status.state != .down else { return }
+                    n.status.state = .down
+                    n.status.message = "heartbeat failure"
+                    try tx.update(n)
+                }
+            }
+        }
+    }
+}

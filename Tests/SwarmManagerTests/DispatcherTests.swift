@@ -1,0 +1,174 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import SwarmAPI
+@testable import SwarmManager
+import SwarmPluginHost
+import SwarmRaftNode
+import SwarmRPC
+import Testing
+
+/// Agents' side of the manager over real gRPC: join tokens, heartbeats, assignments and
+/// status updates.
+@Suite(.serialized) struct DispatcherTests {
+    final class Manager: @unchecked Sendable {
+        let node: RaftNode
+        let server: GRPCServer<HTTP2ServerTransport.Posix>
+        let leader: Task<Void, Never>
+        var port = 0
+
+        init() async throws {
+            var config = RaftNodeConfig(stateDir: NSTemporaryDirectory() + "swarm-disp-\(UUID().uuidString)",
+                                        advertiseAddr: "127.0.0.1:1")
+            config.tickInterval = .milliseconds(10)
+            node = try RaftNode(config: config)
+            let dispatcher = Dispatcher(node: node)
+            server = GRPCServer(transport: .http2NIOPosix(address: .ipv4(host: "127.0.0.1", port: 0), transportSecurity: .plaintext),
+                                services: [dispatcher])
+            let s = server
+            Task { try await s.serve() }
+            port = try await server.listeningAddress?.ipv4?.port ?? 0
+            node.start()
+            let components = LeaderComponents(node: node, plugins: PluginRegistry(), dispatcher: dispatcher)
+            leader = Task { await components.run() }
+            for await isLeader in node.leadershipChanges() where isLeader { break }
+            for _ in 0..<200 where node.store.view().find(SwarmCluster.self).isEmpty { try await Task.sleep(for: .milliseconds(10)) }
+            // Short heartbeats so that the test sees a node go down quickly.
+            try await node.store.update { tx in
+                var c = tx.find(SwarmCluster.self).first!
+                c.spec.dispatcher.heartbeatPeriod = 200_000_000
+                try tx.update(c)
+            }
+        }
+
+        var tokens: SwarmJoinTokens { node.store.view().find(SwarmCluster.self).first!.joinTokens }
+
+        func stop() {
+            leader.cancel()
+            node.stop()
+            server.beginGracefulShutdown()
+        }
+
+        func withClient<R: Sendable>(_ body: @Sendable (SwarmDispatcher.Client<HTTP2ClientTransport.Posix>) async throws -> R) async throws -> R {
+            let client = GRPCClient(transport: try .http2NIOPosix(target: .ipv4(address: "127.0.0.1", port: port), transportSecurity: .plaintext))
+            return try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await client.runConnections() }
+                defer { client.beginGracefulShutdown(); group.cancelAll() }
+                return try await body(SwarmDispatcher.Client(wrapping: client))
+            }
+        }
+
+        /// Opens a session and returns its first message (the stream is left open in the
+        /// background until the task is cancelled).
+        func openSession(nodeID: String, token: String) async throws -> (SwarmSessionMessage, Task<Void, any Error>) {
+            let (first, firstCont) = AsyncThrowingStream.makeStream(of: SwarmSessionMessage.self)
+            let task = Task {
+                do {
+                    try await withClient { d in
+                        try await d.session(.with {
+                            $0.nodeID = nodeID
+                            $0.joinToken = token
+                            $0.description_p.hostname = "host-\(nodeID)"
+                        }) { response in
+                            for try await m in response.messages { firstCont.yield(m) }
+                        }
+                    }
+                    firstCont.finish()
+                } catch {
+                    firstCont.finish(throwing: error)
+                    throw error
+                }
+            }
+            for try await m in first { return (m, task) }
+            throw CancellationError()
+        }
+    }
+
+    @Test func wrongTokenIsRefusedAndNothingIsStored() async throws {
+        let m = try await Manager()
+        defer { m.stop() }
+        do {
+            _ = try await m.openSession(nodeID: "intruder", token: "SWMTKN-1-bogus-bogus")
+            Issue.record("a bad token was accepted")
+        } catch let e as RPCError {
+            #expect(e.code == .permissionDenied && e.message == "invalid join token")
+        }
+        #expect(m.node.store.view().get(SwarmNode.self, id: "intruder") == nil)
+    }
+
+    @Test func heartbeatsKeepANodeReadyAndSilenceMarksItDown() async throws {
+        let m = try await Manager()
+        defer { m.stop() }
+        let (session, stream) = try await m.openSession(nodeID: "w1", token: m.tokens.worker)
+        defer { stream.cancel() }
+        #expect(session.heartbeatPeriod == 200_000_000 && !session.sessionID.isEmpty)
+        let n = m.node.store.view().get(SwarmNode.self, id: "w1")
+        #expect(n?.status.state == .ready && n?.role == .worker && n?.description_p.hostname == "host-w1")
+        for _ in 0..<8 {
+            _ = try await m.withClient { try await $0.heartbeat(.with { $0.nodeID = "w1"; $0.sessionID = session.sessionID }) }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(m.node.store.view().get(SwarmNode.self, id: "w1")?.status.state == .ready, "still up while heartbeating")
+        try await Task.sleep(for: .milliseconds(900))
+        #expect(m.node.store.view().get(SwarmNode.self, id: "w1")?.status.state == .down, "down after period × 3 without heartbeats")
+        let stale = await #expect(throws: RPCError.self) {
+            _ = try await m.withClient { try await $0.heartbeat(.with { $0.nodeID = "w1"; $0.sessionID = session.sessionID }) }
+        }
+        #expect(stale?.code == .notFound)
+    }
+
+    @Test func assignmentsStreamAndStatusUpdatesMoveForwardOnly() async throws {
+        let m = try await Manager()
+        defer { m.stop() }
+        let (session, stream) = try await m.openSession(nodeID: "w2", token: m.tokens.worker)
+        defer { stream.cancel() }
+        let (messages, cont) = AsyncThrowingStream.makeStream(of: SwarmAssignmentsMessage.self)
+        let watching = Task {
+            try await m.withClient { d in
+                try await d.assignments(.with { $0.nodeID = "w2"; $0.sessionID = session.sessionID }) { response in
+                    for try await msg in response.messages { cont.yield(msg) }
+                }
+            }
+        }
+        defer { watching.cancel() }
+        var it = messages.makeAsyncIterator()
+        let complete = try await it.next()
+        #expect(complete?.type == .complete && complete?.changes.isEmpty == true)
+        try await m.node.store.update { tx in
+            try tx.create(SwarmTask.with {
+                $0.id = "task-1"
+                $0.serviceID = "svc"
+                $0.nodeID = "w2"
+                $0.desiredState = .running
+                $0.status.state = .assigned
+            })
+        }
+        let incremental = try await it.next()
+        #expect(incremental?.type == .incremental)
+        #expect(incremental?.changes.map(\.task.id) == ["task-1"])
+        _ = try await m.withClient { d in
+            try await d.updateTaskStatus(.with {
+                $0.nodeID = "w2"
+                $0.sessionID = session.sessionID
+                $0.updates = [
+                    .with { $0.taskID = "task-1"; $0.status.state = .running; $0.status.pid = 42 },
+                    .with { $0.taskID = "task-1"; $0.status.state = .starting },  // stale: ignored
+                ]
+            })
+        }
+        let t = m.node.store.view().get(SwarmTask.self, id: "task-1")
+        #expect(t?.status.state == .running && t?.status.pid == 42)
+        // Stopping the task reaches the node as an update. (The orchestrator also stops it on
+        // its own, since its service does not exist; either way it must arrive.)
+        try await m.node.store.update { tx in
+            var t = tx.get(SwarmTask.self, id: "task-1")!
+            if t.desiredState.rawValue < SwarmTaskState.shutdown.rawValue {
+                t.desiredState = .shutdown
+                try tx.update(t)
+            }
+        }
+        let stop = try await it.next()
+        #expect((stop?.changes.first?.task.desiredState.rawValue ?? 0) > SwarmTaskState.running.rawValue)
+        #expect(stop?.changes.first?.action == .update)
+    }
+}
