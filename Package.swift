@@ -89,6 +89,16 @@ let package = Package(
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
             ]
         ),
+        // The worker side: sessions, heartbeats, assignments, task runners over executor plugins.
+        .target(
+            name: "SwarmAgent",
+            dependencies: [
+                "SwarmAPI", "SwarmRPC", "SwarmPluginHost",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // Seeded cluster simulator and linearizability checker used by the tests.
         .target(name: "SwarmTesting", dependencies: ["SwarmRaft"]),
         .executableTarget(name: "swarm-sim", dependencies: ["SwarmRaft", "SwarmTesting"]),
@@ -108,7 +118,7 @@ let package = Package(
         .testTarget(
             name: "SwarmManagerTests",
             dependencies: [
-                "SwarmManager", "SwarmAPI", "SwarmRPC", "SwarmRaftNode",
+                "SwarmManager", "SwarmAgent", "SwarmAPI", "SwarmRPC", "SwarmRaftNode",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
             ]

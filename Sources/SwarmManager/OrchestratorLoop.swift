@@ -102,7 +102,7 @@ public final class OrchestratorLoop: Sendable {
         for id in services.sorted() {
             let tasks = view.find(SwarmTask.self, .service(id))
             guard let service = view.get(SwarmService.self, id: id) else {
-                actions += reconciler.serviceRemoved(tasks: tasks)
+                actions += reconciler.serviceRemoved(tasks: tasks) + reconciler.reap(tasks: tasks, retention: retention)
                 continue
             }
             if case .global? = service.spec.mode {
