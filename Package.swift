@@ -22,6 +22,7 @@ let package = Package(
         .package(url: "https://github.com/grpc/grpc-swift-protobuf", from: "2.4.1"),
         .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
     targets: [
         // Protocol definitions (proto/) and the committed generated code (Generated/).
@@ -102,6 +103,26 @@ let package = Package(
         // Seeded cluster simulator and linearizability checker used by the tests.
         .target(name: "SwarmTesting", dependencies: ["SwarmRaft"]),
         .executableTarget(name: "swarm-sim", dependencies: ["SwarmRaft", "SwarmTesting"]),
+        .executableTarget(
+            name: "swarmctl",
+            dependencies: [
+                "SwarmManager", "SwarmRPC", "SwarmAPI", "SwarmScheduler",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ]
+        ),
+        .executableTarget(
+            name: "swarmd",
+            dependencies: [
+                "SwarmManager", "SwarmAgent", "SwarmRaftNode", "SwarmPluginHost", "SwarmScheduler", "SwarmAPI",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "swarm-raftd",
             dependencies: [

@@ -117,11 +117,13 @@ public final class RaftNode: Sendable {
 
     /// Stops the node: pending proposals fail with ``RaftNodeError/stopped``.
     public func stop() {
-        shared.withLock { s in
+        let watchers = shared.withLock { s in
             s.stopped = true
-            for c in s.leadershipWatchers.values { c.finish() }
-            s.leadershipWatchers = [:]
+            defer { s.leadershipWatchers = [:] }
+            return Array(s.leadershipWatchers.values)
         }
+        // Finished outside the lock: a stream's termination handler takes the lock too.
+        for c in watchers { c.finish() }
         for input in inbox.close() { Self.fail(input, .stopped) }
         peers.stop()
     }

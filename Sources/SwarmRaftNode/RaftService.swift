@@ -64,6 +64,15 @@ public struct RaftService: SwarmRaftTransport.SimpleServiceProtocol {
         guard node.isLeader else {
             return try await forward { try await $0.join(request) }
         }
+        // Once the cluster object exists, only its manager token admits a new manager.
+        if let cluster = node.store.view().find(SwarmCluster.self).first {
+            if request.token == cluster.joinTokens.worker && !request.token.isEmpty {
+                throw RPCError(code: .failedPrecondition, message: "this is a worker join token; join as a worker")
+            }
+            guard !request.token.isEmpty, request.token == cluster.joinTokens.manager else {
+                throw RPCError(code: .permissionDenied, message: "invalid join token")
+            }
+        }
         var newID = RaftID.random(in: 1...RaftID.max)
         while node.status.members[newID] != nil { newID = RaftID.random(in: 1...RaftID.max) }
         var member = SwarmRaftMember()
@@ -164,11 +173,12 @@ extension RaftNode {
 
     /// Asks the member at `addr` to add this manager to its cluster; pass the answer to
     /// ``RaftNode/init(config:joined:forceNewCluster:logger:)``.
-    public static func joinCluster(via addr: String, advertise: String, nodeID: String = "") async throws -> SwarmJoinResponse {
+    public static func joinCluster(via addr: String, advertise: String, nodeID: String = "", token: String = "") async throws -> SwarmJoinResponse {
         try await withRaftClient(addr) { raft in
             try await raft.join(.with {
                 $0.addr = advertise
                 $0.nodeID = nodeID
+                $0.token = token
             })
         }
     }

@@ -71,6 +71,20 @@ import Testing
         node.stop()
     }
 
+    @Test func stoppingEndsLeadershipStreamsThatAreStillBeingRead() async throws {
+        let node = try RaftNode(config: Self.config())
+        node.start()
+        let follower = Task {
+            var changes: [Bool] = []
+            for await isLeader in node.leadershipChanges() { changes.append(isLeader) }
+            return changes
+        }
+        try await Self.waitForLeadership(node)
+        node.stop()
+        let seen = await follower.value
+        #expect(seen.contains(true), "the stream reported leadership, then ended when the node stopped")
+    }
+
     @Test func proposalsOnAStoppedNodeFail() async throws {
         let node = try RaftNode(config: Self.config())
         node.start()
