@@ -139,6 +139,8 @@ public final class Agent: Sendable {
         if task.desiredState.rawValue > SwarmTaskState.running.rawValue {
             if let r = runners.withLock({ $0[task.id] }) {
                 if task.desiredState == .remove { remove(task.id) } else { r.stop() }
+            } else {
+                cleanUpLeftover(task)
             }
             return
         }
@@ -155,6 +157,25 @@ public final class Agent: Sendable {
         }
         runners.withLock { $0[task.id] = runner }
         runner.start()
+    }
+
+    /// A task this agent does not track, that must not run: after a restart of the node its
+    /// process may still be alive. The executor adopts it (from its work directory) so that
+    /// it can be stopped; nothing is started.
+    func cleanUpLeftover(_ task: SwarmTask) {
+        let workDir = "\(config.stateDir)/tasks/\(task.id)"
+        guard FileManager.default.fileExists(atPath: workDir),
+              let executor = plugins.executor(task.spec.runtimeName.isEmpty ? "process" : task.spec.runtimeName) else { return }
+        let client = ExecutorClient(executor)
+        let proto: [UInt8] = (try? task.serializedBytes()) ?? []
+        do {
+            try client.prepare(taskID: task.id, serviceID: task.serviceID, workDir: workDir, taskProto: proto)
+            try client.shutdown(taskID: task.id, graceNanoseconds: 2_000_000_000)
+            try client.remove(taskID: task.id)
+            logger.info("stopped leftover task \(task.id) from before the restart")
+        } catch {
+            logger.debug("leftover task \(task.id): \(error)")
+        }
     }
 
     func remove(_ id: String) {

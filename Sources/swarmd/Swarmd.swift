@@ -175,6 +175,8 @@ struct Swarmd: AsyncParsableCommand {
 
     /// Runs `body` until it returns or SIGTERM/SIGINT arrives; then calls `onStop`.
     func runUntilTerminated(_ body: @escaping @Sendable () async -> Void, onStop: @escaping @Sendable () -> Void = {}) async throws {
+        // A peer that goes away must not kill the daemon through a write to its socket.
+        signal(SIGPIPE, SIG_IGN)
         signal(SIGTERM, SIG_IGN)
         signal(SIGINT, SIG_IGN)
         let work = Task { await body() }
@@ -185,8 +187,8 @@ struct Swarmd: AsyncParsableCommand {
             s.resume()
             return s
         }
-        _ = sources
         Task { await work.value; cont.finish() }
+        defer { withExtendedLifetime(sources) {} }
         for await sig in signals {
             Logger(label: "swarmd").notice("signal \(sig): shutting down")
             onStop()
