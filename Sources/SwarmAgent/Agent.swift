@@ -66,8 +66,8 @@ public final class Agent: Sendable {
     }
 
     func session(_ addr: String) async throws {
-        guard let colon = addr.lastIndex(of: ":"), let port = Int(addr[addr.index(after: colon)...]) else { return }
-        let client = GRPCClient(transport: try .http2NIOPosix(target: .dns(host: String(addr[..<colon]), port: port),
+        guard let (host, port) = NetworkAddress.split(addr) else { return }
+        let client = GRPCClient(transport: try .http2NIOPosix(target: .dns(host: host, port: port),
                                                               transportSecurity: .plaintext))
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await client.runConnections() }

@@ -255,10 +255,10 @@ public func withControlClient<R: Sendable>(_ addr: String,
     if addr.hasPrefix("unix:") {
         target = .unixDomainSocket(path: String(addr.dropFirst(5)))
     } else {
-        guard let colon = addr.lastIndex(of: ":"), let port = Int(addr[addr.index(after: colon)...]) else {
+        guard let (host, port) = NetworkAddress.split(addr) else {
             throw RPCError(code: .invalidArgument, message: "bad address \(addr)")
         }
-        target = .dns(host: String(addr[..<colon]), port: port)
+        target = .dns(host: host, port: port)
     }
     let client = GRPCClient(transport: try .http2NIOPosix(target: target, transportSecurity: .plaintext))
     return try await withThrowingTaskGroup(of: Void.self) { group in

@@ -7,17 +7,9 @@ import SwarmRPC
 import SwarmRaft
 import Synchronization
 
-/// Parses "host:port".
-func parseAddress(_ addr: String) -> (host: String, port: Int)? {
-    guard let colon = addr.lastIndex(of: ":"), let port = Int(addr[addr.index(after: colon)...]) else { return nil }
-    var host = String(addr[..<colon])
-    if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-    return (host.isEmpty ? "127.0.0.1" : host, port)
-}
-
 /// Makes a plaintext HTTP/2 gRPC client for `addr` (mTLS arrives with the CA work).
 func makeClient(_ addr: String) throws -> GRPCClient<HTTP2ClientTransport.Posix> {
-    guard let (host, port) = parseAddress(addr) else { throw RaftNodeError.refused("bad address \(addr)") }
+    guard let (host, port) = NetworkAddress.split(addr) else { throw RaftNodeError.refused("bad address \(addr)") }
     return GRPCClient(transport: try .http2NIOPosix(target: .dns(host: host, port: port), transportSecurity: .plaintext))
 }
 

@@ -43,7 +43,7 @@ do {
         joined = try await RaftNode.joinCluster(via: joinAddr, advertise: config.advertiseAddr)
     }
     let node = try RaftNode(config: config, joined: joined, forceNewCluster: flags.contains("--force-new-cluster"))
-    guard let (host, port) = splitAddress(listen) else { throw RaftNodeError.refused("bad --listen \(listen)") }
+    guard let (host, port) = NetworkAddress.split(listen) else { throw RaftNodeError.refused("bad --listen \(listen)") }
     let server = GRPCServer(transport: .http2NIOPosix(address: .ipv4(host: host, port: port), transportSecurity: .plaintext),
                             services: [RaftService(node: node)])
     sigterm.setEventHandler {
@@ -63,9 +63,5 @@ do {
     exit(1)
 }
 
-func splitAddress(_ s: String) -> (String, Int)? {
-    guard let c = s.lastIndex(of: ":"), let p = Int(s[s.index(after: c)...]) else { return nil }
-    return (String(s[..<c]), p)
-}
 
 import SwarmAPI

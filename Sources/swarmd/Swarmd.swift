@@ -110,7 +110,7 @@ struct Swarmd: AsyncParsableCommand {
             let reported = node.store.view().find(SwarmNode.self).flatMap { $0.description_p.plugins.filter { $0.kind == "executor" }.map(\.name) }
             return SpecValidation(strategies: Set(plugins.names(.strategy)), runtimes: Set(plugins.names(.executor) + reported))
         }
-        guard let (host, port) = Self.split(listenRemoteAPI) else { throw ValidationError("bad --listen-remote-api \(listenRemoteAPI)") }
+        guard let (host, port) = NetworkAddress.split(listenRemoteAPI) else { throw ValidationError("bad --listen-remote-api \(listenRemoteAPI)") }
         let remote = GRPCServer(transport: .http2NIOPosix(address: .ipv4(host: host, port: port), transportSecurity: .plaintext),
                                 services: [RaftService(node: node), control, dispatcher])
         let socket = listenControlAPI ?? stateDir + "/swarmd.sock"
@@ -166,11 +166,6 @@ struct Swarmd: AsyncParsableCommand {
         let id = Identifiers.make()
         try (id + "\n").write(toFile: path, atomically: true, encoding: .utf8)
         return id
-    }
-
-    static func split(_ addr: String) -> (String, Int)? {
-        guard let c = addr.lastIndex(of: ":"), let p = Int(addr[addr.index(after: c)...]) else { return nil }
-        return (String(addr[..<c]), p)
     }
 
     /// Runs `body` until it returns or SIGTERM/SIGINT arrives; then calls `onStop`.
