@@ -260,13 +260,7 @@ public func withControlClient<R: Sendable>(_ addr: String,
         }
         target = .dns(host: host, port: port)
     }
-    let client = GRPCClient(transport: try .http2NIOPosix(target: target, transportSecurity: .plaintext))
-    return try await withThrowingTaskGroup(of: Void.self) { group in
-        group.addTask { try await client.runConnections() }
-        defer {
-            client.beginGracefulShutdown()
-            group.cancelAll()
-        }
-        return try await body(SwarmControl.Client(wrapping: client))
+    return try await withGRPCClient(transport: try .http2NIOPosix(target: target, transportSecurity: .plaintext)) {
+        try await body(SwarmControl.Client(wrapping: $0))
     }
 }

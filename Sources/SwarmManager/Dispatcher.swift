@@ -28,11 +28,11 @@ public final class Dispatcher: SwarmDispatcher.SimpleServiceProtocol, Sendable {
     var store: MemoryStore { node.store }
 
     /// Heartbeat period and grace multiplier from the cluster settings.
-    var heartbeat: (period: Duration, grace: Int64) {
+    var heartbeat: (period: Duration, grace: Int64, periodNanoseconds: Int64) {
         let d = store.view().find(SwarmCluster.self).first?.spec.dispatcher
         let period = (d?.heartbeatPeriod ?? 0) > 0 ? d!.heartbeatPeriod : 5_000_000_000
         let grace = Int64((d?.heartbeatGraceMultiplier ?? 0) > 0 ? d!.heartbeatGraceMultiplier : 3)
-        return (.nanoseconds(period), grace)
+        return (.nanoseconds(period), grace, period)
     }
 
     func requireLeader() throws {
@@ -90,7 +90,7 @@ public final class Dispatcher: SwarmDispatcher.SimpleServiceProtocol, Sendable {
             $0.sessionID = sessionID
             $0.nodeID = request.nodeID
             $0.managers = managers
-            $0.heartbeatPeriod = Int64(hb.period.components.seconds) * 1_000_000_000 + hb.period.components.attoseconds / 1_000_000_000
+            $0.heartbeatPeriod = hb.periodNanoseconds
         })
         // Hold the stream open while the session is current and this manager leads.
         while !Task.isCancelled, node.isLeader, sessions.withLock({ $0[request.nodeID]?.id }) == sessionID {
@@ -107,7 +107,7 @@ public final class Dispatcher: SwarmDispatcher.SimpleServiceProtocol, Sendable {
             return true
         }
         guard ok else { throw RPCError(code: .notFound, message: "session is no longer valid; open a new one") }
-        return .with { $0.period = Int64(hb.period.components.seconds) * 1_000_000_000 + hb.period.components.attoseconds / 1_000_000_000 }
+        return .with { $0.period = hb.periodNanoseconds }
     }
 
     public func assignments(request: SwarmAssignmentsRequest, response: RPCWriter<SwarmAssignmentsMessage>, context: ServerContext) async throws {

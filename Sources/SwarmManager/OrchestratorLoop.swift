@@ -105,20 +105,22 @@ public final class OrchestratorLoop: Sendable {
                 actions += reconciler.serviceRemoved(tasks: tasks) + reconciler.reap(tasks: tasks, retention: retention)
                 continue
             }
+            var serviceActions: [OrchestratorAction] = []
             if case .global? = service.spec.mode {
                 do {
-                    actions += try reconciler.reconcileGlobal(service, tasks: tasks, nodes: nodes)
+                    serviceActions = try reconciler.reconcileGlobal(service, tasks: tasks, nodes: nodes)
                 } catch {
                     logger.error("service \(service.spec.annotations.name): \(error)")
                 }
             } else {
-                actions += reconciler.reconcileReplicated(service, tasks: tasks, nodes: nodes)
+                serviceActions = reconciler.reconcileReplicated(service, tasks: tasks, nodes: nodes)
             }
-            actions += reconciler.reap(tasks: tasks, retention: retention)
+            // Wake for delayed starts, existing or just created.
             for t in tasks where t.desiredState == .ready && t.startAfter > now {
                 nextWake = min(nextWake ?? .max, t.startAfter)
             }
-            for case .create(let t) in actions where t.startAfter > now { nextWake = min(nextWake ?? .max, t.startAfter) }
+            for case .create(let t) in serviceActions where t.startAfter > now { nextWake = min(nextWake ?? .max, t.startAfter) }
+            actions += serviceActions + reconciler.reap(tasks: tasks, retention: retention)
         }
         for id in removed.sorted() { actions += reconciler.serviceRemoved(tasks: view.find(SwarmTask.self, .service(id))) }
         guard !actions.isEmpty else { return nextWake }

@@ -203,7 +203,7 @@ public struct RaftCore: Sendable {
     public var hasReady: Bool {
         softState != lastReportedSoft || hardState != lastReportedHard || !outbox.isEmpty
             || !readStates.isEmpty || !notices.isEmpty || log.pendingSnapshot != nil
-            || !log.unstableEntries.isEmpty || log.committed > applying
+            || log.hasUnstableEntries || log.committed > applying
     }
 
     // MARK: Ready / advance

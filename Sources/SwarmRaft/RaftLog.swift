@@ -127,6 +127,9 @@ struct RaftLog: Sendable {
     // MARK: Durability and application
 
     /// Entries written since the last `stableTo`.
+    /// Whether there are entries not yet on stable storage (without copying them).
+    var hasUnstableEntries: Bool { max(stable, offset) < lastIndex }
+
     var unstableEntries: [Entry] {
         let from = max(stable, offset)
         if from >= lastIndex { return [] }

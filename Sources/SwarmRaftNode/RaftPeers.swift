@@ -16,14 +16,9 @@ func makeClient(_ addr: String) throws -> GRPCClient<HTTP2ClientTransport.Posix>
 /// Runs `body` with a Raft transport client connected to `addr`, then closes it.
 func withRaftClient<R: Sendable>(_ addr: String,
                                  _ body: (SwarmRaftTransport.Client<HTTP2ClientTransport.Posix>) async throws -> R) async throws -> R {
-    let client = try makeClient(addr)
-    return try await withThrowingTaskGroup(of: Void.self) { group in
-        group.addTask { try await client.runConnections() }
-        defer {
-            client.beginGracefulShutdown()
-            group.cancelAll()
-        }
-        return try await body(SwarmRaftTransport.Client(wrapping: client))
+    guard let (host, port) = NetworkAddress.split(addr) else { throw RaftNodeError.refused("bad address \(addr)") }
+    return try await withGRPCClient(transport: try .http2NIOPosix(target: .dns(host: host, port: port), transportSecurity: .plaintext)) {
+        try await body(SwarmRaftTransport.Client(wrapping: $0))
     }
 }
 
