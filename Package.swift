@@ -23,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/grpc/grpc-swift-nio-transport", from: "2.9.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
         // Protocol definitions (proto/) and the committed generated code (Generated/).
@@ -98,6 +99,7 @@ let package = Package(
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),
         // Seeded cluster simulator and linearizability checker used by the tests.
@@ -140,6 +142,15 @@ let package = Package(
             name: "SwarmManagerTests",
             dependencies: [
                 "SwarmManager", "SwarmAgent", "SwarmAPI", "SwarmRPC", "SwarmRaftNode",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+            ]
+        ),
+        // Real swarmd and swarmctl processes on loopback.
+        .testTarget(
+            name: "SwarmdTests",
+            dependencies: [
+                "SwarmManager", "SwarmAPI", "SwarmRPC",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
             ]

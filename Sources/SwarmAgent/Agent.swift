@@ -8,8 +8,10 @@ import SwarmRPC
 import Synchronization
 
 /// A worker's agent: one session to a manager (reconnecting to any known manager with
-/// jittered backoff), heartbeats, the assignments stream, a ``TaskRunner`` per task, and
-/// batched status reports.
+/// jittered backoff), heartbeats, the assignments stream, a ``TaskRunner`` per task,
+/// batched status reports, and log subscriptions. Assigned tasks and their observed states
+/// are kept in a local SQLite ``TaskDB``, so that a restarted agent neither duplicates nor
+/// orphans a task.
 public final class Agent: Sendable {
     public struct Config: Sendable {
         public var nodeID: String
@@ -30,15 +32,37 @@ public final class Agent: Sendable {
     let config: Config
     let plugins: PluginRegistry
     let logger: Logger
+    let db: TaskDB
     private let runners = Mutex<[String: TaskRunner]>([:])
-    private let outbox = Mutex<[String: SwarmTaskStatus]>([:])
+    private let outbox: Mutex<[String: SwarmTaskStatus]>
     private let managers: Mutex<[String]>
+    /// Tasks recorded before this process started that no runner has taken over yet.
+    private let recovered: Mutex<[String: TaskDB.Record]>
+    let publishers = Mutex<[String: Task<Void, Never>]>([:])
+    private let token: Mutex<String>
 
-    public init(config: Config, plugins: PluginRegistry, logger: Logger = Logger(label: "swarm.agent")) {
+    /// The join token the agent presents when its node is not yet a member.
+    public var joinToken: String {
+        get { token.withLock { $0 } }
+        set { token.withLock { $0 = newValue } }
+    }
+
+    /// Opens (or creates) the task database in the state directory.
+    ///
+    /// - Throws: ``TaskDB/OpenError`` when the database exists but cannot be read.
+    public init(config: Config, plugins: PluginRegistry, logger: Logger = Logger(label: "swarm.agent")) throws {
         self.config = config
         self.plugins = plugins
         self.logger = logger
+        try FileManager.default.createDirectory(atPath: config.stateDir, withIntermediateDirectories: true)
+        db = try TaskDB(path: config.stateDir + "/tasks.db")
+        let records = try db.all()
+        recovered = Mutex(records)
+        // States observed before the restart that no manager acknowledged are sent first.
+        outbox = Mutex(records.compactMapValues { $0.reported ? nil : $0.status })
         managers = Mutex(config.managers)
+        token = Mutex(config.joinToken)
+        if !records.isEmpty { logger.info("recovered \(records.count) task(s) from \(db.path)") }
     }
 
     /// Tasks the agent is running, by ID.
@@ -62,6 +86,10 @@ public final class Agent: Sendable {
             let base = min(2000, 50 << min(attempt, 5))
             try? await Task.sleep(for: .milliseconds(Int.random(in: base / 2...base)))
         }
+        // A node shut down on purpose stops its tasks (their final states are kept in the
+        // database and reported after a restart). A node that dies leaves them running;
+        // the restarted agent adopts or stops them.
+        for p in publishers.withLock({ Array($0.values) }) { p.cancel() }
         for r in runners.withLock({ Array($0.values) }) { r.stop() }
     }
 
@@ -75,7 +103,7 @@ public final class Agent: Sendable {
             let d = SwarmDispatcher.Client(wrapping: client)
             try await d.session(.with {
                 $0.nodeID = config.nodeID
-                $0.joinToken = config.joinToken
+                $0.joinToken = joinToken
                 $0.description_p = config.description
             }) { response in
                 // The first message opens the session; the stream then stays open while it lives.
@@ -86,6 +114,7 @@ public final class Agent: Sendable {
                     inner.addTask { try await self.heartbeats(d, first) }
                     inner.addTask { try await self.assignments(d, first) }
                     inner.addTask { try await self.reports(d, first) }
+                    inner.addTask { try await self.subscriptions(d, first) }
                     try await inner.next()
                     inner.cancelAll()
                 }
@@ -111,6 +140,7 @@ public final class Agent: Sendable {
                         $0.sessionID = s.sessionID
                         $0.updates = batch.keys.sorted().map { id in .with { $0.taskID = id; $0.status = batch[id]! } }
                     })
+                    do { try db.markReported(batch) } catch { logger.error("\(db.path): \(error)") }
                 } catch {
                     // Keep them for the next session; newer states win.
                     outbox.withLock { o in for (k, v) in batch where (o[k]?.state.rawValue ?? 0) < v.state.rawValue { o[k] = v } }
@@ -127,6 +157,13 @@ public final class Agent: Sendable {
                 if message.type == .complete {
                     let listed = Set(message.changes.map(\.task.id))
                     for id in self.taskIDs where !listed.contains(id) { self.remove(id) }
+                    // Tasks from before a restart that are no longer assigned here must stop.
+                    let stale = self.recovered.withLock { r -> [TaskDB.Record] in
+                        let gone = r.filter { !listed.contains($0.key) }
+                        for id in gone.keys { r[id] = nil }
+                        return Array(gone.values)
+                    }
+                    for record in stale { self.cleanUpLeftover(record.task); self.forget(record.task.id) }
                 }
                 for change in message.changes {
                     if change.action == .remove { self.remove(change.task.id) } else { self.apply(change.task) }
@@ -136,16 +173,29 @@ public final class Agent: Sendable {
     }
 
     func apply(_ task: SwarmTask) {
+        let known = recovered.withLock { $0.removeValue(forKey: task.id) }
         if task.desiredState.rawValue > SwarmTaskState.running.rawValue {
             if let r = runners.withLock({ $0[task.id] }) {
                 if task.desiredState == .remove { remove(task.id) } else { r.stop() }
             } else {
-                cleanUpLeftover(task)
+                cleanUpLeftover(known?.task ?? task)
+                if let known, known.status.map({ TaskStateCheck.isLive($0.state) }) ?? true {
+                    enqueue(task.id, .with { $0.state = .shutdown; $0.message = "stopped after the node restarted" })
+                }
             }
             return
         }
         guard task.desiredState == .running, runners.withLock({ $0[task.id] }) == nil else { return }
+        // A task the node saw end before a restart is not run again.
+        if let status = known?.status, status.state.rawValue >= SwarmTaskState.complete.rawValue { return }
         guard TaskStateCheck.isLive(task.status.state) else { return }
+        do {
+            try db.put(task)
+        } catch {
+            logger.error("\(db.path): \(error)")
+            enqueue(task.id, .with { $0.state = .rejected; $0.err = "the node cannot record the task: \(error)" })
+            return
+        }
         let runtime = task.spec.runtimeName.isEmpty ? "process" : task.spec.runtimeName
         guard let executor = plugins.executor(runtime) else {
             enqueue(task.id, .with { $0.state = .rejected; $0.err = "executor \"\(runtime)\" is not loaded on this node" })
@@ -179,13 +229,23 @@ public final class Agent: Sendable {
     }
 
     func remove(_ id: String) {
-        guard let r = runners.withLock({ $0.removeValue(forKey: id) }) else { return }
-        r.remove()
+        if let r = runners.withLock({ $0.removeValue(forKey: id) }) { r.remove() }
+        forget(id)
+    }
+
+    /// Drops a task from the local database.
+    func forget(_ id: String) {
+        do { try db.delete(id) } catch { logger.error("\(db.path): \(error)") }
     }
 
     func enqueue(_ id: String, _ status: SwarmTaskStatus) {
-        outbox.withLock { o in
-            if (o[id]?.state.rawValue ?? 0) < status.state.rawValue { o[id] = status }
+        let newer = outbox.withLock { o -> Bool in
+            guard (o[id]?.state.rawValue ?? 0) < status.state.rawValue else { return false }
+            o[id] = status
+            return true
+        }
+        if newer {
+            do { try db.setStatus(id, status, reported: false) } catch { logger.error("\(db.path): \(error)") }
         }
     }
 }

@@ -11,9 +11,14 @@ import SwarmStore
 public struct ControlService: SwarmControl.SimpleServiceProtocol {
     let node: RaftNode
     let validation: @Sendable () -> SpecValidation
+    let logs: LogBroker
 
-    public init(node: RaftNode, validation: @escaping @Sendable () -> SpecValidation) {
+    /// - Parameters:
+    ///   - logs: the broker the dispatcher feeds with the nodes' task output.
+    ///   - validation: what specs are checked against (the loaded strategies and runtimes).
+    public init(node: RaftNode, logs: LogBroker = LogBroker(), validation: @escaping @Sendable () -> SpecValidation) {
         self.node = node
+        self.logs = logs
         self.validation = validation
     }
 
@@ -223,14 +228,20 @@ public struct ControlService: SwarmControl.SimpleServiceProtocol {
         }
     }
 
+    /// The leader's address, when this manager is not the leader.
+    func leaderAddress() throws -> String? {
+        if node.isLeader { return nil }
+        let s = node.status
+        guard s.leader != 0, let addr = s.members[s.leader] else {
+            throw RPCError(code: .unavailable, message: "no leader is known; the cluster may have lost its quorum")
+        }
+        return addr
+    }
+
     /// Runs `body` on the leader (mapping errors to gRPC codes), or forwards to it.
     func leader<R: Sendable>(_ forward: (SwarmControl.Client<HTTP2ClientTransport.Posix>) async throws -> R,
                              _ body: () async throws -> R) async throws -> R {
-        if !node.isLeader {
-            let s = node.status
-            guard s.leader != 0, let addr = s.members[s.leader] else {
-                throw RPCError(code: .unavailable, message: "no leader is known; the cluster may have lost its quorum")
-            }
+        if let addr = try leaderAddress() {
             return try await withControlClient(addr, forward)
         }
         do {

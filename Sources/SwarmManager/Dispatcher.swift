@@ -19,9 +19,12 @@ public final class Dispatcher: SwarmDispatcher.SimpleServiceProtocol, Sendable {
         var deadline: ContinuousClock.Instant
     }
     private let sessions = Mutex<[String: Session]>([:])
+    /// Task output flows from the nodes through here to `swarmctl ... logs`.
+    public let logs: LogBroker
 
-    public init(node: RaftNode, logger: Logger = Logger(label: "swarm.dispatcher")) {
+    public init(node: RaftNode, logs: LogBroker = LogBroker(), logger: Logger = Logger(label: "swarm.dispatcher")) {
         self.node = node
+        self.logs = logs
         self.logger = logger
     }
 
@@ -159,6 +162,38 @@ public final class Dispatcher: SwarmDispatcher.SimpleServiceProtocol, Sendable {
             }
         }
         return SwarmUpdateTaskStatusResponse()
+    }
+
+    public func subscriptions(request: SwarmSubscriptionsRequest, response: RPCWriter<SwarmLogSubscription>, context: ServerContext) async throws {
+        try requireLeader()
+        try checkSession(request.nodeID, request.sessionID)
+        let store = self.store
+        let (token, stream) = logs.register(node: request.nodeID) { node in
+            store.view().find(SwarmTask.self, .node(node)).map(\.id)
+        }
+        defer { logs.unregister(node: request.nodeID, token: token) }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await subscription in stream { try await response.write(subscription) }
+            }
+            group.addTask {
+                // End with the session, or when this manager stops leading.
+                while !Task.isCancelled, self.node.isLeader, self.sessions.withLock({ $0[request.nodeID]?.id }) == request.sessionID {
+                    try await Task.sleep(for: .milliseconds(200))
+                }
+            }
+            try await group.next()
+            group.cancelAll()
+        }
+    }
+
+    public func publishLogs(request: RPCAsyncSequence<SwarmPublishLogsRequest, any Error>, context: ServerContext) async throws -> SwarmPublishLogsResponse {
+        try requireLeader()
+        for try await message in request {
+            try checkSession(message.nodeID, message.sessionID)
+            logs.publish(node: message.nodeID, message)
+        }
+        return SwarmPublishLogsResponse()
     }
 
     static func isAssignment(_ t: SwarmTask) -> Bool {

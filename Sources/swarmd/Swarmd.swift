@@ -59,6 +59,8 @@ struct Swarmd: AsyncParsableCommand {
     var logLevel = "info"
 
     func run() async throws {
+        // A peer that goes away must not kill the daemon through a write to its socket.
+        signal(SIGPIPE, SIG_IGN)
         let level = Logger.Level(rawValue: logLevel) ?? .info
         LoggingSystem.bootstrap { label in
             var h = StreamLogHandler.standardError(label: label)
@@ -95,8 +97,13 @@ struct Swarmd: AsyncParsableCommand {
                 throw ValidationError("no executor plugin is loaded; a worker needs at least one (see --plugin-dir)")
             }
             logger.info("joining \(joinAddr!) as worker \(nodeID)")
-            let agent = Agent(config: .init(nodeID: nodeID, stateDir: stateDir + "/agent", managers: [joinAddr!],
-                                            joinToken: joinToken ?? "", description: description), plugins: plugins)
+            let agent: Agent
+            do {
+                agent = try Agent(config: .init(nodeID: nodeID, stateDir: stateDir + "/agent", managers: [joinAddr!],
+                                                joinToken: joinToken ?? "", description: description), plugins: plugins)
+            } catch {
+                throw ValidationError("\(error)")
+            }
             try await runUntilTerminated { await agent.run() }
             return
         }
@@ -106,7 +113,7 @@ struct Swarmd: AsyncParsableCommand {
         config.heartbeatTick = heartbeatTick
         let node = try RaftNode(config: config, joined: joined, forceNewCluster: forceNewCluster, logger: Logger(label: "swarm.raft"))
         let dispatcher = Dispatcher(node: node)
-        let control = ControlService(node: node) {
+        let control = ControlService(node: node, logs: dispatcher.logs) {
             let reported = node.store.view().find(SwarmNode.self).flatMap { $0.description_p.plugins.filter { $0.kind == "executor" }.map(\.name) }
             return SpecValidation(strategies: Set(plugins.names(.strategy)), runtimes: Set(plugins.names(.executor) + reported))
         }
@@ -119,6 +126,14 @@ struct Swarmd: AsyncParsableCommand {
                                services: [control])
         let leader = LeaderComponents(node: node, plugins: plugins, dispatcher: dispatcher)
         let agentToken: @Sendable () -> String = { node.store.view().find(SwarmCluster.self).first?.joinTokens.manager ?? "" }
+        // The manager's own agent (opened now, so that a damaged task database stops the start).
+        let agent: Agent
+        do {
+            agent = try Agent(config: .init(nodeID: nodeID, stateDir: stateDir + "/agent", managers: [advertise],
+                                            joinToken: "", description: description), plugins: plugins)
+        } catch {
+            throw ValidationError("\(error)")
+        }
         try await runUntilTerminated {
             await withDiscardingTaskGroup { group in
                 group.addTask { try? await remote.serve() }
@@ -133,8 +148,7 @@ struct Swarmd: AsyncParsableCommand {
                         try? await Task.sleep(for: .milliseconds(200))
                         token = agentToken()
                     }
-                    let agent = Agent(config: .init(nodeID: nodeID, stateDir: stateDir + "/agent", managers: [advertise],
-                                                    joinToken: token, description: description), plugins: plugins)
+                    agent.joinToken = token
                     await agent.run()
                 }
             }
@@ -170,8 +184,6 @@ struct Swarmd: AsyncParsableCommand {
 
     /// Runs `body` until it returns or SIGTERM/SIGINT arrives; then calls `onStop`.
     func runUntilTerminated(_ body: @escaping @Sendable () async -> Void, onStop: @escaping @Sendable () -> Void = {}) async throws {
-        // A peer that goes away must not kill the daemon through a write to its socket.
-        signal(SIGPIPE, SIG_IGN)
         signal(SIGTERM, SIG_IGN)
         signal(SIGINT, SIG_IGN)
         let work = Task { await body() }

@@ -55,7 +55,7 @@ import Testing
                 description.resources.nanoCpus = 4_000_000_000
                 description.resources.memoryBytes = 8 << 30
                 description.plugins = executors.records.map { r in SwarmPluginDescription.with { $0.name = r.name; $0.kind = r.kind.rawValue } }
-                let agent = Agent(config: .init(nodeID: "worker-\(k)", stateDir: "\(root)/worker-\(k)", managers: [addr],
+                let agent = try Agent(config: .init(nodeID: "worker-\(k)", stateDir: "\(root)/worker-\(k)", managers: [addr],
                                                 joinToken: token, description: description), plugins: executors)
                 tasks.append(Task { await agent.run() })
             }

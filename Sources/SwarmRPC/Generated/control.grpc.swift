@@ -206,6 +206,19 @@ public enum SwarmControl: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "TaskLogs" metadata.
+        public enum TaskLogs: Sendable {
+            /// Request type for "TaskLogs".
+            public typealias Input = SwarmTaskLogsRequest
+            /// Response type for "TaskLogs".
+            public typealias Output = SwarmTaskLogsResponse
+            /// Descriptor for "TaskLogs".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "swarm.v1.Control"),
+                method: "TaskLogs",
+                type: .serverStreaming
+            )
+        }
         /// Descriptors for all methods in the "swarm.v1.Control" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             CreateService.descriptor,
@@ -221,7 +234,8 @@ public enum SwarmControl: Sendable {
             RemoveNode.descriptor,
             GetCluster.descriptor,
             UpdateCluster.descriptor,
-            ListPlugins.descriptor
+            ListPlugins.descriptor,
+            TaskLogs.descriptor
         ]
     }
 }
@@ -443,6 +457,20 @@ extension SwarmControl {
             request: GRPCCore.StreamingServerRequest<SwarmListPluginsRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<SwarmListPluginsResponse>
+
+        /// Handle the "TaskLogs" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `SwarmTaskLogsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `SwarmTaskLogsResponse` messages.
+        func taskLogs(
+            request: GRPCCore.StreamingServerRequest<SwarmTaskLogsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<SwarmTaskLogsResponse>
     }
 
     /// Service protocol for the "swarm.v1.Control" service.
@@ -648,6 +676,20 @@ extension SwarmControl {
             request: GRPCCore.ServerRequest<SwarmListPluginsRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<SwarmListPluginsResponse>
+
+        /// Handle the "TaskLogs" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SwarmTaskLogsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `SwarmTaskLogsResponse` messages.
+        func taskLogs(
+            request: GRPCCore.ServerRequest<SwarmTaskLogsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<SwarmTaskLogsResponse>
     }
 
     /// Simple service protocol for the "swarm.v1.Control" service.
@@ -851,6 +893,21 @@ extension SwarmControl {
             request: SwarmListPluginsRequest,
             context: GRPCCore.ServerContext
         ) async throws -> SwarmListPluginsResponse
+
+        /// Handle the "TaskLogs" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `SwarmTaskLogsRequest` message.
+        ///   - response: A response stream of `SwarmTaskLogsResponse` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        func taskLogs(
+            request: SwarmTaskLogsRequest,
+            response: GRPCCore.RPCWriter<SwarmTaskLogsResponse>,
+            context: GRPCCore.ServerContext
+        ) async throws
     }
 }
 
@@ -1007,6 +1064,17 @@ extension SwarmControl.StreamingServiceProtocol {
             serializer: GRPCProtobuf.ProtobufSerializer<SwarmListPluginsResponse>(),
             handler: { request, context in
                 try await self.listPlugins(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: SwarmControl.Method.TaskLogs.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SwarmTaskLogsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<SwarmTaskLogsResponse>(),
+            handler: { request, context in
+                try await self.taskLogs(
                     request: request,
                     context: context
                 )
@@ -1170,6 +1238,17 @@ extension SwarmControl.ServiceProtocol {
             context: context
         )
         return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func taskLogs(
+        request: GRPCCore.StreamingServerRequest<SwarmTaskLogsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<SwarmTaskLogsResponse> {
+        let response = try await self.taskLogs(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return response
     }
 }
 
@@ -1355,6 +1434,23 @@ extension SwarmControl.SimpleServiceProtocol {
                 context: context
             ),
             metadata: [:]
+        )
+    }
+
+    public func taskLogs(
+        request: GRPCCore.ServerRequest<SwarmTaskLogsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<SwarmTaskLogsResponse> {
+        return GRPCCore.StreamingServerResponse<SwarmTaskLogsResponse>(
+            metadata: [:],
+            producer: { writer in
+                try await self.taskLogs(
+                    request: request.message,
+                    response: writer,
+                    context: context
+                )
+                return [:]
+            }
         )
     }
 }
@@ -1632,6 +1728,25 @@ extension SwarmControl {
             deserializer: some GRPCCore.MessageDeserializer<SwarmListPluginsResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwarmListPluginsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "TaskLogs" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SwarmTaskLogsRequest` message.
+        ///   - serializer: A serializer for `SwarmTaskLogsRequest` messages.
+        ///   - deserializer: A deserializer for `SwarmTaskLogsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func taskLogs<Result>(
+            request: GRPCCore.ClientRequest<SwarmTaskLogsRequest>,
+            serializer: some GRPCCore.MessageSerializer<SwarmTaskLogsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SwarmTaskLogsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<SwarmTaskLogsResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -2070,6 +2185,34 @@ extension SwarmControl {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "TaskLogs" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SwarmTaskLogsRequest` message.
+        ///   - serializer: A serializer for `SwarmTaskLogsRequest` messages.
+        ///   - deserializer: A deserializer for `SwarmTaskLogsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func taskLogs<Result>(
+            request: GRPCCore.ClientRequest<SwarmTaskLogsRequest>,
+            serializer: some GRPCCore.MessageSerializer<SwarmTaskLogsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SwarmTaskLogsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<SwarmTaskLogsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.serverStreaming(
+                request: request,
+                descriptor: SwarmControl.Method.TaskLogs.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -2421,6 +2564,29 @@ extension SwarmControl.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<SwarmListPluginsRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<SwarmListPluginsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "TaskLogs" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `SwarmTaskLogsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func taskLogs<Result>(
+        request: GRPCCore.ClientRequest<SwarmTaskLogsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<SwarmTaskLogsResponse>) async throws -> Result
+    ) async throws -> Result where Result: Sendable {
+        try await self.taskLogs(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<SwarmTaskLogsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SwarmTaskLogsResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -2830,6 +2996,33 @@ extension SwarmControl.ClientProtocol {
             metadata: metadata
         )
         return try await self.listPlugins(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "TaskLogs" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func taskLogs<Result>(
+        _ message: SwarmTaskLogsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<SwarmTaskLogsResponse>) async throws -> Result
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<SwarmTaskLogsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.taskLogs(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -75,12 +75,40 @@ public enum SwarmDispatcher: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "Subscriptions" metadata.
+        public enum Subscriptions: Sendable {
+            /// Request type for "Subscriptions".
+            public typealias Input = SwarmSubscriptionsRequest
+            /// Response type for "Subscriptions".
+            public typealias Output = SwarmLogSubscription
+            /// Descriptor for "Subscriptions".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "swarm.v1.Dispatcher"),
+                method: "Subscriptions",
+                type: .serverStreaming
+            )
+        }
+        /// Namespace for "PublishLogs" metadata.
+        public enum PublishLogs: Sendable {
+            /// Request type for "PublishLogs".
+            public typealias Input = SwarmPublishLogsRequest
+            /// Response type for "PublishLogs".
+            public typealias Output = SwarmPublishLogsResponse
+            /// Descriptor for "PublishLogs".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "swarm.v1.Dispatcher"),
+                method: "PublishLogs",
+                type: .clientStreaming
+            )
+        }
         /// Descriptors for all methods in the "swarm.v1.Dispatcher" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             Session.descriptor,
             Heartbeat.descriptor,
             Assignments.descriptor,
-            UpdateTaskStatus.descriptor
+            UpdateTaskStatus.descriptor,
+            Subscriptions.descriptor,
+            PublishLogs.descriptor
         ]
     }
 }
@@ -162,6 +190,34 @@ extension SwarmDispatcher {
             request: GRPCCore.StreamingServerRequest<SwarmUpdateTaskStatusRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<SwarmUpdateTaskStatusResponse>
+
+        /// Handle the "Subscriptions" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `SwarmSubscriptionsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `SwarmLogSubscription` messages.
+        func subscriptions(
+            request: GRPCCore.StreamingServerRequest<SwarmSubscriptionsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<SwarmLogSubscription>
+
+        /// Handle the "PublishLogs" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `SwarmPublishLogsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `SwarmPublishLogsResponse` messages.
+        func publishLogs(
+            request: GRPCCore.StreamingServerRequest<SwarmPublishLogsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<SwarmPublishLogsResponse>
     }
 
     /// Service protocol for the "swarm.v1.Dispatcher" service.
@@ -227,6 +283,34 @@ extension SwarmDispatcher {
             request: GRPCCore.ServerRequest<SwarmUpdateTaskStatusRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<SwarmUpdateTaskStatusResponse>
+
+        /// Handle the "Subscriptions" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SwarmSubscriptionsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `SwarmLogSubscription` messages.
+        func subscriptions(
+            request: GRPCCore.ServerRequest<SwarmSubscriptionsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<SwarmLogSubscription>
+
+        /// Handle the "PublishLogs" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `SwarmPublishLogsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `SwarmPublishLogsResponse` message.
+        func publishLogs(
+            request: GRPCCore.StreamingServerRequest<SwarmPublishLogsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<SwarmPublishLogsResponse>
     }
 
     /// Simple service protocol for the "swarm.v1.Dispatcher" service.
@@ -292,6 +376,35 @@ extension SwarmDispatcher {
             request: SwarmUpdateTaskStatusRequest,
             context: GRPCCore.ServerContext
         ) async throws -> SwarmUpdateTaskStatusResponse
+
+        /// Handle the "Subscriptions" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `SwarmSubscriptionsRequest` message.
+        ///   - response: A response stream of `SwarmLogSubscription` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        func subscriptions(
+            request: SwarmSubscriptionsRequest,
+            response: GRPCCore.RPCWriter<SwarmLogSubscription>,
+            context: GRPCCore.ServerContext
+        ) async throws
+
+        /// Handle the "PublishLogs" method.
+        ///
+        /// - Parameters:
+        ///   - request: A stream of `SwarmPublishLogsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `SwarmPublishLogsResponse` to respond with.
+        func publishLogs(
+            request: GRPCCore.RPCAsyncSequence<SwarmPublishLogsRequest, any Swift.Error>,
+            context: GRPCCore.ServerContext
+        ) async throws -> SwarmPublishLogsResponse
     }
 }
 
@@ -343,6 +456,28 @@ extension SwarmDispatcher.StreamingServiceProtocol {
                 )
             }
         )
+        router.registerHandler(
+            forMethod: SwarmDispatcher.Method.Subscriptions.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SwarmSubscriptionsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<SwarmLogSubscription>(),
+            handler: { request, context in
+                try await self.subscriptions(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: SwarmDispatcher.Method.PublishLogs.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SwarmPublishLogsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<SwarmPublishLogsResponse>(),
+            handler: { request, context in
+                try await self.publishLogs(
+                    request: request,
+                    context: context
+                )
+            }
+        )
     }
 }
 
@@ -388,6 +523,28 @@ extension SwarmDispatcher.ServiceProtocol {
     ) async throws -> GRPCCore.StreamingServerResponse<SwarmUpdateTaskStatusResponse> {
         let response = try await self.updateTaskStatus(
             request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func subscriptions(
+        request: GRPCCore.StreamingServerRequest<SwarmSubscriptionsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<SwarmLogSubscription> {
+        let response = try await self.subscriptions(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return response
+    }
+
+    public func publishLogs(
+        request: GRPCCore.StreamingServerRequest<SwarmPublishLogsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<SwarmPublishLogsResponse> {
+        let response = try await self.publishLogs(
+            request: request,
             context: context
         )
         return GRPCCore.StreamingServerResponse(single: response)
@@ -451,6 +608,36 @@ extension SwarmDispatcher.SimpleServiceProtocol {
         return GRPCCore.ServerResponse<SwarmUpdateTaskStatusResponse>(
             message: try await self.updateTaskStatus(
                 request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func subscriptions(
+        request: GRPCCore.ServerRequest<SwarmSubscriptionsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<SwarmLogSubscription> {
+        return GRPCCore.StreamingServerResponse<SwarmLogSubscription>(
+            metadata: [:],
+            producer: { writer in
+                try await self.subscriptions(
+                    request: request.message,
+                    response: writer,
+                    context: context
+                )
+                return [:]
+            }
+        )
+    }
+
+    public func publishLogs(
+        request: GRPCCore.StreamingServerRequest<SwarmPublishLogsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<SwarmPublishLogsResponse> {
+        return GRPCCore.ServerResponse<SwarmPublishLogsResponse>(
+            message: try await self.publishLogs(
+                request: request.messages,
                 context: context
             ),
             metadata: [:]
@@ -541,6 +728,44 @@ extension SwarmDispatcher {
             deserializer: some GRPCCore.MessageDeserializer<SwarmUpdateTaskStatusResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwarmUpdateTaskStatusResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "Subscriptions" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SwarmSubscriptionsRequest` message.
+        ///   - serializer: A serializer for `SwarmSubscriptionsRequest` messages.
+        ///   - deserializer: A deserializer for `SwarmLogSubscription` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func subscriptions<Result>(
+            request: GRPCCore.ClientRequest<SwarmSubscriptionsRequest>,
+            serializer: some GRPCCore.MessageSerializer<SwarmSubscriptionsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SwarmLogSubscription>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<SwarmLogSubscription>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "PublishLogs" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request producing `SwarmPublishLogsRequest` messages.
+        ///   - serializer: A serializer for `SwarmPublishLogsRequest` messages.
+        ///   - deserializer: A deserializer for `SwarmPublishLogsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func publishLogs<Result>(
+            request: GRPCCore.StreamingClientRequest<SwarmPublishLogsRequest>,
+            serializer: some GRPCCore.MessageSerializer<SwarmPublishLogsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SwarmPublishLogsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwarmPublishLogsResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -675,6 +900,64 @@ extension SwarmDispatcher {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "Subscriptions" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SwarmSubscriptionsRequest` message.
+        ///   - serializer: A serializer for `SwarmSubscriptionsRequest` messages.
+        ///   - deserializer: A deserializer for `SwarmLogSubscription` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func subscriptions<Result>(
+            request: GRPCCore.ClientRequest<SwarmSubscriptionsRequest>,
+            serializer: some GRPCCore.MessageSerializer<SwarmSubscriptionsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SwarmLogSubscription>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<SwarmLogSubscription>) async throws -> Result
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.serverStreaming(
+                request: request,
+                descriptor: SwarmDispatcher.Method.Subscriptions.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "PublishLogs" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request producing `SwarmPublishLogsRequest` messages.
+        ///   - serializer: A serializer for `SwarmPublishLogsRequest` messages.
+        ///   - deserializer: A deserializer for `SwarmPublishLogsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func publishLogs<Result>(
+            request: GRPCCore.StreamingClientRequest<SwarmPublishLogsRequest>,
+            serializer: some GRPCCore.MessageSerializer<SwarmPublishLogsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SwarmPublishLogsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwarmPublishLogsResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.clientStreaming(
+                request: request,
+                descriptor: SwarmDispatcher.Method.PublishLogs.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -772,6 +1055,54 @@ extension SwarmDispatcher.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<SwarmUpdateTaskStatusRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<SwarmUpdateTaskStatusResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Subscriptions" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `SwarmSubscriptionsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func subscriptions<Result>(
+        request: GRPCCore.ClientRequest<SwarmSubscriptionsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<SwarmLogSubscription>) async throws -> Result
+    ) async throws -> Result where Result: Sendable {
+        try await self.subscriptions(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<SwarmSubscriptionsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SwarmLogSubscription>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "PublishLogs" method.
+    ///
+    /// - Parameters:
+    ///   - request: A streaming request producing `SwarmPublishLogsRequest` messages.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func publishLogs<Result>(
+        request: GRPCCore.StreamingClientRequest<SwarmPublishLogsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwarmPublishLogsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.publishLogs(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<SwarmPublishLogsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SwarmPublishLogsResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -887,6 +1218,63 @@ extension SwarmDispatcher.ClientProtocol {
             metadata: metadata
         )
         return try await self.updateTaskStatus(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Subscriptions" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func subscriptions<Result>(
+        _ message: SwarmSubscriptionsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<SwarmLogSubscription>) async throws -> Result
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<SwarmSubscriptionsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.subscriptions(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "PublishLogs" method.
+    ///
+    /// - Parameters:
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - producer: A closure producing request messages to send to the server. Returning
+    ///       from the closure closes the request stream.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func publishLogs<Result>(
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        requestProducer producer: @Sendable @escaping (GRPCCore.RPCWriter<SwarmPublishLogsRequest>) async throws -> Void,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwarmPublishLogsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.StreamingClientRequest<SwarmPublishLogsRequest>(
+            metadata: metadata,
+            producer: producer
+        )
+        return try await self.publishLogs(
             request: request,
             options: options,
             onResponse: handleResponse

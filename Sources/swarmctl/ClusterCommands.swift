@@ -1,0 +1,91 @@
+import ArgumentParser
+import Foundation
+import SwarmAPI
+
+struct ClusterCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "cluster", abstract: "Inspect and configure the cluster",
+                                                    subcommands: [Inspect.self, Update.self])
+
+    struct Inspect: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show the cluster's settings and join tokens")
+        @OptionGroup var conn: Connection
+        @Argument var cluster = "default"
+        func run() async throws {
+            let c = try await conn.call { try await $0.getCluster(.with { $0.clusterID = cluster }) }.cluster
+            if conn.isJSON { return try json([c]) }
+            let d = c.spec.dispatcher
+            fields([
+                ("ID", c.id),
+                ("Name", c.spec.annotations.name),
+                ("Default Strategy", c.spec.defaultStrategy.isEmpty ? "spread" : c.spec.defaultStrategy),
+                ("Default Filters", c.spec.defaultFilters.joined(separator: ", ")),
+                ("Heartbeat Period", Quantities.format(nanoseconds: d.heartbeatPeriod > 0 ? d.heartbeatPeriod : 5_000_000_000)),
+                ("Heartbeat Grace", "\(d.heartbeatGraceMultiplier > 0 ? d.heartbeatGraceMultiplier : 3) periods"),
+                ("Task History", "\(c.spec.orchestration.taskHistoryRetentionLimit > 0 ? c.spec.orchestration.taskHistoryRetentionLimit : 5) per slot"),
+            ])
+            print("Join Tokens:")
+            print("  Worker  : \(c.joinTokens.worker)")
+            print("  Manager : \(c.joinTokens.manager)")
+        }
+    }
+
+    struct Update: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Change the cluster's settings or rotate its join tokens")
+        @OptionGroup var conn: Connection
+        @Argument var cluster = "default"
+        @Option(help: "Period agents must send heartbeats in, e.g. 5s") var heartbeatPeriod: String?
+        @Option(help: "Missed periods after which a node is DOWN") var heartbeatGrace: UInt32?
+        @Option(help: "Ended tasks kept per slot") var taskHistoryLimit: Int64?
+        @Option(help: "Strategy for services that name none") var defaultStrategy: String?
+        @Option(parsing: .singleValue, help: "Filter plugin applied to every service (repeatable)") var defaultFilter: [String] = []
+        @Flag(help: "Issue a new worker join token") var rotateWorkerToken = false
+        @Flag(help: "Issue a new manager join token") var rotateManagerToken = false
+
+        func run() async throws {
+            let c = try await conn.call { try await $0.getCluster(.with { $0.clusterID = cluster }) }.cluster
+            var spec = c.spec
+            if let heartbeatPeriod {
+                let n = try quantity(Quantities.duration, heartbeatPeriod)
+                guard n > 0 else { throw ValidationError("--heartbeat-period must be positive") }
+                spec.dispatcher.heartbeatPeriod = n
+            }
+            if let heartbeatGrace {
+                guard heartbeatGrace > 0 else { throw ValidationError("--heartbeat-grace must be positive") }
+                spec.dispatcher.heartbeatGraceMultiplier = heartbeatGrace
+            }
+            if let taskHistoryLimit {
+                guard taskHistoryLimit >= 0 else { throw ValidationError("--task-history-limit must not be negative") }
+                spec.orchestration.taskHistoryRetentionLimit = taskHistoryLimit
+            }
+            if let defaultStrategy { spec.defaultStrategy = defaultStrategy }
+            if !defaultFilter.isEmpty { spec.defaultFilters = defaultFilter }
+            let (id, version, s, w, m) = (c.id, c.meta.version, spec, rotateWorkerToken, rotateManagerToken)
+            _ = try await conn.call {
+                try await $0.updateCluster(.with {
+                    $0.clusterID = id
+                    $0.clusterVersion = version
+                    $0.spec = s
+                    $0.rotateWorkerToken = w
+                    $0.rotateManagerToken = m
+                })
+            }
+            print(id)
+        }
+    }
+}
+
+struct PluginCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "plugin", abstract: "List plugins", subcommands: [List.self])
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "ls", abstract: "List the plugins each node loaded")
+        @OptionGroup var conn: Connection
+        func run() async throws {
+            let nodes = try await conn.call { try await $0.listPlugins(.init()) }.nodes
+            if conn.isJSON { return try json(nodes) }
+            table(["Node", "Name", "Kind", "Version", "ABI", "File"], nodes.flatMap { n in
+                n.plugins.map { [n.hostname, $0.name, $0.kind, $0.version, "\($0.abiMajor).\($0.abiMinor)", $0.file] }
+            })
+        }
+    }
+}

@@ -1,0 +1,261 @@
+import ArgumentParser
+import Foundation
+import SwarmAPI
+import SwarmScheduler
+
+struct ServiceCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "service", abstract: "Manage services",
+        subcommands: [Create.self, List.self, Inspect.self, Update.self, Remove.self, Logs.self])
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create a service")
+        @OptionGroup var conn: Connection
+        @Option(help: "Service name") var name: String
+        @Option(help: "replicated or global") var mode = "replicated"
+        @OptionGroup var flags: ServiceFlags
+
+        func run() async throws {
+            var spec = SwarmServiceSpec()
+            spec.annotations.name = name
+            switch mode {
+            case "replicated": spec.replicated.replicas = 1
+            case "global": spec.global = SwarmGlobalService()
+            default: throw ValidationError("--mode must be replicated or global")
+            }
+            guard flags.command != nil || flags.image != nil else {
+                throw ValidationError("give --command (process executor) or --image (docker executor)")
+            }
+            try flags.apply(to: &spec)
+            let s = try await conn.call { try await $0.createService(.with { $0.spec = spec }) }.service
+            print(s.id)
+        }
+    }
+
+    struct Update: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Change a service's spec")
+        @OptionGroup var conn: Connection
+        @Argument(help: "Service ID or name (or a unique prefix)") var service: String
+        @OptionGroup var flags: ServiceFlags
+
+        func run() async throws {
+            var s = try await conn.call { try await $0.getService(.with { $0.serviceID = service }) }.service
+            try flags.apply(to: &s.spec)
+            let (id, version, spec) = (s.id, s.meta.version, s.spec)
+            _ = try await conn.call { try await $0.updateService(.with { $0.serviceID = id; $0.serviceVersion = version; $0.spec = spec }) }
+            print(id)
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "ls", abstract: "List services")
+        @OptionGroup var conn: Connection
+        func run() async throws {
+            let services = try await conn.call { try await $0.listServices(.init()) }.services
+            let tasks = try await conn.call { try await $0.listTasks(.init()) }.tasks
+            if conn.isJSON { return try json(services) }
+            table(["ID", "Name", "Image", "Replicas"], services.map { s in
+                let running = tasks.filter { $0.serviceID == s.id && $0.status.state == .running }.count
+                let wanted: String
+                if case .global? = s.spec.mode { wanted = "global" } else { wanted = String(s.spec.replicated.replicas) }
+                return [s.id, s.spec.annotations.name, Self.image(s.spec.task), "\(running)/\(wanted)"]
+            })
+        }
+
+        static func image(_ t: SwarmTaskSpec) -> String {
+            if case .container(let c)? = t.runtime { return c.image }
+            return t.process.command
+        }
+    }
+
+    struct Inspect: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show a service and its tasks")
+        @OptionGroup var conn: Connection
+        @Argument(help: "Service ID or name (or a unique prefix)") var service: String
+        func run() async throws {
+            let s = try await conn.call { try await $0.getService(.with { $0.serviceID = service }) }.service
+            let tasks = try await conn.call { try await $0.listTasks(.with { $0.serviceIds = [s.id] }) }.tasks
+            let nodes = try await conn.call { try await $0.listNodes(.init()) }.nodes
+            if conn.isJSON { return try json([s]) }
+            let t = s.spec.task
+            var rows: [(String, String)] = [("ID", s.id), ("Name", s.spec.annotations.name)]
+            if case .global? = s.spec.mode { rows.append(("Mode", "GLOBAL")) } else {
+                rows += [("Mode", "REPLICATED"), ("Replicas", String(s.spec.replicated.replicas))]
+            }
+            rows.append(("Runtime", SpecValidationName.runtime(t)))
+            if case .container(let c)? = t.runtime {
+                rows.append(("Image", c.image))
+                if !c.args.isEmpty { rows.append(("Args", c.args.joined(separator: " "))) }
+            } else {
+                rows.append(("Command", ([t.process.command] + t.process.args).joined(separator: " ")))
+                if !t.process.env.isEmpty { rows.append(("Env", t.process.env.joined(separator: " "))) }
+            }
+            if !t.strategy.isEmpty { rows.append(("Strategy", t.strategy)) }
+            if !t.placement.constraints.isEmpty { rows.append(("Constraints", t.placement.constraints.joined(separator: ", "))) }
+            let r = t.resources
+            if r.reservations.nanoCpus > 0 || r.reservations.memoryBytes > 0 || !r.reservations.generic.isEmpty {
+                rows.append(("Reservations", Self.resources(r.reservations)))
+            }
+            if r.limits.nanoCpus > 0 || r.limits.memoryBytes > 0 { rows.append(("Limits", Self.resources(r.limits))) }
+            rows.append(("Restart", "\(upper(t.restart.condition)), delay \(Quantities.format(nanoseconds: t.restart.delay))"
+                + (t.restart.maxAttempts > 0 ? ", max attempts \(t.restart.maxAttempts)" : "")
+                + (t.restart.window > 0 ? ", window \(Quantities.format(nanoseconds: t.restart.window))" : "")))
+            if s.spec.hasUpdate {
+                rows.append(("Update", "parallelism \(s.spec.update.parallelism), delay \(Quantities.format(nanoseconds: s.spec.update.delay))"))
+            }
+            fields(rows)
+            print("")
+            let hostnames = Dictionary(uniqueKeysWithValues: nodes.map { ($0.id, $0.description_p.hostname) })
+            table(["Task ID", "Service", "Slot", "Image", "Desired State", "Last State", "Node"],
+                  tasks.filter { $0.desiredState.rawValue <= SwarmTaskState.running.rawValue }.sorted { ($0.slot, $0.nodeID) < ($1.slot, $1.nodeID) }.map { task in
+                      [task.id, s.spec.annotations.name, task.slot == 0 ? "-" : String(task.slot), List.image(task.spec),
+                       upper(task.desiredState), upper(task.status.state) + " " + TaskCommand.age(task.status.timestamp),
+                       hostnames[task.nodeID] ?? task.nodeID]
+                  })
+        }
+
+        static func resources(_ r: SwarmResources) -> String {
+            var parts: [String] = []
+            if r.nanoCpus > 0 { parts.append("cpu \(Double(r.nanoCpus) / 1e9)") }
+            if r.memoryBytes > 0 { parts.append("memory \(r.memoryBytes / (1 << 20)) MiB") }
+            for g in r.generic { parts.append("\(g.kind)=\(g.named.isEmpty ? String(g.value) : g.named)") }
+            return parts.joined(separator: ", ")
+        }
+    }
+
+    struct Remove: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "rm", abstract: "Remove a service and stop its tasks")
+        @OptionGroup var conn: Connection
+        @Argument(help: "Service ID or name (or a unique prefix)") var service: String
+        func run() async throws {
+            _ = try await conn.call { try await $0.removeService(.with { $0.serviceID = service }) }
+            print(service)
+        }
+    }
+
+    struct Logs: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print the output of a service's tasks")
+        @OptionGroup var conn: Connection
+        @OptionGroup var options: LogOptions
+        @Argument(help: "Service ID or name (or a unique prefix)") var service: String
+        func run() async throws {
+            try await options.stream(conn, .with { $0.serviceID = service })
+        }
+    }
+}
+
+/// The executor name a task spec uses, as the manager resolves it.
+enum SpecValidationName {
+    static func runtime(_ t: SwarmTaskSpec) -> String {
+        if !t.runtimeName.isEmpty { return t.runtimeName }
+        if case .container? = t.runtime { return "docker" }
+        return "process"
+    }
+}
+
+/// The flags `service create` and `service update` share. On update, only the flags given
+/// change the spec.
+struct ServiceFlags: ParsableArguments {
+    @Option(help: "Command to run (process executor)") var command: String?
+    @Option(help: "Container image (docker executor)") var image: String?
+    @Option(parsing: .singleValue, help: "Argument (repeatable, or one string split on spaces)") var args: [String] = []
+    @Option(parsing: .singleValue, help: "Environment variable KEY=VALUE (repeatable)") var env: [String] = []
+    @Option(help: "Working directory of the task") var workdir: String?
+    @Option(help: "Number of tasks (replicated mode)") var replicas: Int?
+    @Option(parsing: .singleValue, help: "Placement constraint, e.g. node.labels.zone==east (repeatable)") var constraint: [String] = []
+    @Option(help: "Most tasks of this service on one node (0: no limit)") var maxReplicas: Int?
+    @Option(help: "CPUs to reserve per task, e.g. 0.5") var reserveCpu: String?
+    @Option(help: "Memory to reserve per task, e.g. 256MiB") var reserveMemory: String?
+    @Option(help: "CPU limit per task") var limitCpu: String?
+    @Option(help: "Memory limit per task") var limitMemory: String?
+    @Option(parsing: .singleValue, help: "Generic resource to reserve per task, e.g. gpu=1 (repeatable)") var genericResource: [String] = []
+    @Option(help: "Restart condition: none, on-failure or any") var restartCondition: String?
+    @Option(help: "Delay between restarts, e.g. 5s") var restartDelay: String?
+    @Option(help: "Most restarts within the window (0: no limit)") var restartMaxAttempts: Int?
+    @Option(help: "Window in which restarts are counted, e.g. 1m") var restartWindow: String?
+    @Option(help: "Time between SIGTERM and SIGKILL, e.g. 10s") var stopGracePeriod: String?
+    @Option(help: "Scheduling strategy plugin (default: the cluster's)") var strategy: String?
+    @Option(help: "Executor plugin (default: process, or docker with --image)") var runtime: String?
+    @Option(help: "Tasks updated at once in a rolling update") var updateParallelism: Int?
+    @Option(help: "Delay between rolling-update batches, e.g. 10s") var updateDelay: String?
+
+    func apply(to spec: inout SwarmServiceSpec) throws {
+        let splitArgs = args.count == 1 ? args[0].split(separator: " ").map(String.init) : args
+        if let command {
+            var p = spec.task.process
+            p.command = command
+            spec.task.process = p
+        } else if let image {
+            var c = spec.task.container
+            c.image = image
+            spec.task.container = c
+        }
+        switch spec.task.runtime {
+        case .process(var p)?:
+            if !args.isEmpty { p.args = splitArgs }
+            if !env.isEmpty { p.env = env }
+            if let workdir { p.dir = workdir }
+            if let stopGracePeriod { p.stopGracePeriod = try quantity(Quantities.duration, stopGracePeriod) }
+            spec.task.process = p
+        case .container(var c)?:
+            if !args.isEmpty { c.args = splitArgs }
+            if !env.isEmpty { c.env = env }
+            if let workdir { c.dir = workdir }
+            if let stopGracePeriod { c.stopGracePeriod = try quantity(Quantities.duration, stopGracePeriod) }
+            spec.task.container = c
+        case nil:
+            break
+        }
+        if let replicas {
+            guard replicas >= 0 else { throw ValidationError("--replicas must not be negative") }
+            guard case .replicated? = spec.mode else { throw ValidationError("--replicas applies to replicated services only") }
+            spec.replicated.replicas = UInt64(replicas)
+        }
+        if !constraint.isEmpty {
+            for c in constraint {
+                do { _ = try Constraint.parse(c) } catch { throw ValidationError(error.description) }
+            }
+            spec.task.placement.constraints = constraint
+        }
+        if let maxReplicas {
+            guard maxReplicas >= 0 else { throw ValidationError("--max-replicas must not be negative") }
+            spec.task.placement.maxReplicas = UInt64(maxReplicas)
+        }
+        if let reserveCpu { spec.task.resources.reservations.nanoCpus = try quantity(Quantities.nanoCPUs, reserveCpu) }
+        if let reserveMemory { spec.task.resources.reservations.memoryBytes = try quantity(Quantities.bytes, reserveMemory) }
+        if let limitCpu { spec.task.resources.limits.nanoCpus = try quantity(Quantities.nanoCPUs, limitCpu) }
+        if let limitMemory { spec.task.resources.limits.memoryBytes = try quantity(Quantities.bytes, limitMemory) }
+        if !genericResource.isEmpty {
+            do {
+                let parsed = try GenericResources.parse(genericResource.joined(separator: ","))
+                if let named = parsed.first(where: { !$0.named.isEmpty }) {
+                    throw ValidationError("--generic-resource \(named.kind)=\(named.named): a task reserves a count, e.g. \(named.kind)=1")
+                }
+                spec.task.resources.reservations.generic = parsed
+            } catch let e as PlacementError {
+                throw ValidationError(e.description)
+            }
+        }
+        if let restartCondition {
+            switch restartCondition {
+            case "none": spec.task.restart.condition = .none
+            case "on-failure": spec.task.restart.condition = .onFailure
+            case "any": spec.task.restart.condition = .any
+            default: throw ValidationError("--restart-condition must be none, on-failure or any")
+            }
+        }
+        if let restartDelay { spec.task.restart.delay = try quantity(Quantities.duration, restartDelay) }
+        if let restartWindow { spec.task.restart.window = try quantity(Quantities.duration, restartWindow) }
+        if let restartMaxAttempts {
+            guard restartMaxAttempts >= 0 else { throw ValidationError("--restart-max-attempts must not be negative") }
+            spec.task.restart.maxAttempts = UInt64(restartMaxAttempts)
+        }
+        if let strategy { spec.task.strategy = strategy }
+        if let runtime { spec.task.runtimeName = runtime }
+        if let updateParallelism {
+            guard updateParallelism >= 0 else { throw ValidationError("--update-parallelism must not be negative") }
+            spec.update.parallelism = UInt64(updateParallelism)
+        }
+        if let updateDelay { spec.update.delay = try quantity(Quantities.duration, updateDelay) }
+    }
+}
