@@ -38,7 +38,7 @@ struct Connection: ParsableArguments {
         do {
             return try await withControlClient(address, body)
         } catch let e as RPCError {
-            throw CleanExit.message("Error: \(e.message)")
+            throw Failure(e.message)
         }
     }
 }

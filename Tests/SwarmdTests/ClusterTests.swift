@@ -99,3 +99,96 @@ import Testing
         }
     }
 }
+
+/// Logs, labels and constraints, placement explanations and bad input, through swarmctl
+/// against a manager and one worker.
+@Suite(.serialized) struct ClusterFeatureTests {
+    @Test func logsLabelsExplanationsAndErrors() async throws {
+        let c = try SwarmdCluster()
+        try c.startManager()
+        try await c.waitFor("the manager's control socket", seconds: 30) {
+            (try? await c.control { try await $0.getCluster(.with { $0.clusterID = "default" }) }) != nil
+        }
+        let token = try await c.control { try await $0.getCluster(.with { $0.clusterID = "default" }) }.cluster.joinTokens.worker
+        try c.startWorker("w1", token: token)
+        try await c.waitFor("two READY nodes", seconds: 30) {
+            await c.nodes().filter { $0.status.state == .ready }.count == 2
+        }
+
+        // Labels, then a constraint that only the labelled node meets.
+        #expect(try c.ctl("node", "update", "--label-add", "zone=east", "--label-add", "tier=2", "w1").status == 0)
+        #expect(try c.ctl("node", "update", "--label-rm", "tier", "w1").status == 0)
+        let w1 = try await c.control { try await $0.getNode(.with { $0.nodeID = "w1" }) }.node
+        #expect(w1.spec.annotations.labels == ["zone": "east"])
+        let marker = "m\(Int.random(in: 100_000...999_999))"
+        let script = "echo hello-\(marker); echo oops-\(marker) >&2; i=0; while true; do echo tick-$i; i=$((i+1)); sleep 0.2; done"
+        let created = try c.ctl("service", "create", "--name", "talker", "--command", "/bin/sh", "--args=-c", "--args", script,
+                                "--replicas", "2", "--constraint", "node.labels.zone==east")
+        #expect(created.status == 0, "\(created.output)")
+        try await c.waitFor("2 running tasks on w1", seconds: 30) {
+            let r = await c.tasks().filter { $0.status.state == .running }
+            return r.count == 2 && r.allSatisfy { $0.nodeID == w1.id }
+        }
+        try await Task.sleep(for: .milliseconds(800))
+
+        // service logs: every task's output, stdout and stderr, prefixed with its name.
+        let logs = try c.ctl("service", "logs", "talker")
+        #expect(logs.status == 0, "\(logs.output)")
+        let lines = logs.output.split(separator: "\n")
+        #expect(lines.filter { $0.hasSuffix("| hello-\(marker)") && $0.hasPrefix("talker.") }.count == 2, "\(logs.output)")
+        #expect(lines.filter { $0.hasSuffix("| oops-\(marker)") }.count == 2, "\(logs.output)")
+        #expect(lines.contains { $0.hasSuffix("| tick-2") }, "\(logs.output)")
+
+        // task logs --tail 1: the last line of each stream, no prefix.
+        let task = await c.tasks().first { $0.status.state == .running }!
+        let tail = try c.ctl("task", "logs", "--tail", "1", String(task.id.prefix(10)))
+        let tailLines = tail.output.split(separator: "\n")
+        #expect(tailLines.count == 2 && tailLines.contains("oops-\(marker)") && tailLines.contains { $0.hasPrefix("tick-") }, "\(tail.output)")
+
+        // --follow keeps printing what the task writes later.
+        let follow = try c.start(swarmctl: ["task", "logs", "--follow", "--tail", "1", task.id])
+        try await Task.sleep(for: .seconds(2))
+        kill(follow.process.processIdentifier, SIGTERM)
+        _ = SwarmdCluster.reap(follow.process)
+        let followed = String(decoding: follow.output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let ticks = followed.split(separator: "\n").compactMap { $0.hasPrefix("tick-") ? Int($0.dropFirst(5)) : nil }
+        #expect(ticks.count >= 4, "followed output: \(followed)")
+        #expect(ticks == ticks.sorted() && Set(ticks).count == ticks.count, "followed output: \(followed)")
+
+        // A task that fits nowhere stays pending, and task inspect says why.
+        let big = try c.ctl("service", "create", "--name", "huge", "--command", "/bin/sleep", "--args", "60", "--reserve-memory", "64TiB")
+        #expect(big.status == 0, "\(big.output)")
+        try await c.waitFor("the huge task to be pending with an explanation", seconds: 20) {
+            await c.tasks().contains { $0.serviceAnnotations.name == "huge" && $0.status.state == .pending && !$0.status.rejections.isEmpty }
+        }
+        let pending = await c.tasks().first { $0.serviceAnnotations.name == "huge" }!
+        let inspect = try c.ctl("task", "inspect", pending.id)
+        #expect(inspect.output.contains("insufficient resources on 2 nodes"), "\(inspect.output)")
+        #expect(inspect.output.contains("PENDING"), "\(inspect.output)")
+
+        // Bad input: clear errors, a non-zero status, and nothing stored.
+        let before = try await c.control { try await $0.listServices(.init()) }.services.count
+        for (args, message) in [
+            (["service", "create", "--name", "bad1", "--command", "/bin/true", "--replicas=-1"], "must not be negative"),
+            (["service", "create", "--name", "bad2", "--command", "/bin/true", "--constraint", "node.labels.zone=east"], "constraint"),
+            (["service", "create", "--name", "bad3", "--command", "/bin/true", "--strategy", "nosuch"], "nosuch"),
+            (["service", "create", "--name", "bad4", "--command", "/bin/true", "--reserve-memory", "lots"], "invalid size"),
+            (["service", "create", "--name", "bad5", "--command", "/bin/true", "--generic-resource", "gpu"], "gpu"),
+            (["service", "create", "--name", "talker", "--command", "/bin/true"], "already in use"),
+            (["service", "inspect", "nosuchservice"], "not found"),
+            (["node", "demote", "manager"], "last manager"),
+            (["cluster", "update", "--heartbeat-period", "soon"], "invalid duration"),
+        ] {
+            let r = try c.ctl(args)
+            #expect(r.status != 0, "\(args) succeeded: \(r.output)")
+            #expect(r.output.contains(message), "\(args): \(r.output)")
+        }
+        #expect(try await c.control { try await $0.listServices(.init()) }.services.count == before)
+
+        #expect(try c.ctl("service", "rm", "talker").status == 0)
+        try await c.waitFor("the talker processes to stop", seconds: 20) {
+            SwarmdCluster.pids(matching: ["/bin/sh", "-c", script]).isEmpty
+        }
+        for name in ["w1", "manager"] { #expect(c.terminate(name) == 0, "\(name)\n\(c.logTail(name))") }
+    }
+}

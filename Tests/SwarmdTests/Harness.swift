@@ -85,7 +85,10 @@ final class SwarmdCluster: @unchecked Sendable {
 
     /// Runs swarmctl against the manager's control socket.
     @discardableResult
-    func ctl(_ args: String...) throws -> (status: Int32, output: String) {
+    func ctl(_ args: String...) throws -> (status: Int32, output: String) { try ctl(args) }
+
+    @discardableResult
+    func ctl(_ args: [String]) throws -> (status: Int32, output: String) {
         let p = Process()
         p.executableURL = Self.binDir.appendingPathComponent("swarmctl")
         p.arguments = args
@@ -96,6 +99,19 @@ final class SwarmdCluster: @unchecked Sendable {
         try p.run()
         let data = pipe.fileHandleForReading.readDataToEndOfFile()
         return (Self.reap(p), String(decoding: data, as: UTF8.self))
+    }
+
+    /// Starts swarmctl without waiting for it (for `--follow`).
+    func start(swarmctl args: [String]) throws -> (process: Process, output: Pipe) {
+        let p = Process()
+        p.executableURL = Self.binDir.appendingPathComponent("swarmctl")
+        p.arguments = args
+        p.environment = ProcessInfo.processInfo.environment.merging(["SWARM_SOCKET": controlSocket]) { $1 }
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        try p.run()
+        return (p, pipe)
     }
 
     func control<R: Sendable>(_ body: (SwarmControl.Client<HTTP2ClientTransport.Posix>) async throws -> R) async throws -> R {
