@@ -40,6 +40,7 @@ public final class Agent: Sendable {
     private let recovered: Mutex<[String: TaskDB.Record]>
     let publishers = Mutex<[String: Task<Void, Never>]>([:])
     private let token: Mutex<String>
+    private let roleHandler = Mutex<(@Sendable (SwarmNodeSpec.Role, String) -> Void)?>(nil)
 
     /// The join token the agent presents when its node is not yet a member.
     public var joinToken: String {
@@ -106,11 +107,21 @@ public final class Agent: Sendable {
                 $0.joinToken = joinToken
                 $0.description_p = config.description
             }) { response in
-                // The first message opens the session; the stream then stays open while it lives.
-                var it = response.messages.makeAsyncIterator()
-                guard let first = try await it.next() else { return }
-                if !first.managers.isEmpty { self.managers.withLock { $0 = first.managers } }
+                // The first message opens the session; the stream then stays open while it
+                // lives, and later messages update the manager set and the desired role.
+                let (opened, open) = AsyncStream.makeStream(of: SwarmSessionMessage.self)
                 try await withThrowingTaskGroup(of: Void.self) { inner in
+                    inner.addTask {
+                        defer { open.finish() }
+                        for try await message in response.messages {
+                            self.sessionChanged(message)
+                            open.yield(message)
+                        }
+                        throw RPCError(code: .unavailable, message: "the manager closed the session")
+                    }
+                    var firstMessage: SwarmSessionMessage?
+                    for await m in opened { firstMessage = m; break }
+                    guard let first = firstMessage else { try await inner.next(); return }
                     inner.addTask { try await self.heartbeats(d, first) }
                     inner.addTask { try await self.assignments(d, first) }
                     inner.addTask { try await self.reports(d, first) }
@@ -120,6 +131,26 @@ public final class Agent: Sendable {
                 }
             }
         }
+    }
+
+    /// Applies what a session message says: the managers to reconnect to, and the role
+    /// the cluster wants this node to have.
+    func sessionChanged(_ m: SwarmSessionMessage) {
+        if !m.managers.isEmpty { managers.withLock { $0 = m.managers } }
+        let handler = roleHandler.withLock { $0 }
+        handler?(m.desiredRole, m.managerToken)
+    }
+
+    /// The manager addresses the agent connects to.
+    public var managerAddresses: [String] { managers.withLock { $0 } }
+
+    /// Sets the manager addresses to connect to (after a role change of this node).
+    public func setManagers(_ list: [String]) { managers.withLock { $0 = list } }
+
+    /// Called with each desired role the managers send (and the manager join token when
+    /// that role is manager), for the node to switch roles.
+    public func onDesiredRole(_ handler: @escaping @Sendable (SwarmNodeSpec.Role, String) -> Void) {
+        roleHandler.withLock { $0 = handler }
     }
 
     func heartbeats(_ d: SwarmDispatcher.Client<HTTP2ClientTransport.Posix>, _ s: SwarmSessionMessage) async throws {

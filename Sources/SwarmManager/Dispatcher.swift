@@ -88,16 +88,30 @@ public final class Dispatcher: SwarmDispatcher.SimpleServiceProtocol, Sendable {
         let sessionID = Identifiers.make()
         let hb = heartbeat
         sessions.withLock { $0[request.nodeID] = Session(id: sessionID, deadline: .now + hb.period * Int(hb.grace)) }
-        let managers = node.status.members.values.sorted()
-        try await response.write(.with {
-            $0.sessionID = sessionID
-            $0.nodeID = request.nodeID
-            $0.managers = managers
-            $0.heartbeatPeriod = hb.periodNanoseconds
-        })
-        // Hold the stream open while the session is current and this manager leads.
+        var sent = sessionMessage(sessionID, request.nodeID, hb.periodNanoseconds)
+        try await response.write(sent)
+        // Hold the stream open while the session is current and this manager leads; tell
+        // the node when its manager set or its desired role changes.
         while !Task.isCancelled, node.isLeader, sessions.withLock({ $0[request.nodeID]?.id }) == sessionID {
             try? await Task.sleep(for: .milliseconds(200))
+            let next = sessionMessage(sessionID, request.nodeID, heartbeat.periodNanoseconds)
+            if next != sent {
+                try await response.write(next)
+                sent = next
+            }
+        }
+    }
+
+    func sessionMessage(_ sessionID: String, _ nodeID: String, _ period: Int64) -> SwarmSessionMessage {
+        let view = store.view()
+        let desired = view.get(SwarmNode.self, id: nodeID)?.spec.desiredRole ?? .worker
+        return .with {
+            $0.sessionID = sessionID
+            $0.nodeID = nodeID
+            $0.managers = node.status.members.values.sorted()
+            $0.heartbeatPeriod = period
+            $0.desiredRole = desired
+            if desired == .manager { $0.managerToken = view.find(SwarmCluster.self).first?.joinTokens.manager ?? "" }
         }
     }
 

@@ -36,6 +36,8 @@ public final class LeaderComponents: Sendable {
             running.append(Task { await OrchestratorLoop(store: store).run() })
             running.append(Task { await SchedulerLoop(store: store, plugins: plugins).run() })
             if let dispatcher { running.append(Task { await dispatcher.expireSessions() }) }
+            let node = self.node
+            running.append(Task { await RoleManager(node: node).run() })
         }
         for t in running { t.cancel() }
     }

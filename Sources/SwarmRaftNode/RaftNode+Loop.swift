@@ -8,6 +8,9 @@ struct LoopState: @unchecked Sendable {
     var core: RaftCore
     let storage: RaftStorage
     var members: [RaftID: String]
+    var nodeIDs: [RaftID: String] = [:]
+    var removed = false
+    var removedMembers: Set<RaftID> = []
     var lastSnapshot: UInt64
     var snapshotInProgress = false
     /// Proposals applied in the current Ready, answered once its status is published.
@@ -151,7 +154,10 @@ extension RaftNode {
             let data = try SwarmRaftSnapshotData(serializedBytes: snap.data)
             try store.restore([UInt8](data.store), version: snap.metadata.index)
             s.members = [id: config.advertiseAddr]
-            for m in data.members { s.members[m.raftID] = m.addr }
+            for m in data.members {
+                s.members[m.raftID] = m.addr
+                if !m.nodeID.isEmpty { s.nodeIDs[m.raftID] = m.nodeID }
+            }
             syncPeers(s)
             s.lastSnapshot = snap.metadata.index
         }
@@ -159,7 +165,13 @@ extension RaftNode {
         s.core.advance(rd)
         let core = s.core
         let members = s.members
+        let nodeIDs = s.nodeIDs
+        let removed = s.removed
+        let removedMembers = s.removedMembers
         publish { st in
+            st.memberNodeIDs = nodeIDs
+            st.removed = st.removed || removed
+            st.removedMembers = removedMembers
             st.term = core.term
             st.leader = core.leader
             st.role = core.role
@@ -197,9 +209,16 @@ extension RaftNode {
                 case .addVoter, .addLearner:
                     if let m = try? SwarmRaftMember(serializedBytes: change.context), !m.addr.isEmpty {
                         s.members[change.id] = m.addr
+                        if !m.nodeID.isEmpty { s.nodeIDs[change.id] = m.nodeID }
                     }
                 case .remove:
-                    if change.id != id { s.members[change.id] = nil }
+                    if change.id != id {
+                        s.members[change.id] = nil
+                        s.nodeIDs[change.id] = nil
+                        s.removedMembers.insert(change.id)
+                    } else {
+                        s.removed = true
+                    }
                     logger.info("member \(String(change.id, radix: 16)) removed")
                 }
                 syncPeers(s)
@@ -216,9 +235,11 @@ extension RaftNode {
         peers.retain(Set(s.members.keys))
     }
 
-    static func snapshotData(members: [RaftID: String], store view: ReadTx) throws -> [UInt8] {
+    static func snapshotData(members: [RaftID: String], nodeIDs: [RaftID: String] = [:], store view: ReadTx) throws -> [UInt8] {
         var data = SwarmRaftSnapshotData()
-        data.members = members.keys.sorted().map { k in SwarmRaftMember.with { $0.raftID = k; $0.addr = members[k]! } }
+        data.members = members.keys.sorted().map { k in
+            SwarmRaftMember.with { $0.raftID = k; $0.addr = members[k]!; $0.nodeID = nodeIDs[k] ?? "" }
+        }
         data.store = Data(try MemoryStore.snapshot(of: view).serializedBytes() as [UInt8])
         return try data.serializedBytes()
     }
@@ -234,11 +255,12 @@ extension RaftNode {
         s.snapshotInProgress = true
         let conf = s.core.confState
         let members = s.members
+        let nodeIDs = s.nodeIDs
         let compactTo = applied > config.logEntriesForSlowFollowers ? applied - config.logEntriesForSlowFollowers : 0
         let inbox = self.inbox
         Task.detached {
             do {
-                let data = try Self.snapshotData(members: members, store: view)
+                let data = try Self.snapshotData(members: members, nodeIDs: nodeIDs, store: view)
                 let snap = Snapshot(metadata: SnapshotMetadata(index: applied, term: term, confState: conf), data: data)
                 inbox.push(.snapshotTaken(snap, compactTo: compactTo))
             } catch {

@@ -42,18 +42,23 @@ public final class RaftNode: Sendable {
         var id: RaftID
         var bootstrap: [RaftID] = []
         var members: [RaftID: String] = [:]
+        var nodeIDs: [RaftID: String] = [:]
         if let text = try? String(contentsOfFile: identity, encoding: .utf8),
            let stored = RaftID(text.trimmingCharacters(in: .whitespacesAndNewlines), radix: 16) {
             id = stored
         } else if let joined {
             id = joined.raftID
-            for m in joined.members { members[m.raftID] = m.addr }
+            for m in joined.members {
+                members[m.raftID] = m.addr
+                if !m.nodeID.isEmpty { nodeIDs[m.raftID] = m.nodeID }
+            }
         } else {
             id = RaftID.random(in: 1...RaftID.max)
             bootstrap = [id]
         }
         self.id = id
         members[id] = config.advertiseAddr
+        if !config.nodeID.isEmpty { nodeIDs[id] = config.nodeID }
         try FileManager.default.createDirectory(atPath: config.stateDir, withIntermediateDirectories: true)
 
         let proposer = LoopProposer()
@@ -70,7 +75,10 @@ public final class RaftNode: Sendable {
         }
         if !recovered.snapshot.isEmpty {
             let data = try SwarmRaftSnapshotData(serializedBytes: recovered.snapshot.data)
-            for m in data.members { members[m.raftID] = m.addr }
+            for m in data.members {
+                members[m.raftID] = m.addr
+                if !m.nodeID.isEmpty { nodeIDs[m.raftID] = m.nodeID }
+            }
             try store.restore([UInt8](data.store), version: recovered.snapshot.metadata.index)
         }
         try "\(String(id, radix: 16))\n".write(toFile: identity, atomically: true, encoding: .utf8)
@@ -83,6 +91,7 @@ public final class RaftNode: Sendable {
         let selfMember = try SwarmRaftMember.with {
             $0.raftID = id
             $0.addr = config.advertiseAddr
+            $0.nodeID = config.nodeID
         }.serializedBytes() as [UInt8]
         let core = RaftCore(config: raftConfig, recovered: recovered, bootstrap: bootstrap,
                             bootstrapContext: { _ in selfMember })
@@ -91,8 +100,8 @@ public final class RaftNode: Sendable {
         shared = Mutex(Shared(status: RaftNodeStatus(
             id: id, term: core.term, leader: 0, role: .follower, commit: core.commitIndex,
             applied: core.appliedIndex, voters: core.confState.voters, learners: core.confState.learners,
-            members: members)))
-        loopState = Mutex(LoopState(core: core, storage: storage, members: members,
+            members: members, memberNodeIDs: nodeIDs)))
+        loopState = Mutex(LoopState(core: core, storage: storage, members: members, nodeIDs: nodeIDs,
                                     lastSnapshot: recovered.snapshot.metadata.index))
         proposer.node.withLock { $0 = Weak(self) }
     }
@@ -170,6 +179,9 @@ public final class RaftNode: Sendable {
     func reportSnapshot(_ peer: RaftID, success: Bool) { inbox.push(.snapshotReport(peer, success)) }
 
     func reportUnreachable(_ peer: RaftID) { inbox.push(.unreachable(peer)) }
+
+    /// A peer said this member was removed from the cluster.
+    func markRemoved() { publish { $0.removed = true } }
 
     func knows(_ peer: RaftID) -> Bool { shared.withLock { $0.status.members[peer] != nil } }
 

@@ -20,6 +20,8 @@ public struct RaftNodeConfig: Sendable {
     public var proposalTimeout: Duration = .seconds(10)
     public var maxProposalBytes = 1_572_864
     public var segmentBytes = 64 << 20
+    /// The cluster node this manager runs on (recorded with its membership).
+    public var nodeID = ""
 
     public init(stateDir: String, advertiseAddr: String) {
         self.stateDir = stateDir
@@ -67,6 +69,12 @@ public struct RaftNodeStatus: Sendable {
     public var voters: [RaftID]
     public var learners: [RaftID]
     public var members: [RaftID: String]
+    /// The cluster node ID of each member, where known.
+    public var memberNodeIDs: [RaftID: String] = [:]
+    /// This member was removed from the cluster (it was demoted, or left).
+    public var removed = false
+    /// Members removed from the cluster, so that one still sending is told so.
+    public var removedMembers: Set<RaftID> = []
 }
 
 /// Inputs to the node's loop. Everything that touches the core goes through here.

@@ -198,6 +198,11 @@ final class PeerSender: Sendable {
                         for try await _ in response.messages {}
                     }
                 }
+            } catch let e as RPCError where e.code == .permissionDenied && e.message == RaftService.removedMessage(from) {
+                // The cluster removed this member while it was not listening: stop for good.
+                logger.notice("\(e.message)")
+                node.markRemoved()
+                return
             } catch {
                 if stopped { return }
                 markReachable(false)

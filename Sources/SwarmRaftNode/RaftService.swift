@@ -12,10 +12,18 @@ public struct RaftService: SwarmRaftTransport.SimpleServiceProtocol {
 
     public init(node: RaftNode) { self.node = node }
 
+    /// The error text a removed member gets when it still sends messages.
+    static func removedMessage(_ member: RaftID) -> String {
+        "member \(String(member, radix: 16)) was removed from the cluster"
+    }
+
     public func streamMessages(request: RPCAsyncSequence<SwarmRaftMessageBatch, any Error>,
                                response: RPCWriter<SwarmRaftStreamAck>, context: ServerContext) async throws {
         var received: UInt64 = 0
         for try await batch in request {
+            if node.status.removedMembers.contains(batch.from) {
+                throw RPCError(code: .permissionDenied, message: RaftService.removedMessage(batch.from))
+            }
             guard node.knows(batch.from) else {
                 node.logger.warning("dropped \(batch.messages.count) raft messages from unknown member \(String(batch.from, radix: 16))")
                 continue
@@ -80,10 +88,13 @@ public struct RaftService: SwarmRaftTransport.SimpleServiceProtocol {
         member.addr = request.addr
         member.nodeID = request.nodeID
         _ = try await node.proposeConfChange(ConfChange(kind: .addLearner, id: newID, context: try member.serializedBytes()))
-        let members = node.status.members
+        let status = node.status
+        let members = status.members
         return .with {
             $0.raftID = newID
-            $0.members = members.keys.sorted().map { k in SwarmRaftMember.with { $0.raftID = k; $0.addr = members[k]! } }
+            $0.members = members.keys.sorted().map { k in
+                SwarmRaftMember.with { $0.raftID = k; $0.addr = members[k]!; $0.nodeID = status.memberNodeIDs[k] ?? "" }
+            }
         }
     }
 
@@ -155,6 +166,15 @@ extension RaftNodeError {
 }
 
 extension RaftNode {
+    /// Removes a member (on the leader), unless that would cost the cluster its quorum.
+    public func removeMember(_ member: RaftID) async throws {
+        try checkRemovalKeepsQuorum(member)
+        _ = try await proposeConfChange(ConfChange(kind: .remove, id: member))
+    }
+
+    /// Whether the leader has heard from `member` recently.
+    public func isReachable(_ member: RaftID) -> Bool { member == id || peers.isReachable(member) }
+
     /// Refuses to remove a voter if the voters that remain, among those the leader has
     /// heard from, could not form a quorum.
     func checkRemovalKeepsQuorum(_ member: RaftID) throws {

@@ -16,7 +16,7 @@ import SwarmScheduler
 /// `--join-addr` and a manager token it joins the managers' Raft group; with a worker
 /// token it joins as a worker. Every node also runs an agent that executes tasks.
 @main
-struct Swarmd: AsyncParsableCommand {
+struct Swarmd: AsyncParsableCommand, Sendable {
     static let configuration = CommandConfiguration(commandName: "swarmd", abstract: "Run a swift-swarm node (manager or worker)")
 
     @Option(name: [.customShort("d"), .customLong("state-dir")], help: "State directory")
@@ -55,6 +55,9 @@ struct Swarmd: AsyncParsableCommand {
     @Flag(help: "Recover from a lost quorum: make this manager the only one, keeping the data")
     var forceNewCluster = false
 
+    @Option(help: "Address (host:port) to serve Prometheus metrics on, at /metrics (managers)")
+    var listenMetrics: String?
+
     @Option(help: "Log level (trace, debug, info, notice, warning, error, critical)")
     var logLevel = "info"
 
@@ -80,82 +83,67 @@ struct Swarmd: AsyncParsableCommand {
         probed.resources.generic = generic
         let description = probed
 
-        let isManagerState = FileManager.default.fileExists(atPath: stateDir + "/raft/raft-id")
+        let raftDir = stateDir + "/raft"
         var joined: SwarmJoinResponse?
-        var role = "manager"
-        if !isManagerState, let joinAddr {
+        var isManager = FileManager.default.fileExists(atPath: raftDir + "/raft-id")
+        if !isManager, let joinAddr {
             do {
                 joined = try await RaftNode.joinCluster(via: joinAddr, advertise: advertise, nodeID: nodeID, token: joinToken ?? "")
+                isManager = true
             } catch let e as RPCError where e.code == .failedPrecondition {
-                role = "worker"
+                // A worker token: this node joins as a worker.
             } catch let e as RPCError where e.code == .permissionDenied {
                 throw ValidationError("the cluster at \(joinAddr) refused the join token")
+            } catch let e as RPCError {
+                throw ValidationError("cannot join the cluster at \(joinAddr): \(e.message)")
             }
+        } else if !isManager {
+            isManager = true  // no cluster to join: bootstrap a new one
         }
-        if role == "worker" {
-            guard plugins.executor("process") != nil || !plugins.names(.executor).isEmpty else {
-                throw ValidationError("no executor plugin is loaded; a worker needs at least one (see --plugin-dir)")
-            }
-            logger.info("joining \(joinAddr!) as worker \(nodeID)")
-            let agent: Agent
-            do {
-                agent = try Agent(config: .init(nodeID: nodeID, stateDir: stateDir + "/agent", managers: [joinAddr!],
-                                                joinToken: joinToken ?? "", description: description), plugins: plugins)
-            } catch {
-                throw ValidationError("\(error)")
-            }
-            try await runUntilTerminated { await agent.run() }
-            return
+        if plugins.names(.executor).isEmpty {
+            if !isManager { throw ValidationError("no executor plugin is loaded; a worker needs at least one (see --plugin-dir)") }
+            logger.warning("no executor plugin is loaded: this node will run no tasks")
         }
-
-        var config = RaftNodeConfig(stateDir: stateDir + "/raft", advertiseAddr: advertise)
-        config.electionTick = electionTick
-        config.heartbeatTick = heartbeatTick
-        let node = try RaftNode(config: config, joined: joined, forceNewCluster: forceNewCluster, logger: Logger(label: "swarm.raft"))
-        let dispatcher = Dispatcher(node: node)
-        let control = ControlService(node: node, logs: dispatcher.logs) {
-            let reported = node.store.view().find(SwarmNode.self).flatMap { $0.description_p.plugins.filter { $0.kind == "executor" }.map(\.name) }
-            return SpecValidation(strategies: Set(plugins.names(.strategy)), runtimes: Set(plugins.names(.executor) + reported))
-        }
-        guard let (host, port) = NetworkAddress.split(listenRemoteAPI) else { throw ValidationError("bad --listen-remote-api \(listenRemoteAPI)") }
-        let remote = GRPCServer(transport: .http2NIOPosix(address: .ipv4(host: host, port: port), transportSecurity: .plaintext),
-                                services: [RaftService(node: node), control, dispatcher])
-        let socket = listenControlAPI ?? stateDir + "/swarmd.sock"
-        unlink(socket)
-        let local = GRPCServer(transport: .http2NIOPosix(address: .unixDomainSocket(path: socket), transportSecurity: .plaintext),
-                               services: [control])
-        let leader = LeaderComponents(node: node, plugins: plugins, dispatcher: dispatcher)
-        let agentToken: @Sendable () -> String = { node.store.view().find(SwarmCluster.self).first?.joinTokens.manager ?? "" }
-        // The manager's own agent (opened now, so that a damaged task database stops the start).
         let agent: Agent
         do {
-            agent = try Agent(config: .init(nodeID: nodeID, stateDir: stateDir + "/agent", managers: [advertise],
-                                            joinToken: "", description: description), plugins: plugins)
+            agent = try Agent(config: .init(nodeID: nodeID, stateDir: stateDir + "/agent",
+                                            managers: isManager ? [advertise] : [joinAddr!],
+                                            joinToken: isManager ? "" : joinToken ?? "", description: description),
+                              plugins: plugins)
         } catch {
             throw ValidationError("\(error)")
         }
+        let (roleRequests, requestRole) = AsyncStream.makeStream(of: (SwarmNodeSpec.Role, String).self,
+                                                                 bufferingPolicy: .bufferingNewest(1))
+        agent.onDesiredRole { role, token in requestRole.yield((role, token)) }
+        let manager = ManagerRole(options: self, nodeID: nodeID, advertise: advertise, plugins: plugins, agent: agent, logger: logger)
+        if !isManager { logger.info("joining \(joinAddr!) as worker \(nodeID)") }
+        let startAsManager = isManager
+        let firstJoin = joined
         try await runUntilTerminated {
             await withDiscardingTaskGroup { group in
-                group.addTask { try? await remote.serve() }
-                group.addTask { try? await local.serve() }
-                node.start()
-                logger.info("manager \(nodeID) serving on \(listenRemoteAPI), control socket \(socket)")
-                group.addTask { await leader.run() }
+                group.addTask { await agent.run() }
                 group.addTask {
-                    // The manager's own agent, once the cluster (and its tokens) exists.
-                    var token = ""
-                    while token.isEmpty && !Task.isCancelled {
-                        try? await Task.sleep(for: .milliseconds(200))
-                        token = agentToken()
+                    // Switches between manager and worker as the cluster asks.
+                    var managing = startAsManager
+                    var join = firstJoin
+                    while !Task.isCancelled {
+                        if managing {
+                            guard let others = await manager.run(joined: join) else { break }
+                            logger.notice("demoted: this node is now a worker")
+                            try? FileManager.default.removeItem(atPath: raftDir)
+                            agent.setManagers(others)
+                            managing = false
+                            join = nil
+                        } else {
+                            guard let next = await manager.waitForPromotion(roleRequests) else { break }
+                            logger.notice("promoted: this node is now a manager")
+                            join = next
+                            managing = true
+                        }
                     }
-                    agent.joinToken = token
-                    await agent.run()
                 }
             }
-        } onStop: {
-            node.stop()
-            remote.beginGracefulShutdown()
-            local.beginGracefulShutdown()
         }
     }
 

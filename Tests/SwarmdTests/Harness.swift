@@ -22,13 +22,15 @@ final class SwarmdCluster: @unchecked Sendable {
     }
 
     /// Starts the first manager, which bootstraps the cluster.
-    func startManager() throws {
-        try start("manager", ["--listen-remote-api", managerAddr, "--listen-control-api", controlSocket])
+    func startManager(_ extra: [String] = []) throws {
+        try start("manager", ["--listen-remote-api", managerAddr, "--listen-control-api", controlSocket] + extra)
     }
 
-    /// Starts (or restarts, on the same state directory) a worker.
-    func startWorker(_ name: String, token: String) throws {
-        try start(name, ["--join-addr", managerAddr, "--join-token", token])
+    /// Starts (or restarts, on the same state directory) a worker. `port` is its remote
+    /// API, used once it is promoted.
+    func startWorker(_ name: String, token: String, port: Int? = nil) throws {
+        let listen = port.map { ["--listen-remote-api", "127.0.0.1:\($0)"] } ?? []
+        try start(name, ["--join-addr", managerAddr, "--join-token", token] + listen)
     }
 
     func start(_ name: String, _ extra: [String]) throws {

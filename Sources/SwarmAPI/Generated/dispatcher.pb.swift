@@ -64,6 +64,12 @@ public nonisolated struct SwarmSessionMessage: Sendable {
   /// Heartbeat period the node must keep, in nanoseconds.
   public var heartbeatPeriod: Int64 = 0
 
+  /// The role the node must take. A worker told to be a manager joins the managers' Raft
+  /// group with `manager_token`; a manager told to be a worker is removed from it.
+  public var desiredRole: SwarmNodeSpec.Role = .worker
+
+  public var managerToken: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -385,7 +391,7 @@ nonisolated extension SwarmSessionRequest: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension SwarmSessionMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SessionMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}session_id\0\u{3}node_id\0\u{1}managers\0\u{3}heartbeat_period\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}session_id\0\u{3}node_id\0\u{1}managers\0\u{3}heartbeat_period\0\u{3}desired_role\0\u{3}manager_token\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -397,6 +403,8 @@ nonisolated extension SwarmSessionMessage: SwiftProtobuf.Message, SwiftProtobuf.
       case 2: try { try decoder.decodeSingularStringField(value: &self.nodeID) }()
       case 3: try { try decoder.decodeRepeatedStringField(value: &self.managers) }()
       case 4: try { try decoder.decodeSingularInt64Field(value: &self.heartbeatPeriod) }()
+      case 5: try { try decoder.decodeSingularEnumField(value: &self.desiredRole) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.managerToken) }()
       default: break
       }
     }
@@ -415,6 +423,12 @@ nonisolated extension SwarmSessionMessage: SwiftProtobuf.Message, SwiftProtobuf.
     if self.heartbeatPeriod != 0 {
       try visitor.visitSingularInt64Field(value: self.heartbeatPeriod, fieldNumber: 4)
     }
+    if self.desiredRole != .worker {
+      try visitor.visitSingularEnumField(value: self.desiredRole, fieldNumber: 5)
+    }
+    if !self.managerToken.isEmpty {
+      try visitor.visitSingularStringField(value: self.managerToken, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -423,6 +437,8 @@ nonisolated extension SwarmSessionMessage: SwiftProtobuf.Message, SwiftProtobuf.
     if lhs.nodeID != rhs.nodeID {return false}
     if lhs.managers != rhs.managers {return false}
     if lhs.heartbeatPeriod != rhs.heartbeatPeriod {return false}
+    if lhs.desiredRole != rhs.desiredRole {return false}
+    if lhs.managerToken != rhs.managerToken {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
