@@ -59,14 +59,16 @@ final class ProcessExecutor: Executor {
         // After a node restart the process may still be running: adopt it, never start a twin.
         if running.withLock({ $0[task.taskID] }) == nil, let pid = Self.livePid(in: task.workDir) {
             running.withLock { $0[task.taskID] = Running(pid: pid, workDir: task.workDir, adopted: true) }
+            // Resume copying its output: it waited in the FIFOs while no one read them.
+            for stream in ["stdout", "stderr"] { startCopier(workDir: task.workDir, stream: stream) }
         }
     }
 
     func start(_ task: ExecTask) throws {
         guard let p = prepared.withLock({ $0[task.taskID] }) else { throw ExecutorError("task \(task.taskID) was not prepared") }
         if running.withLock({ $0[task.taskID] }) != nil { return }  // already started (or adopted)
-        let out = try openLog(p.workDir + "/stdout.log")
-        let err = try openLog(p.workDir + "/stderr.log")
+        let out = try openOutput(p.workDir, "stdout")
+        let err = try openOutput(p.workDir, "stderr")
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -209,10 +211,33 @@ final class ProcessExecutor: Executor {
         return n > 0 ? String(decoding: buf[..<n], as: UTF8.self) : nil
     }
 
-    func openLog(_ path: String) throws -> (read: Int32, write: Int32) {
-        var fds: [Int32] = [0, 0]
-        guard swarm_pipe_cloexec(&fds) == 0 else { throw ExecutorError("pipe: \(String(cString: strerror(errno)))") }
-        return (fds[0], fds[1])
+    /// The task's end of its output FIFO (`<stream>.pipe` in the work directory). The task
+    /// holds it open for reading and writing, so that it never gets SIGPIPE: while the
+    /// node is down its output waits in the FIFO (and the task blocks once it is full),
+    /// and the restarted node resumes copying it to the log files.
+    ///
+    /// The read end is opened first: a FIFO's contents vanish when its last descriptor
+    /// closes, so a task that writes and exits at once must find a reader there.
+    func openOutput(_ workDir: String, _ stream: String) throws -> (read: Int32, write: Int32) {
+        let path = "\(workDir)/\(stream).pipe"
+        unlink(path)
+        guard mkfifo(path, 0o600) == 0 else { throw ExecutorError("mkfifo \(path): \(String(cString: strerror(errno)))") }
+        let reader = swarm_open_fifo_reader(path)
+        guard reader >= 0 else { throw ExecutorError("open \(path): \(String(cString: strerror(errno)))") }
+        let writer = open(path, O_RDWR | O_CLOEXEC)
+        guard writer >= 0 else {
+            close(reader)
+            throw ExecutorError("open \(path): \(String(cString: strerror(errno)))")
+        }
+        return (reader, writer)
+    }
+
+    /// Copies a task's FIFO into its rotated log file, until the task and its children
+    /// have all closed it.
+    func startCopier(workDir: String, stream: String) {
+        let fd = swarm_open_fifo_reader("\(workDir)/\(stream).pipe")
+        guard fd >= 0 else { return }
+        LogCopier.start(from: fd, to: "\(workDir)/\(stream).log", limit: Self.logLimit, keep: Self.keepLogs)
     }
 
     func makeDirectory(_ path: String) throws {

@@ -185,6 +185,25 @@ import Testing
         }
         #expect(try await c.control { try await $0.listServices(.init()) }.services.count == before)
 
+        // kill -9 the worker and restart it at once (well within the heartbeat timeout): it
+        // adopts its running tasks (same processes, none started twice), and their output,
+        // held in the FIFOs meanwhile, keeps flowing into the logs.
+        let shells = SwarmdCluster.pids(matching: ["/bin/sh", "-c", script])
+        #expect(shells.count == 2)
+        c.kill9("w1")
+        try await Task.sleep(for: .milliseconds(500))
+        try c.startWorker("w1", token: token)
+        try await c.waitFor("w1 back with its tasks adopted", seconds: 30) {
+            let r = await c.tasks().filter { $0.status.state == .running && $0.desiredState == .running && $0.serviceAnnotations.name == "talker" }
+            return r.count == 2 && c.logTail("w1", lines: 200).contains("recovered 2 task(s)")
+        }
+        try await Task.sleep(for: .seconds(1))
+        #expect(SwarmdCluster.pids(matching: ["/bin/sh", "-c", script]) == shells)
+        let lastTick = { (text: String) in text.split(separator: "\n").compactMap { l in l.split(separator: "tick-").last.flatMap { Int($0) } }.max() ?? -1 }
+        let tickBefore = lastTick(logs.output)
+        let after = try c.ctl("task", "logs", task.id)
+        #expect(lastTick(after.output) > tickBefore + 5, "\(after.output.suffix(300))")
+
         #expect(try c.ctl("service", "rm", "talker").status == 0)
         try await c.waitFor("the talker processes to stop", seconds: 20) {
             SwarmdCluster.pids(matching: ["/bin/sh", "-c", script]).isEmpty
