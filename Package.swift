@@ -152,6 +152,7 @@ let package = Package(
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
             ]
         ),
+        .testTarget(name: "SwarmAgentTests", dependencies: ["SwarmAgent", "SwarmAPI", "SwarmManager"]),
         // Real swarmd and swarmctl processes on loopback.
         .testTarget(
             name: "SwarmdTests",
