@@ -46,7 +46,9 @@ final class ProcessExecutor: Executor {
             throw ExecutorError("task \(task.taskID) has no process command")
         }
         try makeDirectory(task.workDir)
-        var env = spec.env
+        // Who the task is, as SwarmKit's templates expose it; the spec's own env wins.
+        var env = ["SWARM_TASK_ID=\(t.id)", "SWARM_TASK_SLOT=\(t.slot)", "SWARM_SERVICE_ID=\(t.serviceID)",
+                   "SWARM_SERVICE_NAME=\(t.serviceAnnotations.name)", "SWARM_NODE_ID=\(t.nodeID)"] + spec.env
         if !t.assignedGpus.isEmpty {
             let ids = t.assignedGpus.map(\.uuid).joined(separator: ",")
             env += ["NVIDIA_VISIBLE_DEVICES=\(ids)", "CUDA_VISIBLE_DEVICES=\(t.assignedGpus.map { String($0.index) }.joined(separator: ","))"]
@@ -88,7 +90,7 @@ final class ProcessExecutor: Executor {
         sigfillset(&all)
         posix_spawnattr_setsigdefault(&attr, &all)
         let argv = [p.spec.command] + p.spec.args
-        let env = Self.baseEnvironment() + p.env
+        let env = Self.merged(Self.baseEnvironment() + p.env)
         var pid: pid_t = 0
         let rc = withCStrings(argv) { cargv in
             withCStrings(env) { cenv in
@@ -169,6 +171,19 @@ final class ProcessExecutor: Executor {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+    }
+
+    /// KEY=VALUE entries with one entry per key, the last given winning (getenv would
+    /// return the first).
+    static func merged(_ entries: [String]) -> [String] {
+        var order: [Substring] = []
+        var values: [Substring: String] = [:]
+        for e in entries {
+            let key = e.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)[0]
+            if values[key] == nil { order.append(key) }
+            values[key] = e
+        }
+        return order.map { values[$0]! }
     }
 
     static func baseEnvironment() -> [String] {

@@ -18,7 +18,7 @@ struct ClusterCommand: AsyncParsableCommand {
                 ("ID", c.id),
                 ("Name", c.spec.annotations.name),
                 ("Default Strategy", c.spec.defaultStrategy.isEmpty ? "spread" : c.spec.defaultStrategy),
-                ("Default Filters", c.spec.defaultFilters.joined(separator: ", ")),
+                ("Default Filters", c.spec.defaultFilters.isEmpty ? "none" : c.spec.defaultFilters.joined(separator: ", ")),
                 ("Heartbeat Period", Quantities.format(nanoseconds: d.heartbeatPeriod > 0 ? d.heartbeatPeriod : 5_000_000_000)),
                 ("Heartbeat Grace", "\(d.heartbeatGraceMultiplier > 0 ? d.heartbeatGraceMultiplier : 3) periods"),
                 ("Task History", "\(c.spec.orchestration.taskHistoryRetentionLimit > 0 ? c.spec.orchestration.taskHistoryRetentionLimit : 5) per slot"),

@@ -69,12 +69,14 @@ import Testing
 
     @Test func runsTheCommandWithArgsEnvAndDirAndReportsTheExitCode() throws {
         let dir = Self.workDir("t1")
-        try Self.run("t1", Self.task("t1", "/bin/sh", ["-c", "echo out:$FOO; pwd; echo err >&2; exit 3"],
-                                     env: ["FOO=bar"], dir: "/tmp"), workDir: dir)
+        try Self.run("t1", Self.task("t1", "/bin/sh", ["-c", "echo out:$FOO; pwd; echo id:$SWARM_TASK_ID; echo path:$PATH; echo err >&2; exit 3"],
+                                     env: ["FOO=bar", "PATH=/custom:/bin:/usr/bin"], dir: "/tmp"), workDir: dir)
         let s = try Self.waitExit("t1")
         #expect(s.exited && s.exitCode == 3)
         let out = Self.readLog(dir + "/stdout.log")
         #expect(out.contains("out:bar") && out.contains("/tmp"))
+        // The task knows its ID; the spec's PATH replaces the default one.
+        #expect(out.contains("id:t1\n") && out.contains("path:/custom:/bin:/usr/bin\n"), "\(out)")
         #expect(Self.readLog(dir + "/stderr.log").contains("err"))
         try Self.executor.remove(taskID: "t1")
     }
