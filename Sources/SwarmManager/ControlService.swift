@@ -190,6 +190,7 @@ public struct ControlService: SwarmControl.SimpleServiceProtocol {
             if !request.spec.defaultStrategy.isEmpty && !v.strategies.contains(request.spec.defaultStrategy) {
                 throw ControlError.invalidArgument("unknown strategy \"\(request.spec.defaultStrategy)\" (loaded: \(v.strategies.sorted().joined(separator: ", ")))")
             }
+            try v.validate(filters: request.spec.defaultFilters)
             if request.spec.dispatcher.heartbeatPeriod < 0 || request.spec.orchestration.taskHistoryRetentionLimit < 0 {
                 throw ControlError.invalidArgument("heartbeat period and task history retention must not be negative")
             }

@@ -21,10 +21,20 @@ public struct SpecValidation: Sendable {
     public var strategies: Set<String>
     /// Executors the cluster knows: the managers' own plus those the nodes report.
     public var runtimes: Set<String>
+    /// Filter plugins the managers loaded.
+    public var filters: Set<String>
 
-    public init(strategies: Set<String>, runtimes: Set<String>) {
+    public init(strategies: Set<String>, runtimes: Set<String>, filters: Set<String> = []) {
         self.strategies = strategies
         self.runtimes = runtimes
+        self.filters = filters
+    }
+
+    /// Refuses filter plugin names that no manager loaded.
+    public func validate(filters names: [String]) throws(ControlError) {
+        for name in names where !filters.contains(name) {
+            throw .invalidArgument("unknown filter \"\(name)\" (loaded: \(filters.isEmpty ? "none" : filters.sorted().joined(separator: ", ")))")
+        }
     }
 
     static func validName(_ name: String) -> Bool {
@@ -66,6 +76,7 @@ public struct SpecValidation: Sendable {
         if !runtimes.contains(runtime) {
             throw .invalidArgument("unknown runtime \"\(runtime)\" (known: \(runtimes.sorted().joined(separator: ", ")))")
         }
+        try validate(filters: task.filters)
         if !task.strategy.isEmpty && !strategies.contains(task.strategy) {
             throw .invalidArgument(PlacementError.unknownStrategy(task.strategy, available: strategies.sorted()).description)
         }

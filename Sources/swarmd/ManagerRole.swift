@@ -46,7 +46,8 @@ struct ManagerRole: Sendable {
         let dispatcher = Dispatcher(node: node)
         let control = ControlService(node: node, logs: dispatcher.logs) {
             let reported = node.store.view().find(SwarmNode.self).flatMap { $0.description_p.plugins.filter { $0.kind == "executor" }.map(\.name) }
-            return SpecValidation(strategies: Set(plugins.names(.strategy)), runtimes: Set(plugins.names(.executor) + reported))
+            return SpecValidation(strategies: Set(plugins.names(.strategy)), runtimes: Set(plugins.names(.executor) + reported),
+                                  filters: Set(plugins.names(.filter)))
         }
         guard let (host, port) = NetworkAddress.split(options.listenRemoteAPI) else {
             logger.critical("bad --listen-remote-api \(options.listenRemoteAPI)")

@@ -178,6 +178,8 @@ import Testing
             (["service", "inspect", "nosuchservice"], "not found"),
             (["node", "demote", "manager"], "last manager"),
             (["cluster", "update", "--heartbeat-period", "soon"], "invalid duration"),
+            (["cluster", "update", "--default-filter", "nosuchfilter"], "unknown filter \"nosuchfilter\""),
+            (["cluster", "update", "--default-strategy", "nosuch"], "unknown strategy"),
         ] {
             let r = try c.ctl(args)
             #expect(r.status != 0, "\(args) succeeded: \(r.output)")
