@@ -14,6 +14,17 @@ let package = Package(
         // Plugins: each a shared library the host loads by name at start-up.
         .library(name: "swarm-spread", type: .dynamic, targets: ["SwarmSpreadPlugin"]),
         .library(name: "swarm-process", type: .dynamic, targets: ["SwarmProcessPlugin"]),
+        .library(name: "swarm-binpack", type: .dynamic, targets: ["SwarmBinpackPlugin"]),
+        .library(name: "swarm-random", type: .dynamic, targets: ["SwarmRandomPlugin"]),
+        .library(name: "swarm-dotprod", type: .dynamic, targets: ["SwarmDotProdPlugin"]),
+        .library(name: "swarm-gpu-clustering", type: .dynamic, targets: ["SwarmGpuClusteringPlugin"]),
+        .library(name: "swarm-gpu-packing", type: .dynamic, targets: ["SwarmGpuPackingPlugin"]),
+        .library(name: "swarm-best-fit", type: .dynamic, targets: ["SwarmBestFitPlugin"]),
+        .library(name: "swarm-fgd", type: .dynamic, targets: ["SwarmFGDPlugin"]),
+        .library(name: "swarm-gpu", type: .dynamic, targets: ["SwarmGPUPlugin"]),
+        .library(name: "SwarmPluginHost", targets: ["SwarmPluginHost"]),
+        .library(name: "SwarmGPU", targets: ["SwarmGPU"]),
+        .library(name: "SwarmReplay", targets: ["SwarmReplay"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
@@ -68,8 +79,19 @@ let package = Package(
         // Loads plugin files, checks the ABI, and registers filters, strategies, executors by name.
         .target(name: "SwarmPluginHost", dependencies: ["SwarmPluginABI"]),
         // The Swift SDK for plugin authors.
-        .target(name: "SwarmPluginKit", dependencies: ["SwarmPluginABI"]),
+        .target(name: "SwarmPluginKit", dependencies: ["SwarmPluginABI", "SwarmGPU"]),
         .target(name: "SwarmSpreadPlugin", dependencies: ["SwarmPluginKit"], path: "Plugins/spread"),
+        // Strategies: binpack, the GPU-aware "gpu", and the openb baselines it is measured against.
+        .target(name: "SwarmBinpackPlugin", dependencies: ["SwarmPluginKit", "SwarmGPU"], path: "Plugins/binpack"),
+        .target(name: "SwarmRandomPlugin", dependencies: ["SwarmPluginKit", "SwarmGPU"], path: "Plugins/random"),
+        .target(name: "SwarmDotProdPlugin", dependencies: ["SwarmPluginKit", "SwarmGPU"], path: "Plugins/dotprod"),
+        .target(name: "SwarmGpuClusteringPlugin", dependencies: ["SwarmPluginKit", "SwarmGPU"], path: "Plugins/gpu-clustering"),
+        .target(name: "SwarmGpuPackingPlugin", dependencies: ["SwarmPluginKit", "SwarmGPU"], path: "Plugins/gpu-packing"),
+        .target(name: "SwarmBestFitPlugin", dependencies: ["SwarmPluginKit", "SwarmGPU"], path: "Plugins/best-fit"),
+        .target(name: "SwarmFGDPlugin", dependencies: ["SwarmPluginKit", "SwarmGPU"], path: "Plugins/fgd"),
+        .target(name: "SwarmGPUPlugin", dependencies: ["SwarmPluginKit", "SwarmGPU"], path: "Plugins/gpu"),
+        // GPU-sharing arithmetic (fits, GPU choice, FGD fragmentation), pure.
+        .target(name: "SwarmGPU"),
         .target(name: "SwarmProcessSupport", path: "Plugins/process-support"),
         .target(name: "SwarmProcessPlugin", dependencies: ["SwarmPluginKit", "SwarmAPI", "SwarmProcessSupport"],
                 path: "Plugins/process"),
@@ -104,6 +126,8 @@ let package = Package(
                 .product(name: "GRDB", package: "GRDB.swift"),
             ]
         ),
+        // The openb trace replay (FGD's protocol): traces, workload preparation, metrics.
+        .target(name: "SwarmReplay", dependencies: ["SwarmGPU", "SwarmPluginHost", "SwarmPluginABI"]),
         // Seeded cluster simulator and linearizability checker used by the tests.
         .target(name: "SwarmTesting", dependencies: ["SwarmRaft"]),
         .executableTarget(name: "swarm-sim", dependencies: ["SwarmRaft", "SwarmTesting"]),

@@ -34,16 +34,45 @@ public struct LoadedStrategy: @unchecked Sendable {
     public let record: PluginRecord
     let ctx: UnsafeMutableRawPointer?
     let scoreFn: @convention(c) (UnsafeMutableRawPointer?, UnsafePointer<swarm_task_view>?, UnsafePointer<swarm_node_view>?) -> Double
+    let prepareFn: (@convention(c) (UnsafeMutableRawPointer?, UnsafePointer<swarm_cluster_view>?) -> Void)?
+    let assignFn: (@convention(c) (UnsafeMutableRawPointer?, UnsafePointer<swarm_task_view>?, UnsafePointer<swarm_node_view>?,
+                                   UnsafeMutablePointer<UInt32>?, Int) -> Int32)?
 
     init(record: PluginRecord, vtable: swarm_strategy_v1) {
         self.record = record
         ctx = vtable.ctx
         scoreFn = vtable.score!  // checked when registered
+        // Fields a 1.0 plugin's smaller table lacks were zeroed when it was copied.
+        prepareFn = vtable.prepare
+        assignFn = vtable.assign_devices
     }
 
     /// The plugin's score; non-finite values mean "skip this node".
     public func score(_ task: UnsafePointer<swarm_task_view>, _ node: UnsafePointer<swarm_node_view>) -> Double {
         scoreFn(ctx, task, node)
+    }
+
+    /// Whether the plugin wants ``prepare(_:)`` calls.
+    public var wantsPrepare: Bool { prepareFn != nil }
+
+    /// Hands the plugin the cluster view for the coming scheduling pass (ABI 1.1).
+    public func prepare(_ cluster: UnsafePointer<swarm_cluster_view>) {
+        prepareFn?(ctx, cluster)
+    }
+
+    /// The GPUs the plugin chooses for `task` on `node` (positions in the node's GPU list),
+    /// or nil when it leaves the choice to the host, has no such function, or answers with
+    /// something invalid: the wrong number of GPUs, an index out of range, or a repeat.
+    public func assignDevices(_ task: UnsafePointer<swarm_task_view>, _ node: UnsafePointer<swarm_node_view>) -> [UInt32]? {
+        guard let assignFn else { return nil }
+        let want = Int(task.pointee.gpu_count)
+        guard want > 0 else { return nil }
+        var out = [UInt32](repeating: 0, count: max(want, 8))
+        let n = out.withUnsafeMutableBufferPointer { assignFn(ctx, task, node, $0.baseAddress, $0.count) }
+        guard n == want else { return nil }
+        let chosen = Array(out.prefix(want))
+        guard chosen.allSatisfy({ Int($0) < node.pointee.gpus_count }), Set(chosen).count == want else { return nil }
+        return chosen
     }
 }
 
@@ -143,7 +172,17 @@ public final class PluginRegistry: Sendable {
         host.abi_minor = UInt32(SWARM_PLUGIN_ABI_MINOR)
         host.host_ctx = unmanaged.toOpaque()
         host.register_filter = { ctx, name, vtable in Staging.from(ctx).add(.filter, name, vtable.map { .filter($0.pointee) }) }
-        host.register_strategy = { ctx, name, vtable in Staging.from(ctx).add(.strategy, name, vtable.map { .strategy($0.pointee) }) }
+        host.register_strategy = { ctx, name, vtable in
+            // Copy only as much as the plugin's table holds: a 1.0 table is shorter.
+            Staging.from(ctx).add(.strategy, name, vtable.map { p in
+                var copy = swarm_strategy_v1()
+                let size = min(p.pointee.struct_size, MemoryLayout<swarm_strategy_v1>.size)
+                withUnsafeMutableBytes(of: &copy) { dst in
+                    UnsafeRawPointer(p).withMemoryRebound(to: UInt8.self, capacity: size) { dst.baseAddress!.copyMemory(from: $0, byteCount: size) }
+                }
+                return .strategy(copy)
+            })
+        }
         host.register_executor = { ctx, name, vtable in Staging.from(ctx).add(.executor, name, vtable.map { .executor($0.pointee) }) }
         host.log = { _, level, message in
             guard let message else { return }
@@ -240,10 +279,13 @@ final class Staging {
         return SWARM_OK
     }
 
+    /// The size of an ABI 1.0 strategy table (up to and including `score`).
+    static let strategyV10Size = MemoryLayout<swarm_strategy_v1>.offset(of: \swarm_strategy_v1.score)! + MemoryLayout<UnsafeRawPointer>.size
+
     static func validate(_ vtable: VTable) -> String? {
         switch vtable {
         case .strategy(let v):
-            if v.struct_size < MemoryLayout<swarm_strategy_v1>.size { return "vtable struct_size \(v.struct_size) is too small" }
+            if v.struct_size < Self.strategyV10Size { return "vtable struct_size \(v.struct_size) is too small" }
             if v.score == nil { return "no score function" }
         case .filter(let v):
             if v.struct_size < MemoryLayout<swarm_filter_v1>.size { return "vtable struct_size \(v.struct_size) is too small" }

@@ -1,9 +1,21 @@
 import SwarmPluginABI
 
 /// A scheduling strategy: ranks the nodes that passed the filters. Higher is better;
-/// return `nil` to leave a node out. Called from several threads at once.
+/// return `nil` to leave a node out. `score` may be called from several threads at once.
 public protocol Strategy: Sendable {
     func score(task: TaskView, node: NodeView) -> Double?
+    /// Called once per scheduling pass, before its scores, with the whole cluster and its
+    /// expected workload (ABI 1.1). Never concurrent with `score`.
+    func prepare(cluster: ClusterView)
+    /// The GPUs (positions in `node.gpus`) the task gets on the node chosen for it, or nil
+    /// for the host's choice: best fit for a fraction, lowest-indexed free GPUs for whole
+    /// ones (ABI 1.1).
+    func assignDevices(task: TaskView, node: NodeView) -> [Int]?
+}
+
+extension Strategy {
+    public func prepare(cluster: ClusterView) {}
+    public func assignDevices(task: TaskView, node: NodeView) -> [Int]? { nil }
 }
 
 /// A scheduling filter. Called from several threads at once.
@@ -46,6 +58,16 @@ public struct PluginRegistrar {
         v.score = { ctx, task, node in
             let s = Unmanaged<StrategyBox>.fromOpaque(ctx!).takeUnretainedValue().strategy
             return s.score(task: TaskView(task!), node: NodeView(node!)) ?? .nan
+        }
+        v.prepare = { ctx, cluster in
+            let s = Unmanaged<StrategyBox>.fromOpaque(ctx!).takeUnretainedValue().strategy
+            s.prepare(cluster: ClusterView(cluster!))
+        }
+        v.assign_devices = { ctx, task, node, out, capacity in
+            let s = Unmanaged<StrategyBox>.fromOpaque(ctx!).takeUnretainedValue().strategy
+            guard let chosen = s.assignDevices(task: TaskView(task!), node: NodeView(node!)), chosen.count <= capacity else { return -1 }
+            for (i, g) in chosen.enumerated() { out![i] = UInt32(clamping: g) }
+            return Int32(chosen.count)
         }
         let status = name.withCString { host.pointee.register_strategy(host.pointee.host_ctx, $0, &v) }
         if status != SWARM_OK { throw RegistrationError(name: name, status: status) }

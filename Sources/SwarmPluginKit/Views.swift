@@ -55,6 +55,22 @@ public struct NodeView {
     public var tasksOfService: UInt32 { raw.pointee.tasks_of_service }
     public var recentFailuresOfService: UInt32 { raw.pointee.recent_failures_of_service }
 
+    /// The kinds of GPU tasks already on the node (ABI 1.1; empty from an older host).
+    public var gpuTaskClasses: GPUTaskClasses {
+        let end = MemoryLayout<swarm_node_view>.offset(of: \swarm_node_view.gpu_task_classes)! + 4
+        return raw.pointee.struct_size >= end ? GPUTaskClasses(rawValue: raw.pointee.gpu_task_classes) : []
+    }
+
+    /// The number of GPUs, and one of them, without building an array.
+    public var gpuCount: Int { raw.pointee.gpus_count }
+    public func gpu(_ i: Int) -> GPUView { GPUView(raw: raw.pointee.gpus[i]) }
+
+    /// Free milli of each GPU, in index order.
+    public var gpuFree: [UInt32] {
+        let n = raw.pointee
+        return (0..<n.gpus_count).map { n.gpus[$0].free_milli }
+    }
+
     /// The node label `key`, if set.
     public func label(_ key: String) -> String? {
         let n = raw.pointee
@@ -104,4 +120,86 @@ public struct TaskView {
         return (0..<t.gpu_models_count).map { t.gpu_models[$0].string }
     }
     public var runtime: String { raw.pointee.runtime.string }
+}
+
+/// The kinds of GPU tasks on a node: fractional ("shared") tasks, and tasks with k whole GPUs.
+public struct GPUTaskClasses: OptionSet, Sendable, Hashable {
+    public let rawValue: UInt32
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+    public static let shared = GPUTaskClasses(rawValue: SWARM_GPU_CLASS_SHARED)
+    /// Tasks with `k` whole GPUs (1...31).
+    public static func whole(_ k: Int) -> GPUTaskClasses { GPUTaskClasses(rawValue: 1 << UInt32(min(max(k, 1), 31))) }
+}
+
+/// One class of task in the cluster's expected workload, with its weight.
+public struct WorkloadClass: Sendable, Hashable {
+    public var nanoCPUs: Int64
+    public var memoryBytes: Int64
+    public var gpuCount: UInt32
+    public var gpuMilli: UInt32
+    /// Allowed GPU models; empty means any.
+    public var gpuModels: [String]
+    public var weight: Double
+
+    public init(nanoCPUs: Int64, memoryBytes: Int64 = 0, gpuCount: UInt32, gpuMilli: UInt32, gpuModels: [String] = [], weight: Double) {
+        self.nanoCPUs = nanoCPUs
+        self.memoryBytes = memoryBytes
+        self.gpuCount = gpuCount
+        self.gpuMilli = gpuMilli
+        self.gpuModels = gpuModels
+        self.weight = weight
+    }
+}
+
+/// What a strategy sees of the whole cluster in ``Strategy/prepare(cluster:)``. Valid only
+/// during that call.
+public struct ClusterView {
+    let raw: UnsafePointer<swarm_cluster_view>
+
+    public init(_ raw: UnsafePointer<swarm_cluster_view>) { self.raw = raw }
+
+    public var nodeCount: Int { raw.pointee.nodes_count }
+    public func node(_ i: Int) -> NodeView { NodeView(raw.pointee.nodes[i]!) }
+    public var seed: UInt64 { raw.pointee.seed }
+
+    /// The expected workload (copied, so that it can be kept).
+    public var workload: [WorkloadClass] {
+        let c = raw.pointee
+        return (0..<c.workload_count).map { i in
+            let w = c.workload[i]
+            return WorkloadClass(nanoCPUs: w.nano_cpus, memoryBytes: w.memory_bytes, gpuCount: w.gpu_count, gpuMilli: w.gpu_milli,
+                                 gpuModels: (0..<w.gpu_models_count).map { w.gpu_models[$0].string }, weight: w.weight)
+        }
+    }
+}
+
+import SwarmGPU
+
+extension NodeView {
+    /// The node as GPU arithmetic sees it: free CPU in milli-CPUs, free memory in bytes,
+    /// free milli per GPU, and the model of its GPUs.
+    public var gpuState: GPUNodeState {
+        let n = raw.pointee
+        var free: [Int32] = []
+        free.reserveCapacity(n.gpus_count)
+        for i in 0..<n.gpus_count { free.append(Int32(n.gpus[i].free_milli)) }
+        return GPUNodeState(cpuFree: n.nano_cpus_free / 1_000_000, memoryFree: n.memory_bytes_free, gpuFree: free,
+                            model: n.gpus_count > 0 ? n.gpus[0].model.string : "")
+    }
+}
+
+extension TaskView {
+    /// The task as GPU arithmetic sees it (CPU in milli-CPUs, memory in bytes).
+    public var gpuShape: GPUTaskShape {
+        GPUTaskShape(cpu: reservedNanoCPUs / 1_000_000, memory: reservedMemoryBytes, gpuCount: Int(gpuCount),
+                     gpuMilli: Int32(min(gpuMilli == 0 && gpuCount > 0 ? 1000 : gpuMilli, 1000)), models: gpuModels)
+    }
+}
+
+extension WorkloadClass {
+    /// The class as GPU arithmetic sees it.
+    public var weightedShape: WeightedShape {
+        WeightedShape(GPUTaskShape(cpu: nanoCPUs / 1_000_000, memory: memoryBytes, gpuCount: Int(gpuCount),
+                                   gpuMilli: Int32(min(gpuMilli, 1000)), models: gpuModels), weight: weight)
+    }
 }

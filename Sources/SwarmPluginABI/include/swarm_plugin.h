@@ -33,7 +33,7 @@ extern "C" {
 #endif
 
 #define SWARM_PLUGIN_ABI_MAJOR 1
-#define SWARM_PLUGIN_ABI_MINOR 0
+#define SWARM_PLUGIN_ABI_MINOR 1
 #define SWARM_PLUGIN_ENTRY "swarm_plugin_init_v1"
 
 typedef int32_t swarm_status;
@@ -100,7 +100,13 @@ typedef struct swarm_node_view {
     uint32_t tasks_of_service;
     /* Recent failures of the service being placed on this node. */
     uint32_t recent_failures_of_service;
+    /* ABI 1.1: the kinds of GPU tasks already on the node, as bits: SWARM_GPU_CLASS_SHARED
+     * for a task with a fraction of one GPU, and 1 << k for a task with k whole GPUs
+     * (k = 1..31). */
+    uint32_t gpu_task_classes;
 } swarm_node_view;
+
+#define SWARM_GPU_CLASS_SHARED 1u
 
 /* What a placement plugin sees of the task being placed. */
 typedef struct swarm_task_view {
@@ -132,13 +138,53 @@ typedef struct swarm_filter_v1 {
     const char *(*explain)(void *ctx, uint32_t rejected);
 } swarm_filter_v1;
 
+/* ABI 1.1: one class of task in the cluster's expected workload, with its weight (the
+ * weights of a workload add up to 1). Fragmentation-aware strategies measure how much free
+ * capacity each class could still use. */
+typedef struct swarm_workload_class {
+    size_t struct_size;
+    int64_t nano_cpus;
+    int64_t memory_bytes;
+    uint32_t gpu_count;
+    /* Share of each GPU in milli-units (1000 = whole GPUs). */
+    uint32_t gpu_milli;
+    /* Allowed GPU models; none means any. */
+    const swarm_str *gpu_models;
+    size_t gpu_models_count;
+    double weight;
+} swarm_workload_class;
+
+/* ABI 1.1: what a strategy sees of the whole cluster once per scheduling pass. */
+typedef struct swarm_cluster_view {
+    size_t struct_size;
+    const swarm_node_view *const *nodes;
+    size_t nodes_count;
+    const swarm_workload_class *workload;
+    size_t workload_count;
+    /* A seed for strategies that draw random numbers; fixed for a run. */
+    uint64_t seed;
+} swarm_cluster_view;
+
 /* A strategy: ranks the nodes that passed the filters. */
 typedef struct swarm_strategy_v1 {
     size_t struct_size;
     void *ctx;
     /* Higher is better. NaN or an infinite value means "do not use this node". */
     double (*score)(void *ctx, const swarm_task_view *task, const swarm_node_view *node);
+    /* ABI 1.1, optional (NULL): called once per scheduling pass, before its scores, never
+     * concurrently with score or assign_devices. */
+    void (*prepare)(void *ctx, const swarm_cluster_view *cluster);
+    /* ABI 1.1, optional (NULL): chooses the GPUs `task` gets on `node` (the chosen node).
+     * Writes task->gpu_count GPU indices (positions in node->gpus) to `out`, which has
+     * room for `capacity`, and returns how many it wrote; -1 leaves the choice to the host
+     * (best fit for a fraction, lowest-indexed free GPUs for whole ones). The host checks
+     * the answer and falls back to its own choice if it is not a valid one. */
+    int32_t (*assign_devices)(void *ctx, const swarm_task_view *task, const swarm_node_view *node,
+                              uint32_t *out, size_t capacity);
 } swarm_strategy_v1;
+
+/* The size of a 1.0 strategy table, the smallest the host accepts. */
+#define SWARM_STRATEGY_V1_0_SIZE (offsetof(swarm_strategy_v1, score) + sizeof(void *))
 
 /* What an executor receives to run a task: a C view plus the task's protobuf bytes. */
 typedef struct swarm_exec_task {

@@ -1,0 +1,73 @@
+import SwarmGPU
+import SwarmPluginKit
+import Synchronization
+
+/// swift-swarm's GPU strategy: fragmentation-aware, model-aware and topology-aware.
+///
+/// - Like FGD, it places a task where the expected fragmentation of the cluster's free GPU
+///   capacity (over the workload the cluster expects, which includes each class's allowed
+///   models) grows least, and tries a fraction on every GPU with room. The gradient is
+///   scored in 100 steps, as FGD does: measured on the openb traces, finer steps (1,000,
+///   or the exact gradient) place consistently worse, because breaking near-ties by the
+///   exact gradient is worse than FGD's seeded node order.
+/// - A fraction goes to the lowest-indexed GPU that reaches the node's best step, which
+///   fills a node's GPUs one after another and keeps its later GPUs whole.
+/// - A multi-GPU task takes its GPUs from one topology group (NVLink or NUMA island) when
+///   the node declares groups: the group with the most free GPUs that can hold them all.
+final class GPUStrategy: Strategy {
+    private let workload = Mutex<[WeightedShape]>([])
+
+    func prepare(cluster: ClusterView) {
+        let w = cluster.workload.map(\.weightedShape)
+        workload.withLock { $0 = w }
+    }
+
+    /// The candidate GPU choices on a node, each with its score.
+    func choices(_ t: GPUTaskShape, _ node: NodeView) -> [(gpus: [Int], score: Double)] {
+        let n = node.gpuState
+        let w = workload.withLock { $0 }
+        let before = GPUMath.fragmentation(n, w)
+        var options: [[Int]] = []
+        if t.isSharing {
+            options = n.gpuFree.indices.filter { n.gpuFree[$0] >= t.gpuMilli }.map { [$0] }
+        } else if t.gpuCount > 1 {
+            options = [multiGPU(t, node, n)].compactMap { $0 }
+        } else if let d = GPUMath.defaultGPUs(t, n) {
+            options = [d]
+        }
+        return options.map { gpus in
+            let delta = before - GPUMath.fragmentation(GPUMath.placing(t, on: n, gpus: gpus), w)
+            return (gpus, (100 * GPUMath.sigmoid(delta / 1000)).rounded(.down))
+        }
+    }
+
+    /// Whole GPUs for a multi-GPU task: the free GPUs of the topology group with the most
+    /// free ones that can hold the task (lowest index first), else the lowest-indexed.
+    func multiGPU(_ t: GPUTaskShape, _ node: NodeView, _ n: GPUNodeState) -> [Int]? {
+        let free = n.gpuFree.indices.filter { n.gpuFree[$0] >= t.gpuMilli }
+        guard free.count >= t.gpuCount else { return nil }
+        let groups = Dictionary(grouping: free) { node.gpu($0).topologyGroup }
+        if groups.count > 1,
+           let best = groups.values.filter({ $0.count >= t.gpuCount }).max(by: { ($0.count, -$0[0]) < ($1.count, -$1[0]) }) {
+            return Array(best.sorted().prefix(t.gpuCount))
+        }
+        return Array(free.prefix(t.gpuCount))
+    }
+
+    func score(task: TaskView, node: NodeView) -> Double? {
+        choices(task.gpuShape, node).map(\.score).max()
+    }
+
+    func assignDevices(task: TaskView, node: NodeView) -> [Int]? {
+        let options = choices(task.gpuShape, node)
+        guard let best = options.map(\.score).max() else { return nil }
+        return options.first { $0.score == best }?.gpus
+    }
+}
+
+@_cdecl("swarm_plugin_init_v1")
+public func swarmPluginInit(_ host: SwarmHost?, _ info: SwarmPluginInfo?, _ error: SwarmInitError?) -> Int32 {
+    SwarmPlugin.initialize(host, info, error, name: "gpu", version: "0.1.0") { plugin in
+        try plugin.register(strategy: GPUStrategy(), as: "gpu")
+    }
+}

@@ -1,0 +1,42 @@
+import SwarmPluginKit
+import Synchronization
+
+/// The openb baseline "Random": a uniformly random feasible node, and for a GPU fraction a
+/// uniformly random GPU with enough free. Seeded by the cluster view, so a run repeats.
+final class RandomStrategy: Strategy {
+    private let state = Mutex<UInt64>(0x9E37_79B9_7F4A_7C15)
+
+    /// SplitMix64.
+    func next() -> UInt64 {
+        state.withLock { s in
+            s &+= 0x9E37_79B9_7F4A_7C15
+            var z = s
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+
+    func prepare(cluster: ClusterView) {
+        state.withLock { $0 = cluster.seed ^ 0x5EED }
+    }
+
+    func score(task: TaskView, node: NodeView) -> Double? {
+        Double(next() >> 11) / Double(1 << 53)
+    }
+
+    func assignDevices(task: TaskView, node: NodeView) -> [Int]? {
+        let shape = task.gpuShape
+        guard shape.isSharing else { return nil }
+        let candidates = (0..<node.gpuCount).filter { Int32(node.gpu($0).freeMilli) >= shape.gpuMilli }
+        guard !candidates.isEmpty else { return nil }
+        return [candidates[Int(next() % UInt64(candidates.count))]]
+    }
+}
+
+@_cdecl("swarm_plugin_init_v1")
+public func swarmPluginInit(_ host: SwarmHost?, _ info: SwarmPluginInfo?, _ error: SwarmInitError?) -> Int32 {
+    SwarmPlugin.initialize(host, info, error, name: "random", version: "1.0.0") { plugin in
+        try plugin.register(strategy: RandomStrategy(), as: "random")
+    }
+}
