@@ -176,6 +176,7 @@ let package = Package(
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
             ]
         ),
+        .testTarget(name: "SwarmReplayTests", dependencies: ["SwarmReplay", "SwarmGPU", "SwarmPluginHost"]),
         .testTarget(name: "SwarmAgentTests", dependencies: ["SwarmAgent", "SwarmAPI", "SwarmManager"]),
         // Real swarmd and swarmctl processes on loopback.
         .testTarget(

@@ -1,0 +1,145 @@
+import Foundation
+import SwarmGPU
+import SwarmPluginHost
+@testable import SwarmReplay
+import Testing
+
+let traces = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().appendingPathComponent("Benchmarks/traces/openb").path
+
+struct TraceTests {
+    func write(_ text: String) -> String {
+        let path = NSTemporaryDirectory() + "trace-\(UUID().uuidString.prefix(8)).csv"
+        try? text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    @Test func readsColumnsByNameAndNormalisesGPURequests() throws {
+        let path = write("""
+            name,num_gpu,cpu_milli,memory_mib,gpu_milli,gpu_spec,qos
+            p1,1,4000,1024,460,V100M16|V100M32|V100M32,LS
+            p2,2,8000,2048,1200,,BE
+            p3,0,2000,512,500,T4,LS
+            p4,1,1000,10,0,,LS
+            """)
+        let pods = try Trace.pods(path: path)
+        #expect(pods.map(\.kind) == ["share", "2-gpu", "cpu", "cpu"])
+        #expect(pods[0].models == ["V100M16", "V100M32"] && pods[0].gpuMilli == 460)
+        #expect(pods[1].gpuMilli == 1000 && pods[1].demand == 2000)
+        // The spec counts only for GPU pods.
+        #expect(pods[2].models.isEmpty && pods[2].demand == 0)
+    }
+
+    @Test func badFilesStopWithTheLineThatIsWrong() throws {
+        let cases: [(String, Int, String)] = [
+            ("name,cpu_milli,memory_mib,num_gpu\np1,1,1,0\n", 1, "missing column \"gpu_milli\""),
+            ("name,cpu_milli,memory_mib,num_gpu,gpu_milli\np1,1,1,0,0\np2,lots,1,0,0\n", 3, "cpu_milli: \"lots\" is not an integer"),
+            ("name,cpu_milli,memory_mib,num_gpu,gpu_milli\np1,1,1,0,0\np2,1,1,0\n", 3, "4 fields, the header has 5"),
+            ("name,cpu_milli,memory_mib,num_gpu,gpu_milli\np1,1,1,99,0\n", 2, "num_gpu 99"),
+            ("name,cpu_milli,memory_mib,num_gpu,gpu_milli\n", 1, "no pods"),
+        ]
+        for (text, line, reason) in cases {
+            let path = write(text)
+            #expect {
+                _ = try Trace.pods(path: path)
+            } throws: { error in
+                let e = error as! TraceError
+                return e.line == line && e.reason.contains(reason) && e.description.hasPrefix(path)
+            }
+        }
+        let nodes = write("sn,cpu_milli,memory_mib,gpu\nn1,1,1,1\n")
+        #expect(throws: TraceError.self) { try Trace.nodes(path: nodes) }
+    }
+
+    @Test func theOpenbFilesReadAsTheProtocolDescribes() throws {
+        let nodes = try Trace.nodes(path: traces + "/openb_node_list_gpu_node.csv")
+        #expect(nodes.count == 1213)
+        #expect(Workload.capacity(nodes) == 6_212_000)
+        #expect(nodes.reduce(0) { $0 + $1.cpuMilli } == 107_018_000)
+        #expect(Dictionary(grouping: nodes, by: \.model).mapValues(\.count) == ["G2": 549, "T4": 404, "P100": 134, "V100M16": 55, "G3": 39, "V100M32": 30, "A10": 2])
+    }
+
+    /// The protocol's language-independent check values: distinct keys → kept typical pods.
+    @Test(arguments: [("default", 91, 35), ("gpushare40", 88, 36), ("multigpu20", 91, 38), ("gpuspec10", 249, 74), ("cpu050", 89, 35)])
+    func typicalPodsMatchTheProtocol(workload: String, distinct: Int, kept: Int) throws {
+        let pods = try Trace.pods(path: traces + "/openb_pod_list_\(workload).csv")
+        #expect(Set(pods.map { "\($0.cpuMilli)/\($0.gpuMilli)/\($0.gpuCount)/\($0.spec)" }).count == distinct)
+        let typical = Workload.typicalPods(pods)
+        #expect(typical.count == kept)
+        #expect(abs(typical.reduce(0) { $0 + $1.weight } - 1) < 1e-9)
+        #expect(typical.map(\.weight) == typical.map(\.weight).sorted(by: >))
+    }
+}
+
+struct WorkloadTests {
+    @Test func preparationIsSeededAndTunesUpToTheTarget() throws {
+        let nodes = try Trace.nodes(path: traces + "/openb_node_list_gpu_node.csv")
+        let pods = try Trace.pods(path: traces + "/openb_pod_list_default.csv")
+        let a = Workload.prepare(pods: pods, nodes: nodes, seed: 42)
+        let b = Workload.prepare(pods: pods, nodes: nodes, seed: 42)
+        let c = Workload.prepare(pods: pods, nodes: nodes, seed: 43)
+        #expect(a.arrivals.map(\.name) == b.arrivals.map(\.name) && a.rank == b.rank)
+        #expect(a.arrivals.map(\.name) != c.arrivals.map(\.name))
+        // The originals come first, shuffled; copies follow.
+        #expect(Set(a.arrivals.prefix(pods.count).map(\.name)) == Set(pods.map(\.name)))
+        #expect(a.arrivals.prefix(pods.count).map(\.name) != pods.map(\.name).sorted())
+        let target: Int64 = 8_075_600
+        #expect(a.totalDemand <= target + 7000 && a.totalDemand > target - 8000)
+        #expect(a.arrivals.reduce(0) { $0 + $1.demand } == a.totalDemand)
+        #expect(Set(a.rank) == Set(0..<nodes.count))
+    }
+}
+
+struct FragmentationTests {
+    @Test func fragmentFollowsTheProtocol() {
+        let node = GPUNodeState(cpuFree: 8000, memoryFree: 1 << 20, gpuFree: [1000, 300, 0, 600], model: "T4")
+        let share400 = GPUTaskShape(cpu: 1000, gpuCount: 1, gpuMilli: 400)
+        let whole2 = GPUTaskShape(cpu: 1000, gpuCount: 2, gpuMilli: 1000)
+        let cpuOnly = GPUTaskShape(cpu: 1000, gpuCount: 0, gpuMilli: 0)
+        let v100 = GPUTaskShape(cpu: 1000, gpuCount: 1, gpuMilli: 1000, models: ["V100M16"])
+        let hungry = GPUTaskShape(cpu: 9000, gpuCount: 1, gpuMilli: 100)
+        #expect(GPUMath.fragment(node, for: share400) == 300)   // fits: only the GPU too small
+        #expect(GPUMath.fragment(node, for: whole2) == 1900)    // short of GPUs: all of it
+        #expect(GPUMath.fragment(node, for: cpuOnly) == 1900)   // CPU-only: all of it
+        #expect(GPUMath.fragment(node, for: v100) == 1900)      // wrong model: all of it
+        #expect(GPUMath.fragment(node, for: hungry) == 1900)    // short of CPU: all of it
+        let f = GPUMath.fragmentation(node, [WeightedShape(share400, weight: 0.5), WeightedShape(cpuOnly, weight: 0.5)])
+        #expect(f == 0.5 * 300 + 0.5 * 1900)
+        #expect(GPUMath.defaultGPUs(share400, node) == [3])     // best fit: 600 is the least that is enough
+        #expect(GPUMath.defaultGPUs(GPUTaskShape(cpu: 0, gpuCount: 1, gpuMilli: 1000), node) == [0])
+        #expect(GPUMath.defaultGPUs(whole2, node) == nil)
+    }
+}
+
+struct ReplayRunTests {
+    static let pluginDir = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent().path
+
+    @Test func aReplayAccountsForEveryPodAndNeverOverAllocates() throws {
+        let registry = PluginRegistry()
+        #expect(registry.loadDirectory(Self.pluginDir).isEmpty)
+        let nodes = [TraceNode(name: "a", cpuMilli: 8000, memoryMiB: 8192, gpus: 2, model: "T4"),
+                     TraceNode(name: "b", cpuMilli: 8000, memoryMiB: 8192, gpus: 1, model: "V100M16")]
+        func pod(_ name: String, _ cpu: Int64, _ count: Int, _ milli: Int32, _ spec: String = "") -> TracePod {
+            TracePod(name: name, cpuMilli: cpu, memoryMiB: 100, gpuCount: count, gpuMilli: milli, spec: spec)
+        }
+        let arrivals = [pod("p1", 1000, 1, 500), pod("p2", 1000, 1, 500), pod("p3", 1000, 1, 1000, "V100M16"),
+                        pod("p4", 1000, 2, 1000), pod("p5", 1000, 1, 1000), pod("p6", 1000, 1, 1000), pod("p7", 100, 0, 0)]
+        let workload = PreparedWorkload(arrivals: arrivals, rank: [0, 1], totalDemand: arrivals.reduce(0) { $0 + $1.demand }, originals: 7)
+        let typical = Workload.weightedShapes(Workload.typicalPods(arrivals, cover: 1))
+        for policy in ["fgd", "best-fit", "gpu", "random", "dotprod", "gpu-packing", "gpu-clustering", "binpack"] {
+            let strategy = try #require(registry.strategy(policy), "\(policy) is not loaded from \(Self.pluginDir)")
+            let run = ClusterReplay(nodes: nodes).run(policy: policy, strategy: strategy, workload: workload, typical: typical, seed: 42)
+            #expect(run.arrivedPct.count == arrivals.count)
+            #expect(run.placed + run.failed.values.reduce(0, +) == arrivals.count)
+            #expect(run.allocatedPct.allSatisfy { $0 <= 100 })
+            #expect(run.allocatedPct == run.allocatedPct.sorted(), "allocation only grows")
+            // The CPU-only pod always fits; three GPUs can take at most four of the GPU pods.
+            #expect(run.failed["cpu"] == nil, "\(policy): \(run.failed)")
+            #expect((4...5).contains(run.placed), "\(policy): placed \(run.placed)")
+            #expect(run.allocatedPct.last! <= 100 && run.allocatedPct.last! >= 100.0 / 3, "\(policy): \(run.allocatedPct)")
+            // A replay repeats exactly for the same seed.
+            let again = ClusterReplay(nodes: nodes).run(policy: policy, strategy: strategy, workload: workload, typical: typical, seed: 42)
+            #expect(again.allocatedPct == run.allocatedPct && again.fragPct == run.fragPct, "\(policy) is not repeatable")
+        }
+    }
+}
