@@ -25,6 +25,7 @@ let package = Package(
         .library(name: "SwarmPluginHost", targets: ["SwarmPluginHost"]),
         .library(name: "SwarmGPU", targets: ["SwarmGPU"]),
         .library(name: "SwarmReplay", targets: ["SwarmReplay"]),
+        .library(name: "SwarmManager", targets: ["SwarmManager"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),

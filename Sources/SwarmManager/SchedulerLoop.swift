@@ -4,6 +4,7 @@ import SwarmAPI
 import SwarmPluginHost
 import SwarmScheduler
 import SwarmStore
+import Synchronization
 
 /// The leader's scheduler: keeps a ``PlacementEngine`` in step with the store, and after
 /// each batch of commits places the pending tasks, grouped by service and spec version,
@@ -13,18 +14,29 @@ public final class SchedulerLoop: Sendable {
     let store: MemoryStore
     let plugins: PluginRegistry
     let logger: Logger
+    let timePluginCalls: Bool
+    private let pluginTime = Mutex<(calls: Int, nanoseconds: UInt64)>((0, 0))
 
-    public init(store: MemoryStore, plugins: PluginRegistry, logger: Logger = Logger(label: "swarm.scheduler")) {
+    /// - Parameter timePluginCalls: add up the time spent in strategy plugins (benchmarks).
+    public init(store: MemoryStore, plugins: PluginRegistry, timePluginCalls: Bool = false,
+                logger: Logger = Logger(label: "swarm.scheduler")) {
         self.store = store
         self.plugins = plugins
+        self.timePluginCalls = timePluginCalls
         self.logger = logger
     }
+
+    /// Strategy plugin calls so far and the time spent in them (when timed).
+    public var pluginCallTime: (calls: Int, nanoseconds: UInt64) { pluginTime.withLock { $0 } }
 
     struct State {
         var engine = PlacementEngine()
         var scorers: [String: PluginScorer] = [:]
         /// Tasks the engine counts against their node.
         var accounted: Set<String> = []
+        /// Tasks waiting for a node, kept from the watch so that a pass never scans the
+        /// whole task table.
+        var pending: Set<String> = []
     }
 
     static func isPending(_ t: SwarmTask) -> Bool {
@@ -42,9 +54,13 @@ public final class SchedulerLoop: Sendable {
             var state = State()
             let (view, watcher) = store.viewAndWatch(WatchFilter(tables: [.nodes, .tasks], commits: true))
             for n in view.find(SwarmNode.self) { state.engine.setNode(n) }
-            for t in view.find(SwarmTask.self) where Self.holdsResources(t) {
-                state.engine.taskAssigned(t)
-                state.accounted.insert(t.id)
+            for t in view.find(SwarmTask.self) {
+                if Self.holdsResources(t) {
+                    state.engine.taskAssigned(t)
+                    state.accounted.insert(t.id)
+                } else if Self.isPending(t) {
+                    state.pending.insert(t.id)
+                }
             }
             await schedule(&state)
             do {
@@ -70,6 +86,7 @@ public final class SchedulerLoop: Sendable {
         case .node(let n):
             if e.kind == .deleted { state.engine.removeNode(n.id) } else { state.engine.setNode(n) }
         case .task(let t):
+            if e.kind != .deleted && Self.isPending(t) { state.pending.insert(t.id) } else { state.pending.remove(t.id) }
             let holds = e.kind != .deleted && Self.holdsResources(t)
             if holds && !state.accounted.contains(t.id) {
                 state.engine.taskAssigned(t)
@@ -88,13 +105,14 @@ public final class SchedulerLoop: Sendable {
         if let s = state.scorers[name] { return s }
         guard let strategy = plugins.strategy(name) else { return nil }
         let s = PluginScorer(strategy)
+        s.timed = timePluginCalls
         state.scorers[name] = s
         return s
     }
 
     func schedule(_ state: inout State) async {
         let view = store.view()
-        let pending = view.find(SwarmTask.self).filter(Self.isPending)
+        let pending = state.pending.compactMap { view.get(SwarmTask.self, id: $0) }.filter(Self.isPending)
         guard !pending.isEmpty else { return }
         let defaultStrategy = view.find(SwarmCluster.self).first?.spec.defaultStrategy ?? "spread"
         let groups = Dictionary(grouping: pending) { "\($0.serviceID)@\($0.specVersion)" }
@@ -136,6 +154,10 @@ public final class SchedulerLoop: Sendable {
             for (taskID, why) in result.unplaced where byID[taskID]!.status.message != why {
                 updates.append(pendingUpdate(byID[taskID]!, why, rejections: result.rejections))
             }
+        }
+        if timePluginCalls {
+            let (calls, nanos) = state.scorers.values.reduce((0, UInt64(0))) { ($0.0 + $1.pluginCalls, $0.1 + $1.pluginNanoseconds) }
+            pluginTime.withLock { $0 = (calls, nanos) }
         }
         guard !updates.isEmpty else { return }
         do {

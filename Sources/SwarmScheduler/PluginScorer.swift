@@ -13,6 +13,10 @@ public final class PluginScorer: Scorer {
     public let strategy: LoadedStrategy
     private var views: [String: CNodeView] = [:]
     private var task = CTaskView()
+    /// When set, the time spent inside the plugin is added up (for benchmarks).
+    public var timed = false
+    public private(set) var pluginCalls = 0
+    public private(set) var pluginNanoseconds: UInt64 = 0
 
     public init(_ strategy: LoadedStrategy) { self.strategy = strategy }
 
@@ -26,7 +30,15 @@ public final class PluginScorer: Scorer {
         }
         view.update(node, serviceID: req.serviceID)
         task.update(req)
-        let s = task.withPointer { t in view.withPointer { n in strategy.score(t, n) } }
+        let s: Double
+        if timed {
+            let start = clock_gettime_nsec_np_monotonic()
+            s = task.withPointer { t in view.withPointer { n in strategy.score(t, n) } }
+            pluginNanoseconds &+= clock_gettime_nsec_np_monotonic() &- start
+            pluginCalls += 1
+        } else {
+            s = task.withPointer { t in view.withPointer { n in strategy.score(t, n) } }
+        }
         return s.isFinite ? s : nil
     }
 }
@@ -124,4 +136,10 @@ struct CTaskView {
     mutating func withPointer<R>(_ body: (UnsafePointer<swarm_task_view>) -> R) -> R {
         withUnsafePointer(to: &raw, body)
     }
+}
+
+@inline(__always) func clock_gettime_nsec_np_monotonic() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }

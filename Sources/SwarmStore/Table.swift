@@ -32,10 +32,23 @@ public struct Table<Object: StoreObject>: Sendable {
     /// Inserts or replaces an object; the caller has checked uniqueness.
     mutating func put(_ object: Object) {
         let old = byID.updateValue(object, forKey: object.id)
-        if let old { unindex(old) }
+        // Only index entries whose keys changed are touched: an update that moves a task
+        // to a node rewrites the node index alone, not the large per-service sets.
+        if let old {
+            let oldName = old.storeName?.lowercased() ?? ""
+            let newName = object.storeName?.lowercased() ?? ""
+            if oldName != newName, !oldName.isEmpty, byName[oldName] == old.id { byName[oldName] = nil }
+        }
         if let name = object.storeName, !name.isEmpty { byName[name.lowercased()] = object.id }
         for (k, index) in Object.indexes.enumerated() {
-            for key in index.keys(object) {
+            let newKeys = index.keys(object)
+            let oldKeys = old.map { index.keys($0) } ?? []
+            if oldKeys == newKeys { continue }
+            for key in oldKeys where !newKeys.contains(key) {
+                secondary[k][key]?.remove(object.id)
+                if secondary[k][key]?.isEmpty == true { secondary[k][key] = nil }
+            }
+            for key in newKeys where !oldKeys.contains(key) {
                 secondary[k][key, default: []].insert(object.id)
             }
         }

@@ -84,7 +84,7 @@ struct ReplayBench: AsyncParsableCommand {
 
         func pad(_ s: String, _ n: Int) -> String { s.padding(toLength: max(n, s.count), withPad: " ", startingAt: 0) }
         print(pad("policy", 16) + pad("alloc@100 %", 16) + pad("alloc@130 %", 16) + pad("frag@90 %", 16)
-              + pad("failed pods per seed, by kind", 44) + pad("placements/s", 14) + "p99 decision")
+              + pad("failed pods per seed, by kind", 52) + pad("placements/s", 14) + "p99 decision")
         for (name, _) in strategies {
             let mine = runs.filter { $0.policy == name }
             let a100 = ReplayReport.meanSD(mine.compactMap { $0.allocation(at: 100) })
@@ -96,7 +96,7 @@ struct ReplayBench: AsyncParsableCommand {
             let rate = Double(mine.reduce(0) { $0 + $1.arrivedPct.count }) / max(1e-9, mine.reduce(0) { $0 + $1.seconds })
             let p99 = mine.map(\.p99DecisionSeconds).max() ?? 0
             func pm(_ v: (mean: Double, sd: Double)) -> String { pad(String(format: "%.2f ± %.2f", v.mean, v.sd), 16) }
-            print(pad(name, 16) + pm(a100) + pm(a130) + pm(f90) + pad(failedText, 44)
+            print(pad(name, 16) + pm(a100) + pm(a130) + pm(f90) + pad(failedText, 52)
                   + pad(String(format: "%.0f", rate), 14) + String(format: "%.1f µs", p99 * 1e6))
         }
         print("wrote \(out)/summary.csv, \(out)/curves.csv, \(out)/allocation.svg")
