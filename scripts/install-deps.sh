@@ -2,7 +2,9 @@
 # Installs the Debian packages the project needs, idempotently. Safe to run as root in CI
 # (no standard input) and on a developer machine.
 set -euo pipefail
-packages=(libsqlite3-dev libffi-dev procps psmisc)
+packages=(libsqlite3-dev libffi-dev procps psmisc gcc)
+# The Rust example plugin needs rustc; Debian's is used when there is no rustup one.
+if ! command -v rustc >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/rustc" ]; then packages+=(rustc); fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

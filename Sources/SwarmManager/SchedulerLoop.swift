@@ -114,7 +114,10 @@ public final class SchedulerLoop: Sendable {
         let view = store.view()
         let pending = state.pending.compactMap { view.get(SwarmTask.self, id: $0) }.filter(Self.isPending)
         guard !pending.isEmpty else { return }
-        let defaultStrategy = view.find(SwarmCluster.self).first?.spec.defaultStrategy ?? "spread"
+        let cluster = view.find(SwarmCluster.self).first
+        let defaultStrategy = cluster?.spec.defaultStrategy ?? "spread"
+        let defaultFilters = cluster?.spec.defaultFilters ?? []
+        defer { state.engine.filters = PlacementFilter.pipeline }
         let groups = Dictionary(grouping: pending) { "\($0.serviceID)@\($0.specVersion)" }
         var updates: [SwarmTask] = []
         for key in groups.keys.sorted() {
@@ -132,6 +135,18 @@ public final class SchedulerLoop: Sendable {
                 updates += tasks.map { pendingUpdate($0, "strategy \"\(name)\" is not loaded on this manager") }
                 continue
             }
+            // Filter plugins: the cluster's defaults, then the service's own.
+            var pluginFilters: [PlacementFilter] = []
+            var missing: String?
+            for f in defaultFilters + first.spec.filters where !pluginFilters.contains(where: { $0.name == f }) {
+                guard let loaded = plugins.filter(f) else { missing = f; break }
+                pluginFilters.append(.plugin(f, loaded))
+            }
+            if let missing {
+                updates += tasks.map { pendingUpdate($0, "filter \"\(missing)\" is not loaded on this manager") }
+                continue
+            }
+            state.engine.filters = PlacementFilter.pipeline + pluginFilters
             // Global tasks come pre-assigned to their node; they only need its approval.
             let (preassigned, free) = (tasks.filter { !$0.nodeID.isEmpty }, tasks.filter { $0.nodeID.isEmpty })
             for t in preassigned {

@@ -4,6 +4,14 @@ public struct PlacementFilter: Sendable {
     let check: @Sendable (TaskRequirements, NodeInfo) -> Bool
     let explain: @Sendable (TaskRequirements, Int) -> String
 
+    /// A filter from its name, its check, and the explanation for `n` rejected nodes.
+    public init(name: String, check: @escaping @Sendable (TaskRequirements, NodeInfo) -> Bool,
+                explain: @escaping @Sendable (TaskRequirements, Int) -> String) {
+        self.name = name
+        self.check = check
+        self.explain = explain
+    }
+
     public func passes(_ task: TaskRequirements, _ node: NodeInfo) -> Bool { check(task, node) }
     public func explanation(_ task: TaskRequirements, rejected: Int) -> String { explain(task, rejected) }
 

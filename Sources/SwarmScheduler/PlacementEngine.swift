@@ -81,13 +81,13 @@ public struct PlacementEngine: Sendable {
         for task in tasks {
             var placed = false
             while let best = heap.popMax() {
-                var node = nodes[best.node]!
                 // Earlier tasks of the group may have used up this node.
-                if !filters.allSatisfy({ $0.passes(req, node) }) { continue }
+                if !filters.allSatisfy({ $0.passes(req, nodes[best.node]!) }) { continue }
                 var assigned = task
                 assigned.nodeID = best.node
-                node.add(assigned)
-                nodes[best.node] = node
+                // Mutated in place: a copy would duplicate the node's task table each time.
+                nodes[best.node]!.add(assigned)
+                let node = nodes[best.node]!
                 result.assignments.append((task.id, best.node))
                 if filters.allSatisfy({ $0.passes(req, node) }), let s = scorer.score(req, node), s.isFinite {
                     heap.insert(Candidate(score: s, node: best.node))

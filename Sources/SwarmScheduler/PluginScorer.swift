@@ -118,16 +118,19 @@ final class CNodeView {
 /// The task's C view, rebuilt only when the service changes.
 struct CTaskView {
     private var serviceID: CString?
+    private var serviceName: CString?
     private var runtime: CString?
     private var raw = swarm_task_view()
 
     mutating func update(_ req: TaskRequirements) {
-        if serviceID.map({ String(cString: $0.ptr) }) != req.serviceID {
+        if serviceID.map({ String(cString: $0.ptr) }) != req.serviceID || serviceName.map({ String(cString: $0.ptr) }) != req.serviceName {
             serviceID = CString(req.serviceID)
+            serviceName = CString(req.serviceName)
             runtime = CString(req.runtime)
         }
         raw.struct_size = MemoryLayout<swarm_task_view>.size
         raw.service_id = serviceID!.view
+        raw.service_name = serviceName!.view
         raw.runtime = runtime!.view
         raw.reserved_nano_cpus = req.nanoCPUs
         raw.reserved_memory_bytes = req.memoryBytes
@@ -142,4 +145,21 @@ struct CTaskView {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
+extension PlacementFilter {
+    /// A filter plugin as a step of the placement pipeline. Each check hands the plugin
+    /// fresh C views of the task and the node; the plugin's explanation goes into the
+    /// task's status.
+    public static func plugin(_ name: String, _ filter: LoadedFilter) -> PlacementFilter {
+        PlacementFilter(name: name, check: { req, node in
+            let view = CNodeView(node)
+            view.update(node, serviceID: req.serviceID)
+            var task = CTaskView()
+            task.update(req)
+            return task.withPointer { t in view.withPointer { n in filter.check(t, n) } }
+        }, explain: { _, rejected in
+            "\(filter.explain(rejected: rejected)) (filter \(name))"
+        })
+    }
 }

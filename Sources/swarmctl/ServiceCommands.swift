@@ -175,6 +175,7 @@ struct ServiceFlags: ParsableArguments {
     @Option(help: "Window in which restarts are counted, e.g. 1m") var restartWindow: String?
     @Option(help: "Time between SIGTERM and SIGKILL, e.g. 10s") var stopGracePeriod: String?
     @Option(help: "Scheduling strategy plugin (default: the cluster's)") var strategy: String?
+    @Option(parsing: .singleValue, help: "Filter plugin to apply, besides the cluster's defaults (repeatable)") var filter: [String] = []
     @Option(help: "Executor plugin (default: process, or docker with --image)") var runtime: String?
     @Option(help: "Tasks updated at once in a rolling update") var updateParallelism: Int?
     @Option(help: "Delay between rolling-update batches, e.g. 10s") var updateDelay: String?
@@ -251,6 +252,7 @@ struct ServiceFlags: ParsableArguments {
             spec.task.restart.maxAttempts = UInt64(restartMaxAttempts)
         }
         if let strategy { spec.task.strategy = strategy }
+        if !filter.isEmpty { spec.task.filters = filter }
         if let runtime { spec.task.runtimeName = runtime }
         if let updateParallelism {
             guard updateParallelism >= 0 else { throw ValidationError("--update-parallelism must not be negative") }

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Builds the example filter plugins that are written outside Swift, into DIR (default
+# .build/example-plugins):
+#   libswarm-maintenance.so   C     (Plugins/examples/c-filter)
+#   libswarm-spare-nodes.so   Rust  (Plugins/examples/rust-filter), built with rustc alone
+# Copy them into a node's --plugin-dir to use them. Rust is skipped, with a note, when
+# rustc is not installed.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+out=${1:-$root/.build/example-plugins}
+mkdir -p "$out"
+cc -shared -fPIC -O2 -Wall -Werror -I "$root/Sources/SwarmPluginABI/include" \
+   -o "$out/libswarm-maintenance.so" "$root/Plugins/examples/c-filter/maintenance_filter.c"
+echo "built $out/libswarm-maintenance.so"
+export PATH="$HOME/.cargo/bin:$PATH"
+if command -v rustc >/dev/null 2>&1; then
+  rustc --edition 2021 --crate-type cdylib -O -o "$out/libswarm-spare-nodes.so" "$root/Plugins/examples/rust-filter/lib.rs"
+  echo "built $out/libswarm-spare-nodes.so"
+else
+  echo "rustc not found: skipped the Rust example" >&2
+fi
