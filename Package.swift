@@ -78,7 +78,9 @@ let package = Package(
         // The plugin ABI: include/swarm_plugin.h is all that plugins and the host share.
         .target(name: "SwarmPluginABI"),
         // Loads plugin files, checks the ABI, and registers filters, strategies, executors by name.
-        .target(name: "SwarmPluginHost", dependencies: ["SwarmPluginABI"]),
+        .target(name: "SwarmPluginHost", dependencies: ["SwarmPluginABI", "CFFI"]),
+        // libffi (Debian libffi-dev): the host calls declarative plugins' functions through it.
+        .systemLibrary(name: "CFFI", pkgConfig: "libffi", providers: [.apt(["libffi-dev"])]),
         // The Swift SDK for plugin authors.
         .target(name: "SwarmPluginKit", dependencies: ["SwarmPluginABI", "SwarmGPU"]),
         .target(name: "SwarmSpreadPlugin", dependencies: ["SwarmPluginKit"], path: "Plugins/spread"),

@@ -91,6 +91,11 @@ public struct SpecValidation: Sendable {
                 throw .invalidArgument("malformed generic resource \(what) \"\(g.kind)=\(g.named.isEmpty ? String(g.value) : g.named)\"")
             }
         }
+        do {
+            try TaskRequirements.validate(gpu: task.resources.gpu)
+        } catch {
+            throw .invalidArgument(error.description)
+        }
         if task.restart.delay < 0 || task.restart.window < 0 {
             throw .invalidArgument("restart delay and window must not be negative")
         }

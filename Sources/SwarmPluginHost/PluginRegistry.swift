@@ -1,3 +1,4 @@
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -138,18 +139,48 @@ public final class PluginRegistry: Sendable {
             let name = withUnsafePointer(to: ent.pointee.d_name) {
                 $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
             }
-            if name.hasSuffix(".so") { names.append(name) }
+            if name.hasSuffix(".so") || name.hasSuffix(".plugin.json") { names.append(name) }
         }
         closedir(dir)
+        // Libraries that manifests name hold plain functions, not an entry point.
+        let declared = Set(names.filter { $0.hasSuffix(".plugin.json") }.compactMap { m in
+            (try? DeclarativePlugin.manifest(at: directory + "/" + m)).map { ($0.library as NSString).lastPathComponent }
+        })
         var errors: [PluginLoadError] = []
-        for name in names.sorted() {
+        for name in names.sorted() where !declared.contains(name) {
             do {
-                try load(file: directory + "/" + name)
+                if name.hasSuffix(".plugin.json") {
+                    try load(manifest: directory + "/" + name)
+                } else {
+                    try load(file: directory + "/" + name)
+                }
             } catch {
                 errors.append(error)
             }
         }
         return errors
+    }
+
+    /// Registers one filter or strategy that is not loaded through the entry point (a
+    /// declarative plugin), refusing a name already taken.
+    func install(_ record: PluginRecord, _ vtable: Staging.VTable) throws(PluginLoadError) {
+        try state.withLock { s throws(PluginLoadError) in
+            let taken: PluginRecord?
+            switch vtable {
+            case .strategy: taken = s.strategies[record.name]?.record
+            case .filter: taken = s.filters[record.name]?.record
+            case .executor: taken = s.executors[record.name]?.record
+            }
+            if let taken {
+                throw PluginLoadError(file: record.file, reason: "duplicate \(record.kind.rawValue) name \"\(record.name)\" (already registered by \(taken.file))")
+            }
+            switch vtable {
+            case .strategy(let v): s.strategies[record.name] = LoadedStrategy(record: record, vtable: v)
+            case .filter(let v): s.filters[record.name] = LoadedFilter(record: record, vtable: v)
+            case .executor(let v): s.executors[record.name] = LoadedExecutor(record: record, vtable: v)
+            }
+            s.records.append(record)
+        }
     }
 
     /// Loads one plugin file. Nothing it registered is kept if any step fails.

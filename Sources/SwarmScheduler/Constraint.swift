@@ -101,6 +101,7 @@ public enum PlacementError: Error, Sendable, Equatable, CustomStringConvertible 
     case malformedResource(String, String)
     case unknownStrategy(String, available: [String])
     case unknownFilter(String, available: [String])
+    case impossibleGPURequest(String)
 
     public var description: String {
         switch self {
@@ -108,6 +109,7 @@ public enum PlacementError: Error, Sendable, Equatable, CustomStringConvertible 
         case .malformedResource(let r, let why): return "malformed resource \"\(r)\": \(why)"
         case .unknownStrategy(let s, let available):
             return "unknown strategy \"\(s)\" (loaded: \(available.isEmpty ? "none" : available.joined(separator: ", ")))"
+        case .impossibleGPURequest(let why): return "impossible GPU request: \(why)"
         case .unknownFilter(let f, let available):
             return "unknown filter \"\(f)\" (loaded: \(available.isEmpty ? "none" : available.joined(separator: ", ")))"
         }

@@ -84,6 +84,21 @@ public struct TaskRequirements: Sendable {
     /// 0 means no limit.
     public var maxReplicasPerNode: UInt64
     public var hostPorts: [UInt32]
+    /// GPUs per task, and the share of each in milli (1000 for whole GPUs).
+    public var gpuCount: UInt32
+    public var gpuMilli: UInt32
+    public var gpuMinMemoryMiB: UInt64
+    public var gpuModels: [String]
+
+    /// Checks a GPU request: a fraction (1...999 milli) is of one GPU only, and at most
+    /// 1000 milli of each GPU can be asked for.
+    public static func validate(gpu: SwarmGPURequest) throws(PlacementError) {
+        if gpu.milli > 1000 { throw .impossibleGPURequest("\(gpu.milli) milli is more than a whole GPU (1000)") }
+        if gpu.milli > 0 && gpu.milli < 1000 && gpu.count > 1 {
+            throw .impossibleGPURequest("a fraction (\(gpu.milli) milli) can only be of one GPU, not \(gpu.count)")
+        }
+        if gpu.count == 0 && gpu.milli > 0 { throw .impossibleGPURequest("\(gpu.milli) milli of no GPU") }
+    }
 
     /// Reads the requirements from a task spec; malformed constraints are an error.
     public init(serviceID: String, serviceName: String = "", spec: SwarmTaskSpec) throws(PlacementError) {
@@ -96,5 +111,10 @@ public struct TaskRequirements: Sendable {
         runtime = spec.runtimeName.isEmpty ? "process" : spec.runtimeName
         maxReplicasPerNode = spec.placement.maxReplicas
         hostPorts = spec.ports.map(\.publishedPort).filter { $0 != 0 }
+        try Self.validate(gpu: spec.resources.gpu)
+        gpuCount = spec.resources.gpu.count
+        gpuMilli = spec.resources.gpu.count == 0 ? 0 : (spec.resources.gpu.milli == 0 ? 1000 : spec.resources.gpu.milli)
+        gpuMinMemoryMiB = spec.resources.gpu.minMemoryMib
+        gpuModels = spec.resources.gpu.models
     }
 }

@@ -120,6 +120,8 @@ struct CTaskView {
     private var serviceID: CString?
     private var serviceName: CString?
     private var runtime: CString?
+    private var models: [CString] = []
+    private var modelViews: [swarm_str] = []
     private var raw = swarm_task_view()
 
     mutating func update(_ req: TaskRequirements) {
@@ -127,7 +129,13 @@ struct CTaskView {
             serviceID = CString(req.serviceID)
             serviceName = CString(req.serviceName)
             runtime = CString(req.runtime)
+            models = req.gpuModels.map(CString.init)
+            modelViews = models.map(\.view)
         }
+        raw.gpu_count = req.gpuCount
+        raw.gpu_milli = req.gpuMilli
+        raw.gpu_min_memory_mib = req.gpuMinMemoryMiB
+        raw.gpu_models_count = models.count
         raw.struct_size = MemoryLayout<swarm_task_view>.size
         raw.service_id = serviceID!.view
         raw.service_name = serviceName!.view
@@ -137,7 +145,12 @@ struct CTaskView {
     }
 
     mutating func withPointer<R>(_ body: (UnsafePointer<swarm_task_view>) -> R) -> R {
-        withUnsafePointer(to: &raw, body)
+        let views = modelViews
+        return views.withUnsafeBufferPointer { m in
+            raw.gpu_models = m.baseAddress
+            defer { raw.gpu_models = nil }
+            return withUnsafePointer(to: &raw, body)
+        }
     }
 }
 

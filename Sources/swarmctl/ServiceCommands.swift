@@ -168,7 +168,11 @@ struct ServiceFlags: ParsableArguments {
     @Option(help: "Memory to reserve per task, e.g. 256MiB") var reserveMemory: String?
     @Option(help: "CPU limit per task") var limitCpu: String?
     @Option(help: "Memory limit per task") var limitMemory: String?
-    @Option(parsing: .singleValue, help: "Generic resource to reserve per task, e.g. gpu=1 (repeatable)") var genericResource: [String] = []
+    @Option(parsing: .singleValue, help: "Generic resource to reserve per task, e.g. fpga=1 (repeatable)") var genericResource: [String] = []
+    @Option(help: "GPUs per task") var gpus: Int?
+    @Option(help: "Share of one GPU in milli (1-1000) for a fractional GPU task") var gpuMilli: Int?
+    @Option(help: "Allowed GPU models, e.g. V100M16|V100M32") var gpuModels: String?
+    @Option(help: "Least GPU memory per GPU, e.g. 16GiB") var gpuMinMemory: String?
     @Option(help: "Restart condition: none, on-failure or any") var restartCondition: String?
     @Option(help: "Delay between restarts, e.g. 5s") var restartDelay: String?
     @Option(help: "Most restarts within the window (0: no limit)") var restartMaxAttempts: Int?
@@ -236,6 +240,22 @@ struct ServiceFlags: ParsableArguments {
             } catch let e as PlacementError {
                 throw ValidationError(e.description)
             }
+        }
+        if let gpus {
+            guard gpus >= 0 else { throw ValidationError("--gpus must not be negative") }
+            spec.task.resources.gpu.count = UInt32(gpus)
+        }
+        if let gpuMilli {
+            guard gpuMilli >= 0 else { throw ValidationError("--gpu-milli must not be negative") }
+            spec.task.resources.gpu.milli = UInt32(gpuMilli)
+            if gpus == nil && spec.task.resources.gpu.count == 0 { spec.task.resources.gpu.count = 1 }
+        }
+        if let gpuModels { spec.task.resources.gpu.models = gpuModels.split(separator: "|").map(String.init) }
+        if let gpuMinMemory { spec.task.resources.gpu.minMemoryMib = UInt64(try quantity(Quantities.bytes, gpuMinMemory) >> 20) }
+        do {
+            try TaskRequirements.validate(gpu: spec.task.resources.gpu)
+        } catch {
+            throw ValidationError(error.description)
         }
         if let restartCondition {
             switch restartCondition {

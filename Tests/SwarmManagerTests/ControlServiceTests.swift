@@ -123,6 +123,18 @@ import Testing
                 $0 = Self.spec("s6")
                 $0.task.resources.reservations.generic = [SwarmGenericResource.with { $0.kind = "gpu"; $0.value = 0 }]
             }, "malformed generic resource"),
+            (SwarmServiceSpec.with {
+                $0 = Self.spec("s7")
+                $0.task.resources.gpu = .with { $0.count = 2; $0.milli = 300 }
+            }, "a fraction (300 milli) can only be of one GPU"),
+            (SwarmServiceSpec.with {
+                $0 = Self.spec("s8")
+                $0.task.resources.gpu = .with { $0.count = 1; $0.milli = 1001 }
+            }, "more than a whole GPU"),
+            (SwarmServiceSpec.with {
+                $0 = Self.spec("s9")
+                $0.task.filters = ["no-such-filter"]
+            }, "unknown filter \"no-such-filter\""),
         ]
         for (spec, message) in cases {
             let result = await Self.code { _ = try await m.call { try await $0.createService(.with { $0.spec = spec }) } }

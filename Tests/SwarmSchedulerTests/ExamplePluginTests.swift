@@ -65,3 +65,91 @@ import Testing
         #expect(r3.assignments.map(\.node) == ["n3"])
     }
 }
+
+/// Declarative plugins: a C function and a manifest, called through libffi.
+@Suite(.serialized) struct DeclarativePluginTests {
+    @Test func manifestsLoadAndTheirFunctionsPlaceTasks() throws {
+        let dir = try ExamplePluginTests.build()
+        let registry = PluginRegistry()
+        #expect(registry.loadDirectory(dir).isEmpty)
+        let roomy = try #require(registry.strategy("roomy"))
+        let gpuRoom = try #require(registry.filter("gpu-room"))
+        #expect(roomy.record.file.hasSuffix("roomy.plugin.json") && roomy.record.version == "declarative")
+
+        var engine = PlacementEngine()
+        engine.setNode(PlacementTests.node("small", cpus: 4))
+        engine.setNode(PlacementTests.node("big", cpus: 16))
+        engine.setNode(PlacementTests.node("east", cpus: 2, labels: ["zone": "east"]))
+        // roomy: the zone bonus wins first, then the most CPUs left.
+        let (tasks, req) = PlacementTests.tasks(3, cpus: 1)
+        let r = engine.place(tasks, requirements: req, scorer: PluginScorer(roomy))
+        #expect(r.assignments.map(\.node) == ["east", "east", "big"])
+
+        // gpu-room as a filter: no node has GPUs, so a GPU task is refused, a CPU task is not.
+        engine.filters = PlacementFilter.pipeline + [.plugin("gpu-room", gpuRoom)]
+        var spec = SwarmTaskSpec()
+        spec.resources.gpu = .with { $0.count = 1; $0.milli = 500 }
+        let gpuTask = SwarmTask.with { $0.id = "g1"; $0.serviceID = "gpu"; $0.spec = spec }
+        let cpuTask = SwarmTask.with { $0.id = "c1"; $0.serviceID = "cpu" }
+        let g = engine.place([gpuTask], requirements: try TaskRequirements(serviceID: "gpu", spec: spec), scorer: PluginScorer(roomy))
+        let c = engine.place([cpuTask], requirements: try TaskRequirements(serviceID: "cpu", spec: SwarmTaskSpec()), scorer: PluginScorer(roomy))
+        #expect(g.assignments.isEmpty && (g.unplaced["g1"] ?? "").contains("filter gpu-room"), "\(g.unplaced)")
+        #expect(c.assignments.count == 1)
+    }
+
+    @Test func badManifestsAreRefusedWithTheirLine() throws {
+        let dir = try ExamplePluginTests.build()
+        let cases: [(String, Int, String)] = [
+            ("""
+             {
+               "name": "bad1",
+               "kind": "score",
+               "library": "libswarm-declarative-examples.so",
+               "function": "roomy_score",
+               "args": ["node.cpu_free", "node.cpu_freee"]
+             }
+             """, 6, "unknown field \"node.cpu_freee\""),
+            ("""
+             {
+               "name": "bad2",
+               "kind": "score",
+               "library": "libswarm-declarative-examples.so",
+               "function": "roomy_score",
+               "args": [
+                 {"field": "node.memory_free", "type": "double"}
+               ]
+             }
+             """, 7, "passed as int64, but the manifest declares double"),
+            ("""
+             {
+               "name": "bad3",
+               "kind": "filter",
+               "library": "libswarm-declarative-examples.so",
+               "function": "no_such_function",
+               "args": []
+             }
+             """, 5, "missing symbol no_such_function"),
+            ("""
+             {
+               "name": "bad4",
+               "kind": "ranker",
+               "library": "x.so", "function": "f", "args": []
+             }
+             """, 3, "kind \"ranker\" is not filter or score"),
+            ("{ \"name\": \"bad5\", ", 1, "not valid JSON"),
+        ]
+        for (text, line, reason) in cases {
+            let path = dir + "/bad-\(line).plugin.json"
+            try text.write(toFile: path, atomically: true, encoding: .utf8)
+            let registry = PluginRegistry()
+            #expect {
+                try registry.load(manifest: path)
+            } throws: { error in
+                let e = error as! PluginLoadError
+                return e.file == "\(path):\(line)" && e.reason.contains(reason)
+            }
+            #expect(registry.records.isEmpty)
+            try FileManager.default.removeItem(atPath: path)
+        }
+    }
+}
