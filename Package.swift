@@ -26,6 +26,7 @@ let package = Package(
         .library(name: "SwarmGPU", targets: ["SwarmGPU"]),
         .library(name: "SwarmReplay", targets: ["SwarmReplay"]),
         .library(name: "SwarmManager", targets: ["SwarmManager"]),
+        .library(name: "SwarmScheduler", targets: ["SwarmScheduler"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),

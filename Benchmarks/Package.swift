@@ -24,6 +24,7 @@ let package = Package(
                 .product(name: "SwarmRaftNode", package: "swift-swarm"),
                 .product(name: "SwarmReplay", package: "swift-swarm"),
                 .product(name: "SwarmManager", package: "swift-swarm"),
+                .product(name: "SwarmScheduler", package: "swift-swarm"),
                 .product(name: "SwarmPluginHost", package: "swift-swarm"),
                 .product(name: "SwarmGPU", package: "swift-swarm"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

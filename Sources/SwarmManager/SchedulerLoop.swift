@@ -164,7 +164,9 @@ public final class SchedulerLoop: Sendable {
             let byID = Dictionary(uniqueKeysWithValues: free.map { ($0.id, $0) })
             for (taskID, nodeID) in result.assignments {
                 state.accounted.insert(taskID)
-                updates.append(assignedUpdate(byID[taskID]!, node: nodeID))
+                var u = assignedUpdate(byID[taskID]!, node: nodeID)
+                u.assignedGpus = result.gpus[taskID] ?? []
+                updates.append(u)
             }
             for (taskID, why) in result.unplaced where byID[taskID]!.status.message != why {
                 updates.append(pendingUpdate(byID[taskID]!, why, rejections: result.rejections))

@@ -44,6 +44,10 @@ public struct PlacementFilter: Sendable {
         t.hostPorts.allSatisfy { !n.usedHostPorts.contains($0) }
     }, explain: { _, n in "host-mode port already in use on \(nodes(n))" })
 
+    /// GPUs: enough of an allowed model, with the memory asked for, each with the share free.
+    public static let gpus = PlacementFilter(name: "gpus", check: { t, n in n.gpusFit(t) },
+                                             explain: { _, n in "insufficient GPUs on \(nodes(n))" })
+
     /// The built-in pipeline, in the order rejections are attributed.
-    public static let pipeline: [PlacementFilter] = [ready, executor, resources, constraints, maxReplicas, hostPorts]
+    public static let pipeline: [PlacementFilter] = [ready, executor, resources, gpus, constraints, maxReplicas, hostPorts]
 }

@@ -25,6 +25,30 @@ public struct NodeInfo: Sendable {
     public private(set) var tasksByService: [String: Int] = [:]
     public var recentFailures: [String: Int] = [:]
     public private(set) var usedHostPorts: Set<UInt32> = []
+    /// The node's GPUs with what is free of each (1000 milli = the whole GPU).
+    public private(set) var gpus: [GPUSlot] = []
+    /// How many GPU tasks of each kind run here (SWARM_GPU_CLASS_SHARED, or 1 << k for k
+    /// whole GPUs), for strategies that group GPU tasks by kind.
+    public private(set) var gpuTaskKinds: [UInt32: Int] = [:]
+
+    /// One GPU of a node, as the scheduler accounts it.
+    public struct GPUSlot: Sendable, Equatable {
+        public var uuid: String
+        public var index: UInt32
+        public var model: String
+        public var memoryMiB: UInt64
+        public var topologyGroup: String
+        public var freeMilli: Int32
+    }
+
+    /// The kinds of GPU tasks present, as the bits of swarm_node_view.gpu_task_classes.
+    public var gpuTaskClasses: UInt32 { gpuTaskKinds.keys.reduce(0) { $0 | $1 } }
+
+    static func gpuKind(_ task: SwarmTask) -> UInt32? {
+        let g = task.spec.resources.gpu
+        guard g.count > 0 else { return nil }
+        return g.count == 1 && g.milli > 0 && g.milli < 1000 ? 1 : UInt32(1) << min(g.count, 31)
+    }
 
     public init(node: SwarmNode) {
         id = node.id
@@ -42,6 +66,36 @@ public struct NodeInfo: Sendable {
         freeMemoryBytes = totalMemoryBytes
         genericFree = GenericResources.totals(node.description_p.resources.generic)
         executors = Set(node.description_p.plugins.filter { $0.kind == "executor" }.map(\.name))
+        gpus = node.description_p.gpus.map {
+            GPUSlot(uuid: $0.uuid, index: $0.index, model: $0.model, memoryMiB: $0.memoryMib, topologyGroup: $0.topologyGroup, freeMilli: 1000)
+        }
+    }
+
+    /// Whether the GPUs can serve `req`: enough of an allowed model, with the memory asked
+    /// for, each with at least the share asked for free.
+    public func gpusFit(_ req: TaskRequirements) -> Bool {
+        guard req.gpuCount > 0 else { return true }
+        return candidateGPUs(req).count >= Int(req.gpuCount)
+    }
+
+    /// Positions of the GPUs that could take one share of `req`.
+    public func candidateGPUs(_ req: TaskRequirements) -> [Int] {
+        gpus.indices.filter { i in
+            let g = gpus[i]
+            return g.freeMilli >= Int32(req.gpuMilli) && g.memoryMiB >= req.gpuMinMemoryMiB
+                && (req.gpuModels.isEmpty || req.gpuModels.contains(g.model))
+        }
+    }
+
+    /// The host's GPU choice: best fit for a fraction (least free that is enough, lowest
+    /// index on ties), the lowest-indexed free GPUs for whole ones.
+    public func defaultGPUs(_ req: TaskRequirements) -> [Int]? {
+        let c = candidateGPUs(req)
+        guard c.count >= Int(req.gpuCount), req.gpuCount > 0 else { return nil }
+        if req.gpuCount == 1 && req.gpuMilli < 1000 {
+            return [c.min { (gpus[$0].freeMilli, $0) < (gpus[$1].freeMilli, $1) }!]
+        }
+        return Array(c.prefix(Int(req.gpuCount)))
     }
 
     /// Accounts for a task that runs (or will run) on this node.
@@ -54,6 +108,10 @@ public struct NodeInfo: Sendable {
         freeMemoryBytes -= r.memoryBytes
         for (kind, n) in GenericResources.totals(r.generic) { genericFree[kind, default: 0] -= n }
         for p in task.spec.ports where p.publishedPort != 0 { usedHostPorts.insert(p.publishedPort) }
+        for g in task.assignedGpus {
+            if let i = gpus.firstIndex(where: { $0.uuid == g.uuid }) { gpus[i].freeMilli -= Int32(g.milli) }
+        }
+        if let k = Self.gpuKind(task) { gpuTaskKinds[k, default: 0] += 1 }
     }
 
     /// Returns a task's resources when it ends or leaves the node.
@@ -66,6 +124,13 @@ public struct NodeInfo: Sendable {
         freeMemoryBytes += r.memoryBytes
         for (kind, n) in GenericResources.totals(r.generic) { genericFree[kind, default: 0] += n }
         for p in task.spec.ports where p.publishedPort != 0 { usedHostPorts.remove(p.publishedPort) }
+        for g in task.assignedGpus {
+            if let i = gpus.firstIndex(where: { $0.uuid == g.uuid }) { gpus[i].freeMilli += Int32(g.milli) }
+        }
+        if let k = Self.gpuKind(task) {
+            gpuTaskKinds[k, default: 1] -= 1
+            if gpuTaskKinds[k] == 0 { gpuTaskKinds[k] = nil }
+        }
     }
 
     public var taskCount: Int { tasks.count }

@@ -4,6 +4,13 @@ import SwarmAPI
 /// Ranks feasible nodes. Higher is better; nil or a non-finite value leaves the node out.
 public protocol Scorer {
     func score(_ task: TaskRequirements, _ node: NodeInfo) -> Double?
+    /// The GPUs (positions in `node.gpus`) a task gets on the node chosen for it, or nil
+    /// for the engine's choice. An answer that does not fit is ignored.
+    func assignDevices(_ task: TaskRequirements, _ node: NodeInfo) -> [Int]?
+}
+
+extension Scorer {
+    public func assignDevices(_ task: TaskRequirements, _ node: NodeInfo) -> [Int]? { nil }
 }
 
 /// The outcome of placing a group of tasks.
@@ -14,6 +21,8 @@ public struct PlacementResult: Sendable {
     public var unplaced: [String: String] = [:]
     /// Filter name -> nodes it rejected.
     public var rejections: [String: Int] = [:]
+    /// Task ID -> the GPUs it was given.
+    public var gpus: [String: [SwarmAssignedGPU]] = [:]
 }
 
 /// The pure placement core: node state in, assignments out. No clock, no I/O.
@@ -85,6 +94,19 @@ public struct PlacementEngine: Sendable {
                 if !filters.allSatisfy({ $0.passes(req, nodes[best.node]!) }) { continue }
                 var assigned = task
                 assigned.nodeID = best.node
+                if req.gpuCount > 0 {
+                    let chosen = nodes[best.node]!
+                    let candidates = Set(chosen.candidateGPUs(req))
+                    var devices = scorer.assignDevices(req, chosen)
+                    if let d = devices, d.count != Int(req.gpuCount) || Set(d).count != d.count || !d.allSatisfy(candidates.contains) {
+                        devices = nil  // an answer that does not fit: the engine chooses
+                    }
+                    guard let picked = devices ?? chosen.defaultGPUs(req) else { continue }
+                    assigned.assignedGpus = picked.map { i in
+                        SwarmAssignedGPU.with { $0.uuid = chosen.gpus[i].uuid; $0.index = chosen.gpus[i].index; $0.milli = req.gpuMilli }
+                    }
+                    result.gpus[task.id] = assigned.assignedGpus
+                }
                 // Mutated in place: a copy would duplicate the node's task table each time.
                 nodes[best.node]!.add(assigned)
                 let node = nodes[best.node]!

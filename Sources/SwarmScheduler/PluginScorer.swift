@@ -20,6 +20,35 @@ public final class PluginScorer: Scorer {
 
     public init(_ strategy: LoadedStrategy) { self.strategy = strategy }
 
+    private var preparedOnce = false
+
+    /// Hands the strategy an empty cluster view with the task's own shape as the expected
+    /// workload, so that workload-aware strategies work before a cluster-wide view exists.
+    func prepareOnce(_ req: TaskRequirements) {
+        preparedOnce = true
+        var cls = swarm_workload_class()
+        cls.struct_size = MemoryLayout<swarm_workload_class>.size
+        cls.nano_cpus = req.nanoCPUs
+        cls.memory_bytes = req.memoryBytes
+        cls.gpu_count = req.gpuCount
+        cls.gpu_milli = req.gpuMilli
+        cls.weight = 1
+        withUnsafePointer(to: &cls) { c in
+            var view = swarm_cluster_view(struct_size: MemoryLayout<swarm_cluster_view>.size, nodes: nil, nodes_count: 0,
+                                          workload: c, workload_count: 1, seed: 0)
+            strategy.prepare(&view)
+        }
+    }
+
+    /// The strategy's GPU choice for the task on the chosen node (ABI 1.1), if it has one.
+    public func assignDevices(_ req: TaskRequirements, _ node: NodeInfo) -> [Int]? {
+        let view = views[node.id].flatMap { $0.matches(node) ? $0 : nil } ?? CNodeView(node)
+        views[node.id] = view
+        view.update(node, serviceID: req.serviceID)
+        task.update(req)
+        return task.withPointer { t in view.withPointer { n in strategy.assignDevices(t, n) } }?.map(Int.init)
+    }
+
     public func score(_ req: TaskRequirements, _ node: NodeInfo) -> Double? {
         let view: CNodeView
         if let cached = views[node.id], cached.matches(node) {
@@ -30,6 +59,7 @@ public final class PluginScorer: Scorer {
         }
         view.update(node, serviceID: req.serviceID)
         task.update(req)
+        if !preparedOnce && strategy.wantsPrepare { prepareOnce(req) }
         let s: Double
         if timed {
             let start = clock_gettime_nsec_np_monotonic()
@@ -60,12 +90,14 @@ final class CNodeView {
     private var strings: [CString] = []
     private var labels: UnsafeMutableBufferPointer<swarm_label>
     private var engineLabels: UnsafeMutableBufferPointer<swarm_label>
+    private var gpus: UnsafeMutableBufferPointer<swarm_gpu_view>
     private var raw = swarm_node_view()
-    private let key: (String, String, String, String, [String: String], [String: String])
+    private let key: (String, String, String, String, [String: String], [String: String], [String])
 
     init(_ node: NodeInfo) {
-        key = (node.id, node.hostname, node.os, node.arch, node.labels, node.engineLabels)
+        key = (node.id, node.hostname, node.os, node.arch, node.labels, node.engineLabels, node.gpus.map(\.uuid))
         labels = .allocate(capacity: max(1, node.labels.count))
+        gpus = .allocate(capacity: max(1, node.gpus.count))
         engineLabels = .allocate(capacity: max(1, node.engineLabels.count))
         func keep(_ s: String) -> swarm_str {
             let c = CString(s)
@@ -88,16 +120,31 @@ final class CNodeView {
         raw.labels_count = node.labels.count
         raw.engine_labels = UnsafePointer(engineLabels.baseAddress)
         raw.engine_labels_count = node.engineLabels.count
+        for (i, g) in node.gpus.enumerated() {
+            var v = swarm_gpu_view()
+            v.struct_size = MemoryLayout<swarm_gpu_view>.size
+            v.uuid = keep(g.uuid)
+            v.index = g.index
+            v.model = keep(g.model)
+            v.memory_mib = g.memoryMiB
+            v.topology_group = keep(g.topologyGroup)
+            v.free_milli = UInt32(max(0, g.freeMilli))
+            gpus[i] = v
+        }
+        raw.gpus = UnsafePointer(gpus.baseAddress)
+        raw.gpus_count = node.gpus.count
     }
 
     deinit {
         labels.deallocate()
         engineLabels.deallocate()
+        gpus.deallocate()
     }
 
     func matches(_ node: NodeInfo) -> Bool {
         key.0 == node.id && key.1 == node.hostname && key.2 == node.os && key.3 == node.arch
-            && key.4 == node.labels && key.5 == node.engineLabels
+            && key.4 == node.labels && key.5 == node.engineLabels && key.6.count == node.gpus.count
+            && zip(key.6, node.gpus).allSatisfy { $0 == $1.uuid }
     }
 
     func update(_ node: NodeInfo, serviceID: String) {
@@ -108,6 +155,8 @@ final class CNodeView {
         raw.tasks_total = UInt32(clamping: node.taskCount)
         raw.tasks_of_service = UInt32(clamping: node.tasksByService[serviceID] ?? 0)
         raw.recent_failures_of_service = UInt32(clamping: node.recentFailures[serviceID] ?? 0)
+        raw.gpu_task_classes = node.gpuTaskClasses
+        for (i, g) in node.gpus.enumerated() { gpus[i].free_milli = UInt32(max(0, g.freeMilli)) }
     }
 
     func withPointer<R>(_ body: (UnsafePointer<swarm_node_view>) -> R) -> R {

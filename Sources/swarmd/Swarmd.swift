@@ -80,7 +80,15 @@ struct Swarmd: AsyncParsableCommand, Sendable {
         let nodeID = try persistentNodeID()
         let advertise = advertiseRemoteAPI ?? listenRemoteAPI.replacingOccurrences(of: "0.0.0.0", with: "127.0.0.1")
         var probed = NodeDescriptionProbe.describe(hostname: hostname, plugins: plugins)
-        probed.resources.generic = generic
+        // GPUs: discovered with nvidia-smi when there is one, else those declared as named
+        // gpu units; declared GPUs are devices, not generic units, so they are counted once.
+        let declared = GPUInventory.declared(generic)
+        let discovered = NodeDescriptionProbe.discoverGPUs(logger)
+        probed.gpus = discovered.isEmpty ? declared.gpus : discovered
+        probed.resources.generic = declared.rest
+        if !probed.gpus.isEmpty {
+            logger.info("GPUs: \(probed.gpus.map { "\($0.index):\($0.uuid)\($0.model.isEmpty ? "" : " " + $0.model)" }.joined(separator: ", "))")
+        }
         let description = probed
 
         let raftDir = stateDir + "/raft"
@@ -195,6 +203,28 @@ struct Swarmd: AsyncParsableCommand, Sendable {
 
 /// What this machine reports about itself.
 enum NodeDescriptionProbe {
+    /// GPUs from `nvidia-smi`, when it is installed and answers within 10 s.
+    static func discoverGPUs(_ logger: Logger) -> [SwarmGPUDevice] {
+        let paths = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":").map { "\($0)/nvidia-smi" }
+        guard let smi = paths.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else { return [] }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: smi)
+        p.arguments = ["--query-gpu=\(GPUInventory.nvidiaSMIFields)", "--format=csv,noheader,nounits"]
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = FileHandle.nullDevice
+        do { try p.run() } catch {
+            logger.warning("nvidia-smi: \(error)")
+            return []
+        }
+        let deadline = Date().addingTimeInterval(10)
+        while p.isRunning && Date() < deadline { usleep(50_000) }
+        if p.isRunning { p.terminate(); logger.warning("nvidia-smi did not answer within 10 s"); return [] }
+        let (gpus, problems) = GPUInventory.parseNvidiaSMI(String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
+        for problem in problems { logger.warning("\(problem)") }
+        return gpus
+    }
+
     static func describe(hostname: String?, plugins: PluginRegistry) -> SwarmNodeDescription {
         var d = SwarmNodeDescription()
         d.hostname = hostname ?? ProcessInfo.processInfo.hostName

@@ -85,8 +85,9 @@ import Testing
         let r = engine.place(tasks, requirements: req, scorer: PluginScorer(roomy))
         #expect(r.assignments.map(\.node) == ["east", "east", "big"])
 
-        // gpu-room as a filter: no node has GPUs, so a GPU task is refused, a CPU task is not.
-        engine.filters = PlacementFilter.pipeline + [.plugin("gpu-room", gpuRoom)]
+        // gpu-room as a filter (ahead of the built-in ones, so that it is the one that says
+        // no): no node has GPUs, so a GPU task is refused, a CPU task is not.
+        engine.filters = [.plugin("gpu-room", gpuRoom)] + PlacementFilter.pipeline
         var spec = SwarmTaskSpec()
         spec.resources.gpu = .with { $0.count = 1; $0.milli = 500 }
         let gpuTask = SwarmTask.with { $0.id = "g1"; $0.serviceID = "gpu"; $0.spec = spec }
@@ -151,5 +152,93 @@ import Testing
             #expect(registry.records.isEmpty)
             try FileManager.default.removeItem(atPath: path)
         }
+    }
+}
+
+/// GPU accounting in the placement engine: fractions share a GPU, whole GPUs are exclusive,
+/// models and memory are respected, units come back when a task ends.
+struct GPUPlacementTests {
+    static func gpuNode(_ id: String, _ gpus: [(String, String, UInt64)]) -> SwarmNode {
+        var n = PlacementTests.node(id, cpus: 32, memoryGiB: 64)
+        n.description_p.gpus = gpus.enumerated().map { i, g in
+            SwarmGPUDevice.with { $0.uuid = g.0; $0.index = UInt32(i); $0.model = g.1; $0.memoryMib = g.2 }
+        }
+        return n
+    }
+
+    static func gpuTasks(_ service: String, _ count: Int, gpus: UInt32, milli: UInt32, models: [String] = []) throws -> ([SwarmTask], TaskRequirements) {
+        var spec = SwarmTaskSpec()
+        spec.resources.gpu = .with { $0.count = gpus; $0.milli = milli; $0.models = models }
+        let tasks = (0..<count).map { k in SwarmTask.with { $0.id = "\(service)-\(k)"; $0.serviceID = service; $0.spec = spec } }
+        return (tasks, try TaskRequirements(serviceID: service, spec: spec))
+    }
+
+    @Test func fractionsShareWholeGPUsAreExclusiveAndUnitsReturn() throws {
+        var engine = PlacementEngine()
+        engine.setNode(Self.gpuNode("n1", [("GPU-a", "T4", 16_000), ("GPU-b", "T4", 16_000)]))
+        let scorer = try PlacementTests.spread()
+
+        // Two halves go to the same GPU (best fit), leaving the other whole.
+        let (halves, halfReq) = try Self.gpuTasks("half", 2, gpus: 1, milli: 500)
+        let r1 = engine.place(halves, requirements: halfReq, scorer: scorer)
+        #expect(r1.assignments.count == 2)
+        #expect(Set(r1.gpus.values.flatMap { $0.map(\.uuid) }) == ["GPU-a"])
+        #expect(engine.nodes["n1"]!.gpus.map(\.freeMilli) == [0, 1000])
+
+        // One whole GPU fits; a second does not, and the reason is the GPUs.
+        let (wholes, wholeReq) = try Self.gpuTasks("whole", 2, gpus: 1, milli: 1000)
+        let r2 = engine.place(wholes, requirements: wholeReq, scorer: scorer)
+        #expect(r2.assignments.count == 1 && r2.gpus[r2.assignments[0].task]?.map(\.uuid) == ["GPU-b"])
+        #expect(r2.unplaced.values.first?.contains("insufficient GPUs on 1 node") == true, "\(r2.unplaced)")
+
+        // A task that ends gives its share back.
+        var ended = halves[0]
+        ended.nodeID = "n1"
+        ended.assignedGpus = r1.gpus[halves[0].id]!
+        engine.taskEnded(ended)
+        #expect(engine.nodes["n1"]!.gpus.map(\.freeMilli) == [500, 0])
+
+        // Models and memory: a V100-only task fits nowhere; a node refresh keeps accounting.
+        let (v100, v100Req) = try Self.gpuTasks("v100", 1, gpus: 1, milli: 200, models: ["V100M32"])
+        #expect(engine.place(v100, requirements: v100Req, scorer: scorer).assignments.isEmpty)
+        engine.setNode(Self.gpuNode("n1", [("GPU-a", "T4", 16_000), ("GPU-b", "T4", 16_000)]))
+        #expect(engine.nodes["n1"]!.gpus.map(\.freeMilli) == [500, 0])
+    }
+
+    @Test func theGPUStrategyPluginChoosesDevicesThroughTheABI() throws {
+        let registry = PluginRegistry()
+        let dir = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+        try registry.load(file: dir.appendingPathComponent("libswarm-gpu.so").path)
+        let gpu = PluginScorer(try #require(registry.strategy("gpu")))
+        var engine = PlacementEngine()
+        engine.setNode(Self.gpuNode("n1", [("GPU-a", "A10", 24_000), ("GPU-b", "A10", 24_000), ("GPU-c", "A10", 24_000)]))
+        let (tasks, req) = try Self.gpuTasks("frac", 3, gpus: 1, milli: 300)
+        let r = engine.place(tasks, requirements: req, scorer: gpu)
+        #expect(r.assignments.count == 3)
+        // The first two fractions share a GPU; the third does not squeeze in there, which
+        // would leave a 100-milli sliver no such task can use, and takes a fresh GPU.
+        let uuids = { (id: String) in r.gpus[id]?.map(\.uuid) ?? [] }
+        #expect(uuids("frac-0") == ["GPU-a"] && uuids("frac-1") == ["GPU-a"], "\(r.gpus)")
+        #expect(uuids("frac-2") == ["GPU-b"], "\(r.gpus)")
+    }
+}
+
+struct GPUInventoryTests {
+    @Test func nvidiaSMIOutputAndDeclaredGPUs() {
+        let text = """
+            GPU-6f1c1b5e-aaaa, 1, Tesla V100-SXM2-32GB, 32510, 00000000:1B:00.0
+            GPU-0b9e22a1-bbbb, 0, NVIDIA A10, 23028, 00000000:3D:00.0
+            this is not a gpu line
+            """
+        let (gpus, problems) = GPUInventory.parseNvidiaSMI(text)
+        #expect(gpus.map(\.uuid) == ["GPU-0b9e22a1-bbbb", "GPU-6f1c1b5e-aaaa"])
+        #expect(gpus.map(\.model) == ["A10", "V100M32"])
+        #expect(gpus.map(\.memoryMib) == [23028, 32510])
+        #expect(gpus.map(\.topologyGroup) == ["00000000:3D", "00000000:1B"])
+        #expect(problems.count == 1 && problems[0].contains("line 3"))
+
+        let declared = GPUInventory.declared(try! GenericResources.parse("fpga=2,gpu=GPU-x,gpu=GPU-y"))
+        #expect(declared.gpus.map(\.uuid) == ["GPU-x", "GPU-y"] && declared.gpus.map(\.index) == [0, 1])
+        #expect(declared.rest.map(\.kind) == ["fpga"])
     }
 }

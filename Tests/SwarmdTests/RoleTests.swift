@@ -62,3 +62,44 @@ import Testing
         for name in ["w1", "manager"] { #expect(c.terminate(name) == 0, "\(name)\n\(c.logTail(name))") }
     }
 }
+
+/// GPUs declared on a real swarmd node: whole-GPU tasks get distinct GPUs, see them in
+/// NVIDIA_VISIBLE_DEVICES and CUDA_VISIBLE_DEVICES, and a task beyond the GPUs waits.
+@Suite(.serialized) struct GPUNodeTests {
+    @Test func declaredGPUsAreAssignedOncePerTask() async throws {
+        let c = try SwarmdCluster()
+        try c.startManager(["--generic-node-resources", "gpu=GPU-aaa,gpu=GPU-bbb"])
+        try await c.waitFor("a READY node with two GPUs", seconds: 30) {
+            await c.nodes().first.map { $0.status.state == .ready && $0.description_p.gpus.count == 2 } ?? false
+        }
+        let script = "echo gpus=$NVIDIA_VISIBLE_DEVICES cuda=$CUDA_VISIBLE_DEVICES; sleep 60"
+        let created = try c.ctl("service", "create", "--name", "trainer", "--command", "/bin/sh", "--args=-c", "--args", script,
+                                "--gpus", "1", "--replicas", "3")
+        #expect(created.status == 0, "\(created.output)")
+        try await c.waitFor("2 running tasks and 1 pending for want of a GPU", seconds: 30) {
+            let t = await c.tasks()
+            return t.filter { $0.status.state == .running }.count == 2
+                && t.contains { $0.status.state == .pending && $0.status.message.contains("insufficient GPUs") }
+        }
+        let running = await c.tasks().filter { $0.status.state == .running }
+        #expect(Set(running.flatMap { $0.assignedGpus.map(\.uuid) }) == ["GPU-aaa", "GPU-bbb"])
+        try await Task.sleep(for: .milliseconds(500))
+        let logs = try c.ctl("service", "logs", "trainer").output
+        #expect(logs.contains("gpus=GPU-aaa cuda=0") && logs.contains("gpus=GPU-bbb cuda=1"), "\(logs)")
+        // Units come back when tasks end: scale to 1, then to 2, and the new task gets the
+        // GPU the stopped one held.
+        #expect(try c.ctl("service", "update", "trainer", "--replicas", "1").status == 0)
+        try await c.waitFor("1 running task", seconds: 30) {
+            let t = await c.tasks().filter { $0.desiredState == .running }
+            return t.count == 1 && t[0].status.state == .running
+        }
+        #expect(try c.ctl("service", "update", "trainer", "--replicas", "2").status == 0)
+        try await c.waitFor("2 running tasks on both GPUs again", seconds: 30) {
+            let r = await c.tasks().filter { $0.desiredState == .running && $0.status.state == .running }
+            return r.count == 2 && Set(r.flatMap { $0.assignedGpus.map(\.uuid) }) == ["GPU-aaa", "GPU-bbb"]
+        }
+        #expect(try c.ctl("service", "rm", "trainer").status == 0)
+        try await c.waitFor("no task process left", seconds: 30) { SwarmdCluster.pids(matching: ["/bin/sh", "-c", script]).isEmpty }
+        #expect(c.terminate("manager") == 0)
+    }
+}
