@@ -1,4 +1,4 @@
-import OrderedCollections
+import HashTreeCollections
 import SwarmAPI
 import SwiftProtobuf
 
@@ -43,10 +43,20 @@ public struct WriteTx: Sendable {
         var id: String
     }
 
+    /// One recorded change: its action, its place in the transaction, its encoded size.
+    struct Change {
+        var seq: Int
+        var action: SwarmStoreAction
+        var size: Int
+    }
+
     private(set) var state: StoreState
     let now: Int64
-    private(set) var changes: OrderedDictionary<Key, SwarmStoreAction> = [:]
-    /// Approximate encoded size of the actions.
+    /// A persistent map, so that copying a transaction (as ``MemoryStore/Batch`` does for
+    /// each update) is O(1) and a change copies only its path.
+    private(set) var changes: TreeDictionary<Key, Change> = [:]
+    private var nextSeq = 0
+    /// Encoded size of the actions.
     private(set) var byteSize = 0
 
     init(state: StoreState, now: Int64) {
@@ -73,7 +83,7 @@ public struct WriteTx: Sendable {
         o.meta.updatedAt = now
         state.put(o.anyObject)
         let key = Key(table: T.table, id: o.id)
-        if let removed = changes[key], removed.kind == .remove, let previous = AnyStoreObject(removed.target) {
+        if let removed = changes[key]?.action, removed.kind == .remove, let previous = AnyStoreObject(removed.target) {
             // Deleted and re-created in one transaction: store it as a replacement of the
             // version that was deleted.
             o.meta.version = previous.meta.version
@@ -96,7 +106,7 @@ public struct WriteTx: Sendable {
         o.meta.updatedAt = now
         state.put(o.anyObject)
         let key = Key(table: T.table, id: o.id)
-        record(key, kind: changes[key]?.kind == .create ? .create : .update, o.anyObject)
+        record(key, kind: changes[key]?.action.kind == .create ? .create : .update, o.anyObject)
     }
 
     /// Removes an object.
@@ -104,8 +114,8 @@ public struct WriteTx: Sendable {
         guard let current = state[keyPath: T.tablePath].get(id) else { throw .notFound(T.table, id: id) }
         state.remove(T.table, id: id)
         let key = Key(table: T.table, id: id)
-        if changes[key]?.kind == .create {
-            byteSize -= changes[key].map { (try? $0.serializedBytes() as [UInt8])?.count ?? 0 } ?? 0
+        if let created = changes[key], created.action.kind == .create {
+            byteSize -= created.size
             changes[key] = nil
         } else {
             record(key, kind: .remove, current.anyObject)
@@ -123,17 +133,21 @@ public struct WriteTx: Sendable {
         action.kind = kind
         action.target = object.actionTarget
         let size = (try? action.serializedBytes() as [UInt8])?.count ?? 0
+        var seq = nextSeq
         if let previous = changes[key] {
-            byteSize -= (try? previous.serializedBytes() as [UInt8])?.count ?? 0
+            byteSize -= previous.size
+            seq = previous.seq  // a collapsed change keeps its place
+        } else {
+            nextSeq += 1
         }
         byteSize += size
-        changes[key] = action
+        changes[key] = Change(seq: seq, action: action, size: size)
     }
 
-    /// The transaction as a log entry payload.
+    /// The transaction as a log entry payload, its actions in the order first recorded.
     var request: SwarmInternalRaftRequest {
         var r = SwarmInternalRaftRequest()
-        r.actions = Array(changes.values)
+        r.actions = changes.values.sorted { $0.seq < $1.seq }.map(\.action)
         return r
     }
 }
