@@ -51,7 +51,8 @@ final class ProcessExecutor: Executor {
                    "SWARM_SERVICE_NAME=\(t.serviceAnnotations.name)", "SWARM_NODE_ID=\(t.nodeID)"] + spec.env
         if !t.assignedGpus.isEmpty {
             let ids = t.assignedGpus.map(\.uuid).joined(separator: ",")
-            env += ["NVIDIA_VISIBLE_DEVICES=\(ids)", "CUDA_VISIBLE_DEVICES=\(t.assignedGpus.map { String($0.index) }.joined(separator: ","))"]
+            env += ["NVIDIA_VISIBLE_DEVICES=\(ids)", "CUDA_VISIBLE_DEVICES=\(t.assignedGpus.map { String($0.index) }.joined(separator: ","))",
+                    "DOCKER_RESOURCE_GPU=\(ids)"]
         }
         for (kind, units) in Dictionary(grouping: t.assignedGenericResources, by: \.kind) {
             let value = units.map { $0.named.isEmpty ? String($0.value) : $0.named }.joined(separator: ",")

@@ -72,7 +72,7 @@ import Testing
         try await c.waitFor("a READY node with two GPUs", seconds: 30) {
             await c.nodes().first.map { $0.status.state == .ready && $0.description_p.gpus.count == 2 } ?? false
         }
-        let script = "echo gpus=$NVIDIA_VISIBLE_DEVICES cuda=$CUDA_VISIBLE_DEVICES; sleep 60"
+        let script = "echo gpus=$NVIDIA_VISIBLE_DEVICES cuda=$CUDA_VISIBLE_DEVICES docker=$DOCKER_RESOURCE_GPU; sleep 60"
         let created = try c.ctl("service", "create", "--name", "trainer", "--command", "/bin/sh", "--args=-c", "--args", script,
                                 "--gpus", "1", "--replicas", "3")
         #expect(created.status == 0, "\(created.output)")
@@ -85,7 +85,7 @@ import Testing
         #expect(Set(running.flatMap { $0.assignedGpus.map(\.uuid) }) == ["GPU-aaa", "GPU-bbb"])
         try await Task.sleep(for: .milliseconds(500))
         let logs = try c.ctl("service", "logs", "trainer").output
-        #expect(logs.contains("gpus=GPU-aaa cuda=0") && logs.contains("gpus=GPU-bbb cuda=1"), "\(logs)")
+        #expect(logs.contains("gpus=GPU-aaa cuda=0 docker=GPU-aaa") && logs.contains("gpus=GPU-bbb cuda=1 docker=GPU-bbb"), "\(logs)")
         // Units come back when tasks end: scale to 1, then to 2, and the new task gets the
         // GPU the stopped one held.
         #expect(try c.ctl("service", "update", "trainer", "--replicas", "1").status == 0)
