@@ -93,6 +93,7 @@ public struct SpecValidation: Sendable {
         }
         do {
             try TaskRequirements.validate(gpu: task.resources.gpu)
+            for p in task.placement.preferences { _ = try TaskRequirements.spreadLabel(p.spread) }
         } catch {
             throw .invalidArgument(error.description)
         }

@@ -154,6 +154,18 @@ public struct TaskRequirements: Sendable {
     public var gpuMilli: UInt32
     public var gpuMinMemoryMiB: UInt64
     public var gpuModels: [String]
+    /// Node label keys to spread over, outermost first (placement preferences).
+    public var spreadLabels: [String]
+
+    /// The label key of a preference `spread=node.labels.KEY` (or `node.labels.KEY`).
+    public static func spreadLabel(_ descriptor: String) throws(PlacementError) -> String {
+        var d = descriptor.trimmingCharacters(in: .whitespaces)
+        if d.hasPrefix("spread=") { d = String(d.dropFirst(7)) }
+        guard d.hasPrefix("node.labels."), d.count > "node.labels.".count else {
+            throw .malformedConstraint(descriptor, "a placement preference spreads over node.labels.KEY")
+        }
+        return String(d.dropFirst("node.labels.".count))
+    }
 
     /// Checks a GPU request: a fraction (1...999 milli) is of one GPU only, and at most
     /// 1000 milli of each GPU can be asked for.
@@ -181,5 +193,8 @@ public struct TaskRequirements: Sendable {
         gpuMilli = spec.resources.gpu.count == 0 ? 0 : (spec.resources.gpu.milli == 0 ? 1000 : spec.resources.gpu.milli)
         gpuMinMemoryMiB = spec.resources.gpu.minMemoryMib
         gpuModels = spec.resources.gpu.models
+        var labels: [String] = []
+        for p in spec.placement.preferences { labels.append(try Self.spreadLabel(p.spread)) }
+        spreadLabels = labels
     }
 }

@@ -73,7 +73,32 @@ public struct PlacementEngine: Sendable {
     /// Places `tasks` (all with `requirements`), updating node state for each assignment.
     public mutating func place(_ tasks: [SwarmTask], requirements req: TaskRequirements, scorer: some Scorer) -> PlacementResult {
         var result = PlacementResult()
-        var heap = Heap<Candidate>()
+        // One heap per branch of the preference tree (a single branch without preferences).
+        let levels = req.spreadLabels
+        func branch(_ node: NodeInfo) -> [String] { levels.map { node.labels[$0] ?? "" } }
+        var heaps: [[String]: Heap<Candidate>] = [:]
+        // Tasks of the service under each prefix of the tree, to keep the branches even.
+        var counts: [[String]: Int] = [:]
+        if !levels.isEmpty {
+            for node in nodes.values {
+                let b = branch(node)
+                let c = node.tasksByService[req.serviceID] ?? 0
+                for k in 0...b.count { counts[Array(b.prefix(k)), default: 0] += c }
+            }
+        }
+        /// SwarmKit's decision tree: at each level the value with the fewest tasks of the
+        /// service (then the smallest value) among branches that still have nodes.
+        func chooseBranch() -> [String]? {
+            if levels.isEmpty { return heaps[[]]?.isEmpty == false ? [] : nil }
+            var prefix: [String] = []
+            for level in 0..<levels.count {
+                var options = Set<String>()
+                for (b, h) in heaps where !h.isEmpty && Array(b.prefix(level)) == prefix { options.insert(b[level]) }
+                guard let v = options.min(by: { (counts[prefix + [$0]] ?? 0, $0) < (counts[prefix + [$1]] ?? 0, $1) }) else { return nil }
+                prefix.append(v)
+            }
+            return prefix
+        }
         for id in nodes.keys.sorted() {
             let node = nodes[id]!
             if let failed = filters.first(where: { !$0.passes(req, node) }) {
@@ -84,12 +109,12 @@ public struct PlacementEngine: Sendable {
                 result.rejections["strategy", default: 0] += 1
                 continue
             }
-            heap.insert(Candidate(score: s, node: id))
+            heaps[branch(node), default: Heap()].insert(Candidate(score: s, node: id))
         }
         var explanation: String?
         for task in tasks {
             var placed = false
-            while let best = heap.popMax() {
+            while let path = chooseBranch(), let best = heaps[path]!.popMax() {
                 // Earlier tasks of the group may have used up this node.
                 if !filters.allSatisfy({ $0.passes(req, nodes[best.node]!) }) { continue }
                 var assigned = task
@@ -112,8 +137,9 @@ public struct PlacementEngine: Sendable {
                 let node = nodes[best.node]!
                 result.assignments.append((task.id, best.node))
                 if filters.allSatisfy({ $0.passes(req, node) }), let s = scorer.score(req, node), s.isFinite {
-                    heap.insert(Candidate(score: s, node: best.node))
+                    heaps[path]!.insert(Candidate(score: s, node: best.node))
                 }
+                if !levels.isEmpty { for k in 0...path.count { counts[Array(path.prefix(k)), default: 0] += 1 } }
                 placed = true
                 break
             }

@@ -164,6 +164,7 @@ struct ServiceFlags: ParsableArguments {
     @Option(help: "Number of tasks (replicated mode)") var replicas: Int?
     @Option(parsing: .singleValue, help: "Placement constraint, e.g. node.labels.zone==east (repeatable)") var constraint: [String] = []
     @Option(help: "Most tasks of this service on one node (0: no limit)") var maxReplicas: Int?
+    @Option(parsing: .singleValue, help: "Spread tasks over a node label, e.g. spread=node.labels.zone (repeatable, outermost first)") var placementPref: [String] = []
     @Option(help: "CPUs to reserve per task, e.g. 0.5") var reserveCpu: String?
     @Option(help: "Memory to reserve per task, e.g. 256MiB") var reserveMemory: String?
     @Option(help: "CPU limit per task") var limitCpu: String?
@@ -221,6 +222,12 @@ struct ServiceFlags: ParsableArguments {
                 do { _ = try Constraint.parse(c) } catch { throw ValidationError(error.description) }
             }
             spec.task.placement.constraints = constraint
+        }
+        if !placementPref.isEmpty {
+            for p in placementPref {
+                do { _ = try TaskRequirements.spreadLabel(p) } catch { throw ValidationError(error.description) }
+            }
+            spec.task.placement.preferences = placementPref.map { p in .with { $0.spread = p.hasPrefix("spread=") ? String(p.dropFirst(7)) : p } }
         }
         if let maxReplicas {
             guard maxReplicas >= 0 else { throw ValidationError("--max-replicas must not be negative") }

@@ -242,3 +242,36 @@ struct GPUInventoryTests {
         #expect(declared.rest.map(\.kind) == ["fpga"])
     }
 }
+
+/// Placement preferences: SwarmKit's decision tree over node labels.
+struct PlacementPreferenceTests {
+    static func tasks(_ n: Int, prefs: [String]) throws -> ([SwarmTask], TaskRequirements) {
+        var spec = SwarmTaskSpec()
+        spec.placement.preferences = prefs.map { p in .with { $0.spread = p } }
+        let tasks = (0..<n).map { k in SwarmTask.with { $0.id = "t\(k)"; $0.serviceID = "svc"; $0.spec = spec } }
+        return (tasks, try TaskRequirements(serviceID: "svc", spec: spec))
+    }
+
+    @Test func tasksSpreadEvenlyOverLabelValuesThenOverNodes() throws {
+        var engine = PlacementEngine()
+        for (id, zone, rack) in [("a1", "a", "r1"), ("a2", "a", "r1"), ("a3", "a", "r2"), ("a4", "a", "r2"), ("b1", "b", "r1"), ("c1", "c", "r1")] {
+            engine.setNode(PlacementTests.node(id, labels: ["zone": zone, "rack": rack]))
+        }
+        let zoneOf = Dictionary(uniqueKeysWithValues: engine.nodes.map { ($0.key, $0.value.labels["zone"]!) })
+        let (tasks, req) = try Self.tasks(6, prefs: ["node.labels.zone"])
+        var e1 = engine
+        let r = e1.place(tasks, requirements: req, scorer: try PlacementTests.spread())
+        let perZone = Dictionary(grouping: r.assignments, by: { zoneOf[$0.node]! }).mapValues(\.count)
+        #expect(perZone == ["a": 2, "b": 2, "c": 2])
+        // Within zone a the strategy spreads over its nodes.
+        #expect(Set(r.assignments.filter { zoneOf[$0.node] == "a" }.map(\.node)).count == 2)
+
+        // Two levels: zones first, then racks inside zone a.
+        let (more, req2) = try Self.tasks(9, prefs: ["node.labels.zone", "node.labels.rack"])
+        var e2 = engine
+        let r2 = e2.place(more, requirements: req2, scorer: try PlacementTests.spread())
+        let inA = r2.assignments.filter { zoneOf[$0.node] == "a" }.map { engine.nodes[$0.node]!.labels["rack"]! }
+        #expect(inA.count == 3 && Set(inA) == ["r1", "r2"])
+        #expect(throws: PlacementError.self) { try Self.tasks(1, prefs: ["node.hostname"]) }
+    }
+}
