@@ -2,6 +2,7 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import SwarmAPI
+import SwarmPluginHost
 import SwarmRaftNode
 import SwarmRPC
 import SwarmStore
@@ -12,13 +13,17 @@ public struct ControlService: SwarmControl.SimpleServiceProtocol {
     let node: RaftNode
     let validation: @Sendable () -> SpecValidation
     let logs: LogBroker
+    let plugins: PluginRegistry?
 
     /// - Parameters:
     ///   - logs: the broker the dispatcher feeds with the nodes' task output.
+    ///   - plugins: the manager's plugins, for dry runs of placement.
     ///   - validation: what specs are checked against (the loaded strategies and runtimes).
-    public init(node: RaftNode, logs: LogBroker = LogBroker(), validation: @escaping @Sendable () -> SpecValidation) {
+    public init(node: RaftNode, logs: LogBroker = LogBroker(), plugins: PluginRegistry? = nil,
+                validation: @escaping @Sendable () -> SpecValidation) {
         self.node = node
         self.logs = logs
+        self.plugins = plugins
         self.validation = validation
     }
 
@@ -36,6 +41,7 @@ public struct ControlService: SwarmControl.SimpleServiceProtocol {
             if store.view().find(SwarmService.self, .name(request.spec.annotations.name)).first != nil {
                 throw ControlError.invalidArgument("service name \"\(request.spec.annotations.name)\" is already in use")
             }
+            if request.dryRun { return try dryRun(service) }
             try await write { try $0.create(service) }
             return .with { $0.service = store.view().get(SwarmService.self, id: service.id) ?? service }
         }

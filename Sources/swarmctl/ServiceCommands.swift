@@ -13,6 +13,7 @@ struct ServiceCommand: AsyncParsableCommand {
         @OptionGroup var conn: Connection
         @Option(help: "Service name") var name: String
         @Option(help: "replicated or global") var mode = "replicated"
+        @Flag(help: "Show where the tasks would go, and why, without creating anything") var dryRun = false
         @OptionGroup var flags: ServiceFlags
 
         func run() async throws {
@@ -27,8 +28,16 @@ struct ServiceCommand: AsyncParsableCommand {
                 throw ValidationError("give --command (process executor) or --image (docker executor)")
             }
             try flags.apply(to: &spec)
-            let s = try await conn.call { try await $0.createService(.with { $0.spec = spec }) }.service
-            print(s.id)
+            let dry = dryRun
+            let response = try await conn.call { try await $0.createService(.with { $0.spec = spec; $0.dryRun = dry }) }
+            if !dry { return print(response.service.id) }
+            if conn.isJSON { return try json(response.placements) }
+            table(["Slot", "Node", "GPUs", "Reason"], response.placements.map { p in
+                [p.slot == 0 ? "-" : String(p.slot), p.hostname.isEmpty ? p.nodeID : p.hostname,
+                 p.gpus.map(\.uuid).joined(separator: ","), p.reason]
+            })
+            let placed = response.placements.filter { $0.reason.isEmpty }.count
+            print("\(placed) of \(response.placements.count) tasks would be placed; nothing was created")
         }
     }
 

@@ -44,7 +44,7 @@ struct ManagerRole: Sendable {
         }
         let plugins = self.plugins
         let dispatcher = Dispatcher(node: node)
-        let control = ControlService(node: node, logs: dispatcher.logs) {
+        let control = ControlService(node: node, logs: dispatcher.logs, plugins: plugins) {
             let reported = node.store.view().find(SwarmNode.self).flatMap { $0.description_p.plugins.filter { $0.kind == "executor" }.map(\.name) }
             return SpecValidation(strategies: Set(plugins.names(.strategy)), runtimes: Set(plugins.names(.executor) + reported),
                                   filters: Set(plugins.names(.filter)))

@@ -131,6 +131,17 @@ import Testing
         }
         try await Task.sleep(for: .milliseconds(800))
 
+        // A dry run shows where tasks would go, and why not, and creates nothing.
+        let servicesBefore = try await c.control { try await $0.listServices(.init()) }.services.count
+        let dry = try c.ctl("service", "create", "--name", "dry", "--command", "/bin/true", "--replicas", "3",
+                            "--constraint", "node.labels.zone==east", "--dry-run")
+        let dryRows = dry.output.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
+        #expect(dry.status == 0 && dryRows.filter { $0.count >= 2 && $0[1] == "w1" }.count == 3, "\(dry.output)")
+        #expect(dry.output.contains("3 of 3 tasks would be placed; nothing was created"), "\(dry.output)")
+        let dryBig = try c.ctl("service", "create", "--name", "dry", "--command", "/bin/true", "--reserve-memory", "64TiB", "--dry-run")
+        #expect(dryBig.output.contains("insufficient resources on 2 nodes") && dryBig.output.contains("0 of 1 tasks"), "\(dryBig.output)")
+        #expect(try await c.control { try await $0.listServices(.init()) }.services.count == servicesBefore)
+
         // service logs: every task's output, stdout and stderr, prefixed with its name.
         let logs = try c.ctl("service", "logs", "talker")
         #expect(logs.status == 0, "\(logs.output)")

@@ -37,11 +37,36 @@ public nonisolated struct SwarmCreateServiceRequest: Sendable {
   /// Clears the value of `spec`. Subsequent reads from it will return its default value.
   public mutating func clearSpec() {self._spec = nil}
 
+  /// Validate and show where the tasks would go, without storing anything.
+  public var dryRun: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _spec: SwarmServiceSpec? = nil
+}
+
+/// Where one task of a dry run would go, or why it would wait.
+public nonisolated struct SwarmDryRunPlacement: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var slot: UInt64 = 0
+
+  public var nodeID: String = String()
+
+  public var hostname: String = String()
+
+  /// Set when no node would take the task.
+  public var reason: String = String()
+
+  public var gpus: [SwarmAssignedGPU] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 public nonisolated struct SwarmCreateServiceResponse: Sendable {
@@ -57,6 +82,8 @@ public nonisolated struct SwarmCreateServiceResponse: Sendable {
   public var hasService: Bool {self._service != nil}
   /// Clears the value of `service`. Subsequent reads from it will return its default value.
   public mutating func clearService() {self._service = nil}
+
+  public var placements: [SwarmDryRunPlacement] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -539,7 +566,7 @@ fileprivate nonisolated let _protobuf_package = "swarm.v1"
 
 nonisolated extension SwarmCreateServiceRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CreateServiceRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}spec\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}spec\0\u{3}dry_run\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -548,6 +575,7 @@ nonisolated extension SwarmCreateServiceRequest: SwiftProtobuf.Message, SwiftPro
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularMessageField(value: &self._spec) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.dryRun) }()
       default: break
       }
     }
@@ -561,11 +589,65 @@ nonisolated extension SwarmCreateServiceRequest: SwiftProtobuf.Message, SwiftPro
     try { if let v = self._spec {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
     } }()
+    if self.dryRun != false {
+      try visitor.visitSingularBoolField(value: self.dryRun, fieldNumber: 2)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: SwarmCreateServiceRequest, rhs: SwarmCreateServiceRequest) -> Bool {
     if lhs._spec != rhs._spec {return false}
+    if lhs.dryRun != rhs.dryRun {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension SwarmDryRunPlacement: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DryRunPlacement"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}slot\0\u{3}node_id\0\u{1}hostname\0\u{1}reason\0\u{1}gpus\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.slot) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.nodeID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.hostname) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      case 5: try { try decoder.decodeRepeatedMessageField(value: &self.gpus) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.slot != 0 {
+      try visitor.visitSingularUInt64Field(value: self.slot, fieldNumber: 1)
+    }
+    if !self.nodeID.isEmpty {
+      try visitor.visitSingularStringField(value: self.nodeID, fieldNumber: 2)
+    }
+    if !self.hostname.isEmpty {
+      try visitor.visitSingularStringField(value: self.hostname, fieldNumber: 3)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 4)
+    }
+    if !self.gpus.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.gpus, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: SwarmDryRunPlacement, rhs: SwarmDryRunPlacement) -> Bool {
+    if lhs.slot != rhs.slot {return false}
+    if lhs.nodeID != rhs.nodeID {return false}
+    if lhs.hostname != rhs.hostname {return false}
+    if lhs.reason != rhs.reason {return false}
+    if lhs.gpus != rhs.gpus {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -573,7 +655,7 @@ nonisolated extension SwarmCreateServiceRequest: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension SwarmCreateServiceResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CreateServiceResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}service\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}service\0\u{1}placements\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -582,6 +664,7 @@ nonisolated extension SwarmCreateServiceResponse: SwiftProtobuf.Message, SwiftPr
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularMessageField(value: &self._service) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.placements) }()
       default: break
       }
     }
@@ -595,11 +678,15 @@ nonisolated extension SwarmCreateServiceResponse: SwiftProtobuf.Message, SwiftPr
     try { if let v = self._service {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
     } }()
+    if !self.placements.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.placements, fieldNumber: 2)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: SwarmCreateServiceResponse, rhs: SwarmCreateServiceResponse) -> Bool {
     if lhs._service != rhs._service {return false}
+    if lhs.placements != rhs.placements {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
