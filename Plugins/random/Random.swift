@@ -6,6 +6,7 @@ import Synchronization
 final class RandomStrategy: Strategy {
     private let state = Mutex<UInt64>(0x9E37_79B9_7F4A_7C15)
 
+
     /// SplitMix64.
     func next() -> UInt64 {
         state.withLock { s in
@@ -17,8 +18,9 @@ final class RandomStrategy: Strategy {
         }
     }
 
+    /// Seeds the generator at the start of a run (tick 0); later passes keep drawing.
     func prepare(cluster: ClusterView) {
-        state.withLock { $0 = cluster.seed ^ 0x5EED }
+        if cluster.tick == 0 { state.withLock { $0 = cluster.seed ^ 0x5EED } }
     }
 
     func score(task: TaskView, node: NodeView) -> Double? {

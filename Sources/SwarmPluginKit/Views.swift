@@ -161,6 +161,11 @@ public struct ClusterView {
     public var nodeCount: Int { raw.pointee.nodes_count }
     public func node(_ i: Int) -> NodeView { NodeView(raw.pointee.nodes[i]!) }
     public var seed: UInt64 { raw.pointee.seed }
+    /// The pass number within the run, from 0.
+    public var tick: UInt64 {
+        let end = MemoryLayout<swarm_cluster_view>.offset(of: \swarm_cluster_view.tick)! + 8
+        return raw.pointee.struct_size >= end ? raw.pointee.tick : 0
+    }
 
     /// The expected workload (copied, so that it can be kept).
     public var workload: [WorkloadClass] {

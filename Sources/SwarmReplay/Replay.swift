@@ -46,6 +46,9 @@ public final class ClusterReplay {
     private var strings: [UnsafeMutablePointer<CChar>] = []
     private var interned: [String: swarm_str] = [:]
 
+    /// Pods per scheduling tick: the strategy's `prepare` runs again every this many.
+    public static let tickPods = 50
+
     public init(nodes: [TraceNode]) {
         self.nodes = nodes
         capacity = Workload.capacity(nodes)
@@ -119,11 +122,17 @@ public final class ClusterReplay {
                                  gpu_milli: UInt32(w.shape.gpuMilli), gpu_models: UnsafePointer(modelBuffers[i]),
                                  gpu_models_count: modelLists[i].count, weight: w.weight)
         }
-        classes.withUnsafeBufferPointer { cls in
-            var cluster = swarm_cluster_view(struct_size: MemoryLayout<swarm_cluster_view>.size, nodes: UnsafePointer(nodePointers),
-                                             nodes_count: n, workload: cls.baseAddress, workload_count: cls.count, seed: seed)
-            strategy.prepare(&cluster)
+        /// A scheduling "tick": the strategy sees the whole cluster as it is now.
+        var tick: UInt64 = 0
+        func prepare() {
+            classes.withUnsafeBufferPointer { cls in
+                var cluster = swarm_cluster_view(struct_size: MemoryLayout<swarm_cluster_view>.size, nodes: UnsafePointer(nodePointers),
+                                                 nodes_count: n, workload: cls.baseAddress, workload_count: cls.count, seed: seed, tick: tick)
+                strategy.prepare(&cluster)
+            }
+            tick += 1
         }
+        prepare()
 
         // Fragmentation of each node, kept up to date for the chosen node only.
         var frag = state.map { GPUMath.fragmentation($0, typical) }
@@ -144,6 +153,7 @@ public final class ClusterReplay {
         feasible.reserveCapacity(n)
         for (k, pod) in workload.arrivals.enumerated() {
             if k % 1000 == 0 { progress(Double(k) / Double(count)) }
+            if k > 0 && k % Self.tickPods == 0 { prepare() }
             arrived += pod.demand
             let shape = pod.shape
             let t0 = clock.now

@@ -35,7 +35,7 @@ public final class PluginScorer: Scorer {
         cls.weight = 1
         withUnsafePointer(to: &cls) { c in
             var view = swarm_cluster_view(struct_size: MemoryLayout<swarm_cluster_view>.size, nodes: nil, nodes_count: 0,
-                                          workload: c, workload_count: 1, seed: 0)
+                                          workload: c, workload_count: 1, seed: 0, tick: 0)
             strategy.prepare(&view)
         }
     }

@@ -124,6 +124,28 @@ import Testing
         #expect(registry.names(.filter) == ["zone-a"])
     }
 
+    /// A plugin built against ABI 1.0 has a shorter strategy table (it ends after score):
+    /// the host accepts it, reads no further than its struct_size, and sees no prepare or
+    /// assign_devices.
+    @Test func anABI10StrategyTableStillLoads() throws {
+        let dir = Self.tempDir()
+        let so = try Self.compileC(Self.plugin("""
+            swarm_strategy_v1 s;
+            memset(&s, 0xAB, sizeof s);  /* garbage past the 1.0 fields must not be read */
+            s.struct_size = offsetof(swarm_strategy_v1, score) + sizeof(void *);
+            s.ctx = 0;
+            s.score = score;
+            info->abi_minor = 0;
+            return host->register_strategy(host->host_ctx, "old", &s);
+            """, extra: "#include <string.h>\nstatic double score(void *c, const swarm_task_view *t, const swarm_node_view *n) { return 7; }"),
+            name: "old", in: dir)
+        let registry = PluginRegistry()
+        try registry.load(file: so)
+        let old = try #require(registry.strategy("old"))
+        #expect(!old.wantsPrepare)
+        #expect(old.record.abiMinor == 0)
+    }
+
     @Test func wrongMajorVersionIsRefusedNamingTheFile() throws {
         let dir = Self.tempDir()
         let so = try Self.compileC(Self.plugin("""
@@ -136,7 +158,7 @@ import Testing
         let registry = PluginRegistry()
         let error = #expect(throws: PluginLoadError.self) { try registry.load(file: so) }
         #expect(error?.file == so)
-        #expect(error?.description.contains("built for plugin ABI 2.0") == true)
+        #expect(error?.description.contains("built for plugin ABI \(SWARM_PLUGIN_ABI_MAJOR + 1).\(SWARM_PLUGIN_ABI_MINOR)") == true)
         #expect(registry.strategy("future") == nil, "nothing from a refused plugin is kept")
     }
 

@@ -163,6 +163,9 @@ typedef struct swarm_cluster_view {
     size_t workload_count;
     /* A seed for strategies that draw random numbers; fixed for a run. */
     uint64_t seed;
+    /* Counts the passes of a run from 0: a strategy that keeps state across passes
+     * (a random generator, caches) starts afresh when it sees 0. */
+    uint64_t tick;
 } swarm_cluster_view;
 
 /* A strategy: ranks the nodes that passed the filters. */
