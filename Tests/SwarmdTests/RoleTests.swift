@@ -15,6 +15,11 @@ import Testing
             (try? await c.control { try await $0.getCluster(.with { $0.clusterID = "default" }) }) != nil
         }
         let token = try await c.control { try await $0.getCluster(.with { $0.clusterID = "default" }) }.cluster.joinTokens.worker
+        // A wrong token: the node refuses to start, says why, and learns nothing.
+        try c.startWorker("intruder", token: "SWMTKN-1-0000000000000000000000000000000000000000000000000-0000000000000000000000000")
+        try await c.waitFor("the intruder to give up", seconds: 20) { !c.isRunning("intruder") }
+        #expect(c.logTail("intruder").contains("refused the join token"), "\(c.logTail("intruder"))")
+        #expect(await c.nodes().allSatisfy { $0.description_p.hostname != "intruder" })
         try c.startWorker("w1", token: token, port: SwarmdCluster.freePort())
         try await c.waitFor("two READY nodes", seconds: 30) {
             await c.nodes().filter { $0.status.state == .ready }.count == 2
