@@ -221,15 +221,6 @@ public final class ClusterReplay {
             run.allocatedPct.append((10_000 * Double(allocated) / Double(capacity)).rounded(.toNearestOrEven) / 100)
             run.fragPct.append(free > 0 ? (10_000 * max(0, fragSum) / free).rounded(.toNearestOrEven) / 100 : 0)
         }
-        if ProcessInfo.processInfo.environment["SWARM_REPLAY_DIAG"] != nil {
-            var whole = 0, wholeNoCPU = 0, partial = 0, partialCount = 0
-            for st in state {
-                for f in st.gpuFree {
-                    if f == 1000 { whole += 1; if st.cpuFree < 8000 { wholeNoCPU += 1 } } else if f > 0 { partial += Int(f); partialCount += 1 }
-                }
-            }
-            FileHandle.standardError.write(Data("\n\(policy): free whole GPUs \(whole) (\(wholeNoCPU) on nodes with < 8 CPUs free), partial \(partialCount) GPUs with \(partial) milli\n".utf8))
-        }
         run.seconds = (clock.now - started).seconds
         latencies.sort()
         run.p99DecisionSeconds = latencies.isEmpty ? 0 : latencies[min(latencies.count - 1, Int(Double(latencies.count) * 0.99))]

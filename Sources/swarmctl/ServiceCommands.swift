@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SwarmAPI
+import SwarmManager
 import SwarmScheduler
 
 struct ServiceCommand: AsyncParsableCommand {
@@ -91,7 +92,7 @@ struct ServiceCommand: AsyncParsableCommand {
             if case .global? = s.spec.mode { rows.append(("Mode", "GLOBAL")) } else {
                 rows += [("Mode", "REPLICATED"), ("Replicas", String(s.spec.replicated.replicas))]
             }
-            rows.append(("Runtime", SpecValidationName.runtime(t)))
+            rows.append(("Runtime", SpecValidation.runtime(of: t)))
             if case .container(let c)? = t.runtime {
                 rows.append(("Image", c.image))
                 if !c.args.isEmpty { rows.append(("Args", c.args.joined(separator: " "))) }
@@ -118,7 +119,7 @@ struct ServiceCommand: AsyncParsableCommand {
             table(["Task ID", "Service", "Slot", "Image", "Desired State", "Last State", "Node"],
                   tasks.filter { $0.desiredState.rawValue <= SwarmTaskState.running.rawValue }.sorted { ($0.slot, $0.nodeID) < ($1.slot, $1.nodeID) }.map { task in
                       [task.id, s.spec.annotations.name, task.slot == 0 ? "-" : String(task.slot), List.image(task.spec),
-                       upper(task.desiredState), upper(task.status.state) + " " + TaskCommand.age(task.status.timestamp),
+                       upper(task.desiredState), upper(task.status.state) + " " + age(task.status.timestamp),
                        hostnames[task.nodeID] ?? task.nodeID]
                   })
         }
@@ -150,15 +151,6 @@ struct ServiceCommand: AsyncParsableCommand {
         func run() async throws {
             try await options.stream(conn, .with { $0.serviceID = service })
         }
-    }
-}
-
-/// The executor name a task spec uses, as the manager resolves it.
-enum SpecValidationName {
-    static func runtime(_ t: SwarmTaskSpec) -> String {
-        if !t.runtimeName.isEmpty { return t.runtimeName }
-        if case .container? = t.runtime { return "docker" }
-        return "process"
     }
 }
 

@@ -67,11 +67,9 @@ struct TaskCommand: AsyncParsableCommand {
             try await options.stream(conn, .with { $0.taskIds = ids })
         }
     }
-
-    /// "2 seconds ago", as SwarmKit's tables print it.
-    static func age(_ timestamp: Int64) -> String { swarmctl.age(timestamp) }
 }
 
+/// "2 seconds ago", as SwarmKit's tables print it.
 func age(_ timestamp: Int64) -> String {
     guard timestamp > 0 else { return "" }
     let s = max(0, Int(Date().timeIntervalSince1970 - Double(timestamp) / 1e9))
