@@ -1,26 +1,17 @@
+import SwarmGPU
 import SwarmPluginKit
 import Synchronization
 
 /// The openb baseline "Random": a uniformly random feasible node, and for a GPU fraction a
 /// uniformly random GPU with enough free. Seeded by the cluster view, so a run repeats.
 final class RandomStrategy: Strategy {
-    private let state = Mutex<UInt64>(0x9E37_79B9_7F4A_7C15)
+    private let rng = Mutex(SplitMix64(seed: 0x5EED))
 
-
-    /// SplitMix64.
-    func next() -> UInt64 {
-        state.withLock { s in
-            s &+= 0x9E37_79B9_7F4A_7C15
-            var z = s
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
+    func next() -> UInt64 { rng.withLock { $0.next() } }
 
     /// Seeds the generator at the start of a run (tick 0); later passes keep drawing.
     func prepare(cluster: ClusterView) {
-        if cluster.tick == 0 { state.withLock { $0 = cluster.seed ^ 0x5EED } }
+        if cluster.tick == 0 { rng.withLock { $0 = SplitMix64(seed: cluster.seed ^ 0x5EED) } }
     }
 
     func score(task: TaskView, node: NodeView) -> Double? {

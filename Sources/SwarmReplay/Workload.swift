@@ -1,21 +1,7 @@
 import SwarmGPU
 
-/// A seeded random source (SplitMix64): the one RNG a replay draws every choice from.
-public struct ReplayRNG: RandomNumberGenerator, Sendable {
-    var state: UInt64
-    public init(seed: UInt64) { state = seed }
-
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// Uniform in 0..<n.
-    public mutating func below(_ n: Int) -> Int { Int(next(upperBound: UInt64(n))) }
-}
+/// The replay's one RNG: every random choice of a seed's preparation draws from it.
+public typealias ReplayRNG = SplitMix64
 
 /// One seed's replay input (protocol §3): the arrival list (shuffled originals, then
 /// tune-up copies) and the node rank used to break score ties.

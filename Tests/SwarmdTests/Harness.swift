@@ -91,14 +91,7 @@ final class SwarmdCluster: @unchecked Sendable {
 
     @discardableResult
     func ctl(_ args: [String]) throws -> (status: Int32, output: String) {
-        let p = Process()
-        p.executableURL = Self.binDir.appendingPathComponent("swarmctl")
-        p.arguments = args
-        p.environment = ProcessInfo.processInfo.environment.merging(["SWARM_SOCKET": controlSocket]) { $1 }
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        try p.run()
+        let (p, pipe) = try start(swarmctl: args)
         let data = pipe.fileHandleForReading.readDataToEndOfFile()
         return (Self.reap(p), String(decoding: data, as: UTF8.self))
     }
