@@ -120,6 +120,7 @@ public final class SchedulerLoop: Sendable {
         defer { state.engine.filters = PlacementFilter.pipeline }
         let groups = Dictionary(grouping: pending) { "\($0.serviceID)@\($0.specVersion)" }
         var updates: [SwarmTask] = []
+        var prepared: Set<String> = []
         for key in groups.keys.sorted() {
             let tasks = groups[key]!.sorted { ($0.slot, $0.id) < ($1.slot, $1.id) }
             let first = tasks[0]
@@ -134,6 +135,9 @@ public final class SchedulerLoop: Sendable {
             guard let scorer = scorer(name, &state) else {
                 updates += tasks.map { pendingUpdate($0, "strategy \"\(name)\" is not loaded on this manager") }
                 continue
+            }
+            if scorer.strategy.wantsPrepare && prepared.insert(name).inserted {
+                scorer.prepare(nodes: Array(state.engine.nodes.values), workload: Self.workload(state, pending: groups))
             }
             // Filter plugins: the cluster's defaults, then the service's own.
             var pluginFilters: [PlacementFilter] = []
@@ -195,6 +199,20 @@ public final class SchedulerLoop: Sendable {
                     state.accounted.remove(u.id)
                 }
             }
+        }
+    }
+
+    /// The cluster's expected workload for strategies that ask for it: the shape of each
+    /// service's tasks, running or waiting, weighted by how many there are.
+    static func workload(_ state: State, pending: [String: [SwarmTask]]) -> [(TaskRequirements, Int)] {
+        var counts: [String: (SwarmTask, Int)] = [:]
+        for node in state.engine.nodes.values {
+            for t in node.tasks.values { counts["\(t.serviceID)@\(t.specVersion)", default: (t, 0)].1 += 1 }
+        }
+        for (key, tasks) in pending { counts[key, default: (tasks[0], 0)].1 += tasks.count }
+        return counts.keys.sorted().compactMap { key in
+            let (t, n) = counts[key]!
+            return (try? TaskRequirements(serviceID: t.serviceID, serviceName: t.serviceAnnotations.name, spec: t.spec)).map { ($0, n) }
         }
     }
 

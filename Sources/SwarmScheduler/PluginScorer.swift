@@ -20,24 +20,56 @@ public final class PluginScorer: Scorer {
 
     public init(_ strategy: LoadedStrategy) { self.strategy = strategy }
 
-    private var preparedOnce = false
+    private var ticks: UInt64 = 0
 
-    /// Hands the strategy an empty cluster view with the task's own shape as the expected
-    /// workload, so that workload-aware strategies work before a cluster-wide view exists.
-    func prepareOnce(_ req: TaskRequirements) {
-        preparedOnce = true
-        var cls = swarm_workload_class()
-        cls.struct_size = MemoryLayout<swarm_workload_class>.size
-        cls.nano_cpus = req.nanoCPUs
-        cls.memory_bytes = req.memoryBytes
-        cls.gpu_count = req.gpuCount
-        cls.gpu_milli = req.gpuMilli
-        cls.weight = 1
-        withUnsafePointer(to: &cls) { c in
-            var view = swarm_cluster_view(struct_size: MemoryLayout<swarm_cluster_view>.size, nodes: nil, nodes_count: 0,
-                                          workload: c, workload_count: 1, seed: 0, tick: 0)
-            strategy.prepare(&view)
+    /// Starts a scheduling pass for a strategy that asked for `prepare` (ABI 1.1): hands
+    /// it every node's view and the expected workload, the shapes of the tasks the cluster
+    /// runs and waits to run, weighted by how many there are.
+    public func prepare(nodes: [NodeInfo], workload: [(TaskRequirements, Int)], seed: UInt64 = 0) {
+        guard strategy.wantsPrepare else { return }
+        let views = nodes.map { node -> CNodeView in
+            let v = self.views[node.id].flatMap { $0.matches(node) ? $0 : nil } ?? CNodeView(node)
+            self.views[node.id] = v
+            v.update(node, serviceID: "")
+            return v
         }
+        let total = Double(max(1, workload.reduce(0) { $0 + $1.1 }))
+        let modelStrings = workload.map { $0.0.gpuModels.map(CString.init) }
+        let modelViews = modelStrings.map { $0.map(\.view) }
+        var classes: [swarm_workload_class] = []
+        for (k, (req, count)) in workload.enumerated() {
+            var c = swarm_workload_class()
+            c.struct_size = MemoryLayout<swarm_workload_class>.size
+            c.nano_cpus = req.nanoCPUs
+            c.memory_bytes = req.memoryBytes
+            c.gpu_count = req.gpuCount
+            c.gpu_milli = req.gpuMilli
+            c.gpu_models_count = modelViews[k].count
+            c.weight = Double(count) / total
+            classes.append(c)
+        }
+        // Pointers into Swift arrays are only valid inside their closures: nest them.
+        func withModels(_ k: Int, _ body: () -> Void) {
+            if k == classes.count { return body() }
+            modelViews[k].withUnsafeBufferPointer { m in
+                classes[k].gpu_models = m.baseAddress
+                withModels(k + 1, body)
+            }
+        }
+        withExtendedLifetime((views, modelStrings)) {
+            withModels(0) {
+                let pointers: [UnsafePointer<swarm_node_view>?] = views.map(\.pointer)
+                pointers.withUnsafeBufferPointer { np in
+                    classes.withUnsafeBufferPointer { cp in
+                        var cluster = swarm_cluster_view(struct_size: MemoryLayout<swarm_cluster_view>.size, nodes: np.baseAddress,
+                                                         nodes_count: np.count, workload: cp.baseAddress, workload_count: cp.count,
+                                                         seed: seed, tick: ticks)
+                        strategy.prepare(&cluster)
+                    }
+                }
+            }
+        }
+        ticks += 1
     }
 
     /// The strategy's GPU choice for the task on the chosen node (ABI 1.1), if it has one.
@@ -59,7 +91,6 @@ public final class PluginScorer: Scorer {
         }
         view.update(node, serviceID: req.serviceID)
         task.update(req)
-        if !preparedOnce && strategy.wantsPrepare { prepareOnce(req) }
         let s: Double
         if timed {
             let start = clock_gettime_nsec_np_monotonic()
@@ -91,11 +122,17 @@ final class CNodeView {
     private var labels: UnsafeMutableBufferPointer<swarm_label>
     private var engineLabels: UnsafeMutableBufferPointer<swarm_label>
     private var gpus: UnsafeMutableBufferPointer<swarm_gpu_view>
-    private var raw = swarm_node_view()
+    /// In its own allocation, so that its address is stable while the view lives.
+    private let rawPointer = UnsafeMutablePointer<swarm_node_view>.allocate(capacity: 1)
+    private var raw: swarm_node_view {
+        get { rawPointer.pointee }
+        _modify { yield &rawPointer.pointee }
+    }
     private let key: (String, String, String, String, [String: String], [String: String], [String])
 
     init(_ node: NodeInfo) {
         key = (node.id, node.hostname, node.os, node.arch, node.labels, node.engineLabels, node.gpus.map(\.uuid))
+        rawPointer.initialize(to: swarm_node_view())
         labels = .allocate(capacity: max(1, node.labels.count))
         gpus = .allocate(capacity: max(1, node.gpus.count))
         engineLabels = .allocate(capacity: max(1, node.engineLabels.count))
@@ -139,6 +176,7 @@ final class CNodeView {
         labels.deallocate()
         engineLabels.deallocate()
         gpus.deallocate()
+        rawPointer.deallocate()
     }
 
     func matches(_ node: NodeInfo) -> Bool {
@@ -160,8 +198,11 @@ final class CNodeView {
     }
 
     func withPointer<R>(_ body: (UnsafePointer<swarm_node_view>) -> R) -> R {
-        withUnsafePointer(to: &raw, body)
+        body(UnsafePointer(rawPointer))
     }
+
+    /// The view's address, valid while this object lives.
+    var pointer: UnsafePointer<swarm_node_view> { UnsafePointer(rawPointer) }
 }
 
 /// The task's C view, rebuilt only when the service changes.
