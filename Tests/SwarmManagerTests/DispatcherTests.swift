@@ -33,10 +33,11 @@ import Testing
             leader = Task { await components.run() }
             for await isLeader in node.leadershipChanges() where isLeader { break }
             for _ in 0..<200 where node.store.view().find(SwarmCluster.self).isEmpty { try await Task.sleep(for: .milliseconds(10)) }
-            // Short heartbeats so that the test sees a node go down quickly.
+            // Short heartbeats so that the test sees a node go down quickly (1.5 s), with
+            // room for a loaded two-core machine.
             try await node.store.update { tx in
                 var c = tx.find(SwarmCluster.self).first!
-                c.spec.dispatcher.heartbeatPeriod = 200_000_000
+                c.spec.dispatcher.heartbeatPeriod = 500_000_000
                 try tx.update(c)
             }
         }
@@ -60,7 +61,7 @@ import Testing
 
         /// Opens a session and returns its first message (the stream is left open in the
         /// background until the task is cancelled).
-        func openSession(nodeID: String, token: String) async throws -> (SwarmSessionMessage, Task<Void, any Error>) {
+        func openSession(nodeID: String, token: String, keepAlive: Bool = true) async throws -> (SwarmSessionMessage, Task<Void, any Error>) {
             let (first, firstCont) = AsyncThrowingStream.makeStream(of: SwarmSessionMessage.self)
             let task = Task {
                 do {
@@ -79,7 +80,23 @@ import Testing
                     throw error
                 }
             }
-            for try await m in first { return (m, task) }
+            for try await m in first {
+                guard keepAlive else { return (m, task) }
+                // Heartbeats in the background, as an agent sends them, until cancelled.
+                let session = m.sessionID
+                let both = Task<Void, any Error> {
+                    let beats = Task {
+                        try await withClient { d in
+                            while !Task.isCancelled {
+                                _ = try await d.heartbeat(.with { $0.nodeID = nodeID; $0.sessionID = session })
+                                try await Task.sleep(for: .milliseconds(150))
+                            }
+                        }
+                    }
+                    await withTaskCancellationHandler { _ = await task.result } onCancel: { task.cancel(); beats.cancel() }
+                }
+                return (m, both)
+            }
             throw CancellationError()
         }
     }
@@ -99,9 +116,9 @@ import Testing
     @Test func heartbeatsKeepANodeReadyAndSilenceMarksItDown() async throws {
         let m = try await Manager()
         defer { m.stop() }
-        let (session, stream) = try await m.openSession(nodeID: "w1", token: m.tokens.worker)
+        let (session, stream) = try await m.openSession(nodeID: "w1", token: m.tokens.worker, keepAlive: false)
         defer { stream.cancel() }
-        #expect(session.heartbeatPeriod == 200_000_000 && !session.sessionID.isEmpty)
+        #expect(session.heartbeatPeriod == 500_000_000 && !session.sessionID.isEmpty)
         let n = m.node.store.view().get(SwarmNode.self, id: "w1")
         #expect(n?.status.state == .ready && n?.role == .worker && n?.description_p.hostname == "host-w1")
         // One connection for all the heartbeats: a reconnect per beat can outlast the
@@ -113,8 +130,13 @@ import Testing
             }
         }
         #expect(m.node.store.view().get(SwarmNode.self, id: "w1")?.status.state == .ready, "still up while heartbeating")
-        try await Task.sleep(for: .milliseconds(900))
+        // Silence: DOWN after period × 3 (1.5 s), and not before about that.
+        let silent = ContinuousClock.now
+        for _ in 0..<100 where m.node.store.view().get(SwarmNode.self, id: "w1")?.status.state != .down {
+            try await Task.sleep(for: .milliseconds(50))
+        }
         #expect(m.node.store.view().get(SwarmNode.self, id: "w1")?.status.state == .down, "down after period × 3 without heartbeats")
+        #expect(ContinuousClock.now - silent >= .milliseconds(1200), "not down before the deadline")
         let stale = await #expect(throws: RPCError.self) {
             _ = try await m.withClient { try await $0.heartbeat(.with { $0.nodeID = "w1"; $0.sessionID = session.sessionID }) }
         }
