@@ -221,8 +221,10 @@ public final class Dispatcher: SwarmDispatcher.SimpleServiceProtocol, Sendable {
     public func expireSessions() async {
         let hb = heartbeat
         let start = ContinuousClock.now + hb.period * Int(hb.grace)
-        // Sessions from an earlier term are void: agents open new ones with this leader.
-        sessions.withLock { $0 = [:] }
+        // Sessions end with this term: agents open new ones with the next leader. (They are
+        // cleared when leadership is lost, not here, so that a session opened in the
+        // moment between becoming leader and this loop starting stays valid.)
+        defer { sessions.withLock { $0 = [:] } }
         for n in store.view().find(SwarmNode.self) where n.status.state == .ready {
             sessions.withLock { s in if s[n.id] == nil { s[n.id] = Session(id: "", deadline: start) } }
         }
