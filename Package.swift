@@ -170,7 +170,7 @@ let package = Package(
         ),
         .testTarget(name: "SwarmRaftTests", dependencies: ["SwarmRaft", "SwarmTesting"]),
         .testTarget(name: "SwarmStoreTests", dependencies: ["SwarmStore", "SwarmAPI"]),
-        .testTarget(name: "SwarmRaftNodeTests", dependencies: ["SwarmRaftNode", "SwarmRaft", "SwarmRPC"]),
+        .testTarget(name: "SwarmRaftNodeTests", dependencies: ["SwarmRaftNode", "SwarmRaft", "SwarmRPC", "SwarmTesting"]),
         .testTarget(name: "SwarmPluginHostTests", dependencies: ["SwarmPluginHost", "SwarmPluginABI", "SwarmAPI"]),
         .testTarget(
             name: "SwarmManagerTests",
@@ -186,7 +186,7 @@ let package = Package(
         .testTarget(
             name: "SwarmdTests",
             dependencies: [
-                "SwarmManager", "SwarmAPI", "SwarmRPC",
+                "SwarmManager", "SwarmAPI", "SwarmRPC", "SwarmTesting",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
             ]

@@ -4,6 +4,7 @@ import GRPCNIOTransportHTTP2
 import SwarmAPI
 import SwarmRPC
 import SwarmRaftNode
+import SwarmTesting
 import Testing
 
 /// Three managers as separate `swarm-raftd` processes on loopback: commit writes, kill the
@@ -55,18 +56,7 @@ import Testing
         }
     }
 
-    static func freePort() -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var a = sockaddr_in()
-        a.sin_family = sa_family_t(AF_INET)
-        a.sin_addr.s_addr = inet_addr("127.0.0.1")
-        a.sin_port = 0
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
-        _ = withUnsafeMutablePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-        return Int(UInt16(bigEndian: a.sin_port))
-    }
+    static func freePort() -> Int { LoopbackPort.free() }
 
     static func call<R: Sendable>(_ addr: String, _ body: @Sendable (SwarmRaftTransport.Client<HTTP2ClientTransport.Posix>) async throws -> R) async throws -> R {
         let parts = addr.split(separator: ":")

@@ -4,6 +4,7 @@ import GRPCNIOTransportHTTP2
 import SwarmAPI
 import SwarmManager
 import SwarmRPC
+import SwarmTesting
 import Testing
 
 /// Real `swarmd` processes on loopback, driven with `swarmctl` and the control API.
@@ -128,17 +129,7 @@ final class SwarmdCluster: @unchecked Sendable {
         }
     }
 
-    static func freePort() -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var a = sockaddr_in()
-        a.sin_family = sa_family_t(AF_INET)
-        a.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) } }
-        _ = withUnsafeMutablePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
-        return Int(UInt16(bigEndian: a.sin_port))
-    }
+    static func freePort() -> Int { LoopbackPort.free() }
 
     /// PIDs of live processes whose command line is exactly `argv`.
     static func pids(matching argv: [String]) -> [Int32] {
