@@ -53,8 +53,8 @@ public final class SchedulerLoop: Sendable {
         while !Task.isCancelled {
             var state = State()
             let (view, watcher) = store.viewAndWatch(WatchFilter(tables: [.nodes, .tasks], commits: true))
-            for n in view.find(SwarmNode.self) { state.engine.setNode(n) }
-            for t in view.find(SwarmTask.self) {
+            for n in view.all(SwarmNode.self) { state.engine.setNode(n) }
+            for t in view.all(SwarmTask.self) {
                 if Self.holdsResources(t) {
                     state.engine.taskAssigned(t)
                     state.accounted.insert(t.id)
@@ -111,18 +111,26 @@ public final class SchedulerLoop: Sendable {
     }
 
     func schedule(_ state: inout State) async {
-        let view = store.view()
-        let pending = state.pending.compactMap { view.get(SwarmTask.self, id: $0) }.filter(Self.isPending)
+        let c = ContinuousClock(); let t0 = c.now
+        defer { FileHandle.standardError.write(Data("total \(c.now - t0)\n".utf8)) }
+        // The read view is dropped before the commit, so that applying it can change the
+        // store's maps in place instead of copying the paths the view shares.
+        let (pending, cluster) = store.view { view in
+            (state.pending.compactMap { view.get(SwarmTask.self, id: $0) }.filter(Self.isPending), view.all(SwarmCluster.self).first)
+        }
         guard !pending.isEmpty else { return }
-        let cluster = view.find(SwarmCluster.self).first
         let defaultStrategy = cluster?.spec.defaultStrategy ?? "spread"
         let defaultFilters = cluster?.spec.defaultFilters ?? []
         defer { state.engine.filters = PlacementFilter.pipeline }
-        let groups = Dictionary(grouping: pending) { "\($0.serviceID)@\($0.specVersion)" }
+        let groups = Dictionary(grouping: pending) { GroupKey(serviceID: $0.serviceID, specVersion: $0.specVersion) }
         var updates: [SwarmTask] = []
         var prepared: Set<String> = []
+        let now = Int64(Date().timeIntervalSince1970 * 1e9)
         for key in groups.keys.sorted() {
-            let tasks = groups[key]!.sorted { ($0.slot, $0.id) < ($1.slot, $1.id) }
+            // Sorted by slot then ID, on keys read once (not through the messages' getters
+            // at every comparison).
+            let tasks = groups[key]!.map { (slot: $0.slot, id: $0.id, task: $0) }
+                .sorted { ($0.slot, $0.id) < ($1.slot, $1.id) }.map(\.task)
             let first = tasks[0]
             let name = first.spec.strategy.isEmpty ? (defaultStrategy.isEmpty ? "spread" : defaultStrategy) : first.spec.strategy
             let req: TaskRequirements
@@ -160,33 +168,38 @@ public final class SchedulerLoop: Sendable {
                 } else {
                     state.engine.taskAssigned(t)
                     state.accounted.insert(t.id)
-                    updates.append(assignedUpdate(t, node: t.nodeID))
+                    updates.append(assignedUpdate(t, node: t.nodeID, at: now))
                 }
             }
             if free.isEmpty { continue }
             let result = state.engine.place(free, requirements: req, scorer: scorer)
-            let byID = Dictionary(uniqueKeysWithValues: free.map { ($0.id, $0) })
-            for (taskID, nodeID) in result.assignments {
-                state.accounted.insert(taskID)
-                var u = assignedUpdate(byID[taskID]!, node: nodeID)
-                u.assignedGpus = result.gpus[taskID] ?? []
-                updates.append(u)
-            }
-            for (taskID, why) in result.unplaced where byID[taskID]!.status.message != why {
-                updates.append(pendingUpdate(byID[taskID]!, why, rejections: result.rejections))
+            // Assignments come in the order of `free`; every other task is unplaced.
+            var next = 0
+            for t in free {
+                if next < result.assignments.count, result.assignments[next].task == t.id {
+                    state.accounted.insert(t.id)
+                    var u = assignedUpdate(t, node: result.assignments[next].node, at: now)
+                    u.assignedGpus = result.gpus[t.id] ?? []
+                    updates.append(u)
+                    next += 1
+                } else if let why = result.unplaced[t.id], t.status.message != why {
+                    updates.append(pendingUpdate(t, why, rejections: result.rejections))
+                }
             }
         }
         if timePluginCalls {
             let (calls, nanos) = state.scorers.values.reduce((0, UInt64(0))) { ($0.0 + $1.pluginCalls, $0.1 + $1.pluginNanoseconds) }
             pluginTime.withLock { $0 = (calls, nanos) }
         }
+        FileHandle.standardError.write(Data("placed \(c.now - t0)\n".utf8))
         guard !updates.isEmpty else { return }
         do {
             try await store.batch { batch in
                 for u in updates {
                     try await batch.update { tx in
-                        guard let current = tx.get(SwarmTask.self, id: u.id), current.meta.version == u.meta.version else { return }
-                        try tx.update(u)
+                        // A task that changed since it was read (or is gone) is skipped: the
+                        // failed update changes nothing, and the next pass sees the task anew.
+                        do throws(StoreError) { try tx.update(u) } catch .sequenceConflict, .notFound {}
                     }
                 }
             }
@@ -204,10 +217,10 @@ public final class SchedulerLoop: Sendable {
 
     /// The cluster's expected workload for strategies that ask for it: the shape of each
     /// service's tasks, running or waiting, weighted by how many there are.
-    static func workload(_ state: State, pending: [String: [SwarmTask]]) -> [(TaskRequirements, Int)] {
-        var counts: [String: (SwarmTask, Int)] = [:]
+    static func workload(_ state: State, pending: [GroupKey: [SwarmTask]]) -> [(TaskRequirements, Int)] {
+        var counts: [GroupKey: (SwarmTask, Int)] = [:]
         for node in state.engine.nodes.values {
-            for t in node.tasks.values { counts["\(t.serviceID)@\(t.specVersion)", default: (t, 0)].1 += 1 }
+            for t in node.tasks.values { counts[GroupKey(serviceID: t.serviceID, specVersion: t.specVersion), default: (t, 0)].1 += 1 }
         }
         for (key, tasks) in pending { counts[key, default: (tasks[0], 0)].1 += tasks.count }
         return counts.keys.sorted().compactMap { key in
@@ -216,13 +229,20 @@ public final class SchedulerLoop: Sendable {
         }
     }
 
-    func assignedUpdate(_ t: SwarmTask, node: String) -> SwarmTask {
+    /// The tasks of one service at one spec version are placed together.
+    struct GroupKey: Hashable, Comparable {
+        var serviceID: String
+        var specVersion: UInt64
+        static func < (a: GroupKey, b: GroupKey) -> Bool { (a.serviceID, a.specVersion) < (b.serviceID, b.specVersion) }
+    }
+
+    func assignedUpdate(_ t: SwarmTask, node: String, at now: Int64) -> SwarmTask {
         var u = t
         u.nodeID = node
         u.status.state = .assigned
         u.status.message = "scheduler assigned task to node"
         u.status.rejections = [:]
-        u.status.timestamp = Int64(Date().timeIntervalSince1970 * 1e9)
+        u.status.timestamp = now
         return u
     }
 

@@ -57,14 +57,16 @@ public final class MemoryStore: Sendable {
     /// transaction changed an object it updates.
     @discardableResult
     public func update<R: Sendable>(_ body: (inout WriteTx) throws -> R) async throws -> R {
-        var tx = WriteTx(state: view().state, now: clock())
-        let result = try body(&tx)
-        if tx.changeCount > 0 { _ = try await commit(tx) }
+        var tx: WriteTx? = WriteTx(state: view().state, now: clock())
+        let result = try body(&tx!)
+        if tx!.changeCount > 0 { _ = try await commit(&tx) }
         return result
     }
 
-    func commit(_ tx: WriteTx) async throws -> UInt64 {
-        var request = tx.request
+    /// Commits a transaction and consumes it: it is released before the commit is applied,
+    /// so that its snapshot does not hold on to the maps the commit changes.
+    func commit(_ tx: inout WriteTx?) async throws -> UInt64 {
+        guard var request = tx.take()?.request else { return view().version }
         request.id = UInt64.random(in: 1...UInt64.max)
         if let proposer { return try await proposer.propose(request) }
         let index = inner.withLock { $0.state.version + 1 }
@@ -78,14 +80,11 @@ public final class MemoryStore: Sendable {
     @discardableResult
     public func apply(_ request: SwarmInternalRaftRequest, index: UInt64) -> Result<Void, StoreError> {
         inner.withLock { inner -> Result<Void, StoreError> in
-            switch Result(catching: { () throws(StoreError) in
-                try applyActions(request.actions, to: inner.state, index: index)
-            }) {
-            case .success(let (state, events)):
-                inner.state = state
+            do throws(StoreError) {
+                let events = try applyActions(request.actions, to: &inner.state, index: index)
                 publish(events, version: index, to: &inner)
                 return .success(())
-            case .failure(let error):
+            } catch {
                 inner.state.version = max(inner.state.version, index)
                 return .failure(error)
             }
@@ -121,24 +120,42 @@ public final class MemoryStore: Sendable {
         init(store: MemoryStore) { self.store = store }
 
         public func update(_ body: (inout WriteTx) throws -> Void) async throws {
-            var candidate = tx ?? WriteTx(state: store.view().state, now: store.clock())
-            try body(&candidate)
-            let over = candidate.changeCount > MemoryStore.maxChangesPerTransaction
-                || candidate.byteSize > MemoryStore.maxTransactionBytes
-            if over, let current = tx, current.changeCount > 0 {
+            // The open transaction is taken out of `tx` while `body` runs, so that it is
+            // the only reference to its maps and writes change them in place; a savepoint
+            // undoes `body` when it throws or overflows the transaction.
+            guard var current = tx.take() else {
+                var fresh = WriteTx(state: store.view().state, now: store.clock())
+                try body(&fresh)
+                tx = fresh
+                return
+            }
+            let before = current.changeCount
+            current.setSavepoint()
+            do {
+                try body(&current)
+            } catch {
+                current.rollbackToSavepoint()
+                tx = current
+                throw error
+            }
+            let over = current.changeCount > MemoryStore.maxChangesPerTransaction
+                || current.byteSize > MemoryStore.maxTransactionBytes
+            if over && before > 0 {
+                current.rollbackToSavepoint()
+                tx = consume current
                 try await flush()
                 var fresh = WriteTx(state: store.view().state, now: store.clock())
                 try body(&fresh)
                 tx = fresh
             } else {
-                tx = candidate
+                current.releaseSavepoint()
+                tx = consume current
             }
         }
 
         func flush() async throws {
-            guard let current = tx, current.changeCount > 0 else { return }
-            tx = nil
-            _ = try await store.commit(current)
+            guard let count = tx?.changeCount, count > 0 else { return }
+            _ = try await store.commit(&tx)
             committed += 1
         }
     }

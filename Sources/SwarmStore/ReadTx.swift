@@ -68,11 +68,17 @@ public struct ReadTx: Sendable {
     public var version: UInt64 { state.version }
 
     public func get<T: StoreObject>(_ type: T.Type, id: String) -> T? {
-        state[keyPath: T.tablePath].get(id)
+        T.get(id, in: state)
     }
 
     public func count<T: StoreObject>(_ type: T.Type) -> Int {
         state[keyPath: T.tablePath].count
+    }
+
+    /// Every object of a table, in no particular order: for callers that load a whole
+    /// table and do not need ``find(_:_:)``'s sort by ID.
+    public func all<T: StoreObject>(_ type: T.Type) -> [T] {
+        state[keyPath: T.tablePath].all
     }
 
     /// The objects of a table that match the selector, sorted by ID.

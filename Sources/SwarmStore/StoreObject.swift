@@ -6,14 +6,14 @@ public enum StoreTable: String, Sendable, CaseIterable, Hashable {
     case nodes, services, tasks, clusters, secrets, configs, networks
 }
 
-/// A secondary index: a name and the keys an object is filed under.
+/// A secondary index: a name and the key an object is filed under (nil: not filed).
 public struct StoreIndex<Object>: Sendable {
     public let name: String
-    let keys: @Sendable (Object) -> [String]
+    let key: @Sendable (Object) -> String?
 
-    public init(_ name: String, keys: @escaping @Sendable (Object) -> [String]) {
+    public init(_ name: String, key: @escaping @Sendable (Object) -> String?) {
         self.name = name
-        self.keys = keys
+        self.key = key
     }
 }
 
@@ -21,6 +21,9 @@ public struct StoreIndex<Object>: Sendable {
 public protocol StoreObject: SwiftProtobuf.Message, Sendable {
     static var table: StoreTable { get }
     static var tablePath: WritableKeyPath<StoreState, Table<Self>> { get }
+    /// The object with this ID in a state: direct access, for the hot read path (a key
+    /// path lookup costs several times more).
+    static func get(_ id: String, in state: StoreState) -> Self?
     /// Secondary indexes beyond ID and name.
     static var indexes: [StoreIndex<Self>] { get }
     var id: String { get set }
@@ -125,12 +128,11 @@ public enum AnyStoreObject: Sendable, Equatable {
 extension SwarmNode: StoreObject {
     public static var table: StoreTable { .nodes }
     public static var tablePath: WritableKeyPath<StoreState, Table<SwarmNode>> { \.nodes }
-    public static var indexes: [StoreIndex<SwarmNode>] {
-        [
-            StoreIndex("role") { ["\($0.role)"] },
-            StoreIndex("availability") { ["\($0.spec.availability)"] },
-        ]
-    }
+    public static func get(_ id: String, in state: StoreState) -> SwarmNode? { state.nodes.get(id) }
+    public static let indexes: [StoreIndex<SwarmNode>] = [
+        StoreIndex("role") { "\($0.role)" },
+        StoreIndex("availability") { "\($0.spec.availability)" },
+    ]
     /// Node names need not be unique (two machines may share a hostname).
     public var storeName: String? { nil }
     /// Nodes are found by their spec name, or else their hostname.
@@ -143,6 +145,7 @@ extension SwarmNode: StoreObject {
 extension SwarmService: StoreObject {
     public static var table: StoreTable { .services }
     public static var tablePath: WritableKeyPath<StoreState, Table<SwarmService>> { \.services }
+    public static func get(_ id: String, in state: StoreState) -> SwarmService? { state.services.get(id) }
     public var storeName: String? { spec.annotations.name }
     public var anyObject: AnyStoreObject { .service(self) }
 }
@@ -150,14 +153,13 @@ extension SwarmService: StoreObject {
 extension SwarmTask: StoreObject {
     public static var table: StoreTable { .tasks }
     public static var tablePath: WritableKeyPath<StoreState, Table<SwarmTask>> { \.tasks }
-    public static var indexes: [StoreIndex<SwarmTask>] {
-        [
-            StoreIndex("service") { [$0.serviceID] },
-            StoreIndex("node") { $0.nodeID.isEmpty ? [] : [$0.nodeID] },
-            StoreIndex("slot") { $0.serviceID.isEmpty ? [] : ["\($0.serviceID)/\($0.slot)"] },
-            StoreIndex("desired-state") { ["\($0.desiredState.rawValue)"] },
-        ]
-    }
+    public static func get(_ id: String, in state: StoreState) -> SwarmTask? { state.tasks.get(id) }
+    public static let indexes: [StoreIndex<SwarmTask>] = [
+        StoreIndex("service") { $0.serviceID },
+        StoreIndex("node") { $0.nodeID.isEmpty ? nil : $0.nodeID },
+        StoreIndex("slot") { $0.serviceID.isEmpty ? nil : "\($0.serviceID)/\($0.slot)" },
+        StoreIndex("desired-state") { "\($0.desiredState.rawValue)" },
+    ]
     public var storeName: String? { nil }
     public var anyObject: AnyStoreObject { .task(self) }
 }
@@ -165,6 +167,7 @@ extension SwarmTask: StoreObject {
 extension SwarmCluster: StoreObject {
     public static var table: StoreTable { .clusters }
     public static var tablePath: WritableKeyPath<StoreState, Table<SwarmCluster>> { \.clusters }
+    public static func get(_ id: String, in state: StoreState) -> SwarmCluster? { state.clusters.get(id) }
     public var storeName: String? { spec.annotations.name }
     public var anyObject: AnyStoreObject { .cluster(self) }
 }
@@ -172,6 +175,7 @@ extension SwarmCluster: StoreObject {
 extension SwarmSecret: StoreObject {
     public static var table: StoreTable { .secrets }
     public static var tablePath: WritableKeyPath<StoreState, Table<SwarmSecret>> { \.secrets }
+    public static func get(_ id: String, in state: StoreState) -> SwarmSecret? { state.secrets.get(id) }
     public var storeName: String? { annotations.name }
     public var anyObject: AnyStoreObject { .secret(self) }
 }
@@ -179,6 +183,7 @@ extension SwarmSecret: StoreObject {
 extension SwarmConfig: StoreObject {
     public static var table: StoreTable { .configs }
     public static var tablePath: WritableKeyPath<StoreState, Table<SwarmConfig>> { \.configs }
+    public static func get(_ id: String, in state: StoreState) -> SwarmConfig? { state.configs.get(id) }
     public var storeName: String? { annotations.name }
     public var anyObject: AnyStoreObject { .config(self) }
 }
@@ -186,6 +191,7 @@ extension SwarmConfig: StoreObject {
 extension SwarmNetwork: StoreObject {
     public static var table: StoreTable { .networks }
     public static var tablePath: WritableKeyPath<StoreState, Table<SwarmNetwork>> { \.networks }
+    public static func get(_ id: String, in state: StoreState) -> SwarmNetwork? { state.networks.get(id) }
     public var storeName: String? { annotations.name }
     public var anyObject: AnyStoreObject { .network(self) }
 }

@@ -41,16 +41,11 @@ public struct Table<Object: StoreObject>: Sendable {
         }
         if let name = object.storeName, !name.isEmpty { byName[name.lowercased()] = object.id }
         for (k, index) in Object.indexes.enumerated() {
-            let newKeys = index.keys(object)
-            let oldKeys = old.map { index.keys($0) } ?? []
-            if oldKeys == newKeys { continue }
-            for key in oldKeys where !newKeys.contains(key) {
-                secondary[k][key]?.remove(object.id)
-                if secondary[k][key]?.isEmpty == true { secondary[k][key] = nil }
-            }
-            for key in newKeys where !oldKeys.contains(key) {
-                secondary[k][key, default: []].insert(object.id)
-            }
+            let newKey = index.key(object)
+            let oldKey = old.flatMap(index.key)
+            if oldKey == newKey { continue }
+            if let oldKey { unfile(object.id, index: k, key: oldKey) }
+            if let newKey { secondary[k][newKey, default: []].insert(object.id) }
         }
     }
 
@@ -64,11 +59,13 @@ public struct Table<Object: StoreObject>: Sendable {
             byName[name.lowercased()] = nil
         }
         for (k, index) in Object.indexes.enumerated() {
-            for key in index.keys(old) {
-                secondary[k][key]?.remove(old.id)
-                if secondary[k][key]?.isEmpty == true { secondary[k][key] = nil }
-            }
+            if let key = index.key(old) { unfile(old.id, index: k, key: key) }
         }
+    }
+
+    private mutating func unfile(_ id: String, index k: Int, key: String) {
+        secondary[k][key]?.remove(id)
+        if secondary[k][key]?.isEmpty == true { secondary[k][key] = nil }
     }
 }
 

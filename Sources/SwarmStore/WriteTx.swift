@@ -1,4 +1,3 @@
-import HashTreeCollections
 import SwarmAPI
 import SwiftProtobuf
 
@@ -36,67 +35,103 @@ extension AnyStoreObject {
 /// committed through the log and applied; a change based on an outdated version of an
 /// object then fails with ``StoreError/sequenceConflict(_:id:expected:actual:)``.
 ///
-/// Several changes to one object within a transaction collapse into one action.
+/// The snapshot is never modified: the transaction's own writes live in a small overlay
+/// (its changes) that reads consult first, so a write costs a map insert, not a copy of
+/// the snapshot's paths. Several changes to one object within a transaction collapse into
+/// one action.
 public struct WriteTx: Sendable {
     struct Key: Hashable {
         var table: StoreTable
         var id: String
     }
 
-    /// One recorded change: its action, its place in the transaction, its encoded size.
+    /// One recorded change: its action, its place in the transaction, its encoded size,
+    /// and the object as the transaction now sees it (nil once removed).
     struct Change {
         var seq: Int
         var action: SwarmStoreAction
         var size: Int
+        var object: AnyStoreObject?
     }
 
-    private(set) var state: StoreState
+    struct NameKey: Hashable {
+        var table: StoreTable
+        var name: String
+    }
+
+    /// The snapshot the transaction reads under its own writes.
+    let base: StoreState
     let now: Int64
-    /// A persistent map, so that copying a transaction (as ``MemoryStore/Batch`` does for
-    /// each update) is O(1) and a change copies only its path.
-    private(set) var changes: TreeDictionary<Key, Change> = [:]
+    private(set) var changes: [Key: Change] = [:]
+    /// Unique names whose owner the transaction changed ("" when the name became free).
+    private var names: [NameKey: String] = [:]
     private var nextSeq = 0
     /// Encoded size of the actions.
     private(set) var byteSize = 0
+    /// What a savepoint needs to undo.
+    private var undo: Savepoint?
+
+    struct Savepoint {
+        var nextSeq: Int
+        var byteSize: Int
+        var names: [NameKey: String]
+        /// The change recorded for each key before its first touch after the savepoint.
+        var saved: [Key: Change?] = [:]
+    }
 
     init(state: StoreState, now: Int64) {
-        self.state = state
+        self.base = state
         self.now = now
     }
 
-    /// A read view that includes this transaction's own writes.
-    public var reader: ReadTx { ReadTx(state) }
     public var changeCount: Int { changes.count }
 
-    public func get<T: StoreObject>(_ type: T.Type, id: String) -> T? { reader.get(type, id: id) }
-    public func find<T: StoreObject>(_ type: T.Type, _ selector: Selector = .all) -> [T] { reader.find(type, selector) }
+    /// An object as this transaction sees it.
+    public func get<T: StoreObject>(_ type: T.Type, id: String) -> T? {
+        if let change = changes[Key(table: T.table, id: id)] { return change.object?.typed(T.self) }
+        return T.get(id, in: base)
+    }
+
+    /// The objects that match the selector as this transaction sees them, sorted by ID.
+    public func find<T: StoreObject>(_ type: T.Type, _ selector: Selector = .all) -> [T] {
+        let fromBase = ReadTx(base).find(type, selector)
+        let own = changes.filter { $0.key.table == T.table }
+        if own.isEmpty { return fromBase }
+        if case .idPrefix(let id) = selector, let exact = get(type, id: id) { return [exact] }
+        var result = fromBase.filter { own[Key(table: T.table, id: $0.id)] == nil }
+        for (_, change) in own {
+            if let o = change.object?.typed(T.self), selector.matches(o) { result.append(o) }
+        }
+        result.sort { $0.id < $1.id }
+        return result
+    }
 
     /// Adds a new object. Its ID must be unused and its name, if the table has unique
     /// names, free.
     public mutating func create<T: StoreObject>(_ object: T) throws(StoreError) {
         guard !object.id.isEmpty else { throw .invalidObject("\(T.table.singular) has an empty ID") }
-        if state[keyPath: T.tablePath].get(object.id) != nil { throw .exists(T.table, id: object.id) }
+        if get(T.self, id: object.id) != nil { throw .exists(T.table, id: object.id) }
         try checkName(object, table: T.table)
         var o = object
         o.meta.version = 0
         o.meta.createdAt = now
         o.meta.updatedAt = now
-        state.put(o.anyObject)
         let key = Key(table: T.table, id: o.id)
+        save(key)
         if let removed = changes[key]?.action, removed.kind == .remove, let previous = AnyStoreObject(removed.target) {
             // Deleted and re-created in one transaction: store it as a replacement of the
             // version that was deleted.
             o.meta.version = previous.meta.version
-            state.put(o.anyObject)
-            record(key, kind: .update, o.anyObject)
+            record(key, kind: .update, o.anyObject, now: o.anyObject)
         } else {
-            record(key, kind: .create, o.anyObject)
+            record(key, kind: .create, o.anyObject, now: o.anyObject)
         }
+        claimName(key, old: nil, new: o.storeName)
     }
 
     /// Replaces an object. `object.meta.version` must be the version the caller read.
     public mutating func update<T: StoreObject>(_ object: T) throws(StoreError) {
-        guard let current = state[keyPath: T.tablePath].get(object.id) else { throw .notFound(T.table, id: object.id) }
+        guard let current = get(T.self, id: object.id) else { throw .notFound(T.table, id: object.id) }
         if object.meta.version != current.meta.version {
             throw .sequenceConflict(T.table, id: object.id, expected: object.meta.version, actual: current.meta.version)
         }
@@ -104,35 +139,79 @@ public struct WriteTx: Sendable {
         var o = object
         o.meta.createdAt = current.meta.createdAt
         o.meta.updatedAt = now
-        state.put(o.anyObject)
         let key = Key(table: T.table, id: o.id)
-        record(key, kind: changes[key]?.action.kind == .create ? .create : .update, o.anyObject)
+        save(key)
+        record(key, kind: changes[key]?.action.kind == .create ? .create : .update, o.anyObject, now: o.anyObject)
+        claimName(key, old: current.storeName, new: o.storeName)
     }
 
     /// Removes an object.
     public mutating func delete<T: StoreObject>(_ type: T.Type, id: String) throws(StoreError) {
-        guard let current = state[keyPath: T.tablePath].get(id) else { throw .notFound(T.table, id: id) }
-        state.remove(T.table, id: id)
+        guard let current = get(T.self, id: id) else { throw .notFound(T.table, id: id) }
         let key = Key(table: T.table, id: id)
+        save(key)
         if let created = changes[key], created.action.kind == .create {
             byteSize -= created.size
             changes[key] = nil
         } else {
-            record(key, kind: .remove, current.anyObject)
+            record(key, kind: .remove, current.anyObject, now: nil)
         }
+        claimName(key, old: current.storeName, new: nil)
+    }
+
+    // MARK: Savepoints
+
+    /// Marks the current contents, so that ``rollbackToSavepoint()`` can undo what follows
+    /// without the caller keeping a copy of the transaction (a copy would make every
+    /// later write copy the paths it shares with it).
+    mutating func setSavepoint() {
+        undo = Savepoint(nextSeq: nextSeq, byteSize: byteSize, names: names)
+    }
+
+    /// Undoes every change made since ``setSavepoint()`` and clears the savepoint.
+    mutating func rollbackToSavepoint() {
+        guard let point = undo else { return }
+        undo = nil
+        for (key, before) in point.saved { changes[key] = before }
+        names = point.names
+        nextSeq = point.nextSeq
+        byteSize = point.byteSize
+    }
+
+    /// Keeps the changes made since ``setSavepoint()`` and clears the savepoint.
+    mutating func releaseSavepoint() { undo = nil }
+
+    private mutating func save(_ key: Key) {
+        guard undo != nil, undo?.saved[key] == nil else { return }
+        undo!.saved[key] = .some(changes[key])
+    }
+
+    // MARK: Names
+
+    private func owner(_ table: StoreTable, _ name: String) -> String? {
+        if let owner = names[NameKey(table: table, name: name.lowercased())] { return owner.isEmpty ? nil : owner }
+        return base.idForName(table, name)
     }
 
     private func checkName<T: StoreObject>(_ object: T, table: StoreTable) throws(StoreError) {
         guard let name = object.storeName else { return }
         if name.isEmpty { throw .invalidObject("\(table.singular) \(object.id) has an empty name") }
-        if let owner = state.idForName(table, name), owner != object.id { throw .nameConflict(table, name: name) }
+        if let owner = owner(table, name), owner != object.id { throw .nameConflict(table, name: name) }
     }
 
-    private mutating func record(_ key: Key, kind: SwarmStoreAction.Kind, _ object: AnyStoreObject) {
+    private mutating func claimName(_ key: Key, old: String?, new: String?) {
+        let oldName = old?.lowercased() ?? "", newName = new?.lowercased() ?? ""
+        if oldName != newName, !oldName.isEmpty, owner(key.table, oldName) == key.id {
+            names[NameKey(table: key.table, name: oldName)] = ""
+        }
+        if !newName.isEmpty { names[NameKey(table: key.table, name: newName)] = key.id }
+    }
+
+    private mutating func record(_ key: Key, kind: SwarmStoreAction.Kind, _ target: AnyStoreObject, now object: AnyStoreObject?) {
         var action = SwarmStoreAction()
         action.kind = kind
-        action.target = object.actionTarget
-        let size = (try? action.serializedBytes() as [UInt8])?.count ?? 0
+        action.target = target.actionTarget
+        let size = action.encodedSize()
         var seq = nextSeq
         if let previous = changes[key] {
             byteSize -= previous.size
@@ -141,7 +220,7 @@ public struct WriteTx: Sendable {
             nextSeq += 1
         }
         byteSize += size
-        changes[key] = Change(seq: seq, action: action, size: size)
+        changes[key] = Change(seq: seq, action: action, size: size, object: object)
     }
 
     /// The transaction as a log entry payload, its actions in the order first recorded.
@@ -152,47 +231,86 @@ public struct WriteTx: Sendable {
     }
 }
 
-/// Applies a committed transaction to a state, all or nothing. Deterministic: every
-/// manager gets the same result for the same state, actions and index.
-func applyActions(_ actions: [SwarmStoreAction], to base: StoreState, index: UInt64) throws(StoreError) -> (StoreState, [StoreEvent]) {
-    var state = base
-    var events: [StoreEvent] = []
-    events.reserveCapacity(actions.count)
-    for action in actions {
-        guard let object = AnyStoreObject(action.target) else { throw .invalidObject("store action without an object") }
-        let table = object.table
-        let old = state.object(table, id: object.id)
-        switch action.kind {
-        case .create:
-            if old != nil { throw .exists(table, id: object.id) }
-            if let name = object.storeName, let owner = state.idForName(table, name), owner != object.id {
-                throw .nameConflict(table, name: name)
-            }
-            let new = object.withMeta { $0.version = index }
-            state.put(new)
-            events.append(StoreEvent(kind: .created, old: nil, new: new))
-        case .update:
-            guard let old else { throw .notFound(table, id: object.id) }
-            if old.meta.version != object.meta.version {
-                throw .sequenceConflict(table, id: object.id, expected: object.meta.version, actual: old.meta.version)
-            }
-            if let name = object.storeName, let owner = state.idForName(table, name), owner != object.id {
-                throw .nameConflict(table, name: name)
-            }
-            let new = object.withMeta {
-                $0.version = index
-                $0.createdAt = old.meta.createdAt
-            }
-            state.put(new)
-            events.append(StoreEvent(kind: .updated, old: old, new: new))
-        case .remove:
-            guard let old else { throw .notFound(table, id: object.id) }
-            state.remove(table, id: object.id)
-            events.append(StoreEvent(kind: .deleted, old: old, new: nil))
-        case .unknown, .UNRECOGNIZED:
-            throw .invalidObject("unknown store action kind \(action.kind.rawValue)")
+extension AnyStoreObject {
+    func typed<T: StoreObject>(_ type: T.Type) -> T? {
+        switch self {
+        case .node(let o): return o as? T
+        case .service(let o): return o as? T
+        case .task(let o): return o as? T
+        case .cluster(let o): return o as? T
+        case .secret(let o): return o as? T
+        case .config(let o): return o as? T
+        case .network(let o): return o as? T
         }
     }
+}
+
+extension Selector {
+    /// Whether one object is selected, as ``ReadTx/find(_:_:)`` would select it.
+    func matches<T: StoreObject>(_ o: T) -> Bool {
+        switch self {
+        case .all: return true
+        case .name(let name): return o.lookupName?.lowercased() == name.lowercased()
+        case .namePrefix(let prefix): return o.lookupName?.lowercased().hasPrefix(prefix.lowercased()) == true
+        case .idPrefix(let prefix): return o.id.hasPrefix(prefix)
+        case .index(let index, let key): return T.indexes.first { $0.name == index }.map { $0.key(o) == key } == true
+        }
+    }
+}
+
+/// Applies a committed transaction to a state in place, all or nothing: when an action
+/// fails, the ones before it are undone and the error is thrown. Deterministic: every
+/// manager gets the same result for the same state, actions and index. Changing the state
+/// in place (rather than a copy) means paths that no reader shares are not copied.
+func applyActions(_ actions: [SwarmStoreAction], to state: inout StoreState, index: UInt64) throws(StoreError) -> [StoreEvent] {
+    var events: [StoreEvent] = []
+    events.reserveCapacity(actions.count)
+    do throws(StoreError) {
+        for action in actions {
+            events.append(try applyAction(action, to: &state, index: index))
+        }
+    } catch {
+        for e in events.reversed() {
+            if let old = e.old { state.put(old) } else { state.remove(e.object.table, id: e.object.id) }
+        }
+        throw error
+    }
     state.version = index
-    return (state, events)
+    return events
+}
+
+private func applyAction(_ action: SwarmStoreAction, to state: inout StoreState, index: UInt64) throws(StoreError) -> StoreEvent {
+    guard let object = AnyStoreObject(action.target) else { throw .invalidObject("store action without an object") }
+    let table = object.table
+    let old = state.object(table, id: object.id)
+    switch action.kind {
+    case .create:
+        if old != nil { throw .exists(table, id: object.id) }
+        if let name = object.storeName, let owner = state.idForName(table, name), owner != object.id {
+            throw .nameConflict(table, name: name)
+        }
+        let new = object.withMeta { $0.version = index }
+        state.put(new)
+        return StoreEvent(kind: .created, old: nil, new: new)
+    case .update:
+        guard let old else { throw .notFound(table, id: object.id) }
+        if old.meta.version != object.meta.version {
+            throw .sequenceConflict(table, id: object.id, expected: object.meta.version, actual: old.meta.version)
+        }
+        if let name = object.storeName, let owner = state.idForName(table, name), owner != object.id {
+            throw .nameConflict(table, name: name)
+        }
+        let new = object.withMeta {
+            $0.version = index
+            $0.createdAt = old.meta.createdAt
+        }
+        state.put(new)
+        return StoreEvent(kind: .updated, old: old, new: new)
+    case .remove:
+        guard let old else { throw .notFound(table, id: object.id) }
+        state.remove(table, id: object.id)
+        return StoreEvent(kind: .deleted, old: old, new: nil)
+    case .unknown, .UNRECOGNIZED:
+        throw .invalidObject("unknown store action kind \(action.kind.rawValue)")
+    }
 }

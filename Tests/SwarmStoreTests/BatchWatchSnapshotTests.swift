@@ -31,6 +31,51 @@ import Testing
         #expect(store.view().count(SwarmTask.self) == 40)
     }
 
+    @Test func batchUpdateThatThrowsLeavesNothingBehind() async throws {
+        let store = MemoryStore()
+        try await store.update { try $0.create(F.task("old", service: "s")) }
+        struct Refused: Error {}
+        let transactions = try await store.batch { batch in
+            try await batch.update { try $0.create(F.task("a", service: "s")) }
+            // This body changes three objects, then throws: none of its changes may stay.
+            await #expect(throws: Refused.self) {
+                try await batch.update { tx in
+                    try tx.create(F.task("b", service: "s"))
+                    var old = try #require(tx.get(SwarmTask.self, id: "old"))
+                    old.nodeID = "n9"
+                    try tx.update(old)
+                    try tx.delete(SwarmTask.self, id: "a")
+                    throw Refused()
+                }
+            }
+            try await batch.update { try $0.create(F.task("c", service: "s")) }
+        }
+        #expect(transactions == 1)
+        let view = store.view()
+        #expect(view.find(SwarmTask.self).map(\.id) == ["a", "c", "old"])
+        #expect(view.get(SwarmTask.self, id: "old")?.nodeID == "")
+        #expect(view.find(SwarmTask.self, .index("node", "n9")).isEmpty)
+    }
+
+    @Test func batchOverflowReRunsTheBodyOnAFreshTransaction() async throws {
+        let store = MemoryStore()
+        var runs = 0
+        let transactions = try await store.batch { batch in
+            for k in 0..<200 { try await batch.update { try $0.create(F.task("t\(k)", service: "s")) } }
+            // Two changes: the open transaction would reach 202, so this body is undone
+            // there and run again on a fresh one.
+            try await batch.update { tx in
+                runs += 1
+                try tx.create(F.task("x", service: "s"))
+                try tx.create(F.task("y", service: "s"))
+            }
+        }
+        #expect(runs == 2)
+        #expect(transactions == 2)
+        let versions = Dictionary(grouping: store.view().find(SwarmTask.self), by: \.meta.version).mapValues(\.count)
+        #expect(versions.values.sorted() == [2, 200])
+    }
+
     @Test func watchDeliversTypedEventsWithOldAndNew() async throws {
         let store = MemoryStore()
         let watcher = store.watch(WatchFilter(tables: [.tasks], commits: true))

@@ -49,6 +49,41 @@ import Testing
         #expect(seen == 2)
     }
 
+    @Test func transactionReadsMergeItsWritesOverTheSnapshot() async throws {
+        let store = MemoryStore()
+        try await store.update { tx in
+            try tx.create(F.task("t1", service: "s1", node: "n1"))
+            try tx.create(F.task("t2", service: "s1", node: "n1"))
+            try tx.create(F.task("t3", service: "s2", node: "n2"))
+            try tx.create(F.service("a", name: "web"))
+        }
+        try await store.update { tx in
+            // Move t1 to n2, delete t2, add t4 on n1: the node index inside the
+            // transaction must show the moves, and the snapshot must not.
+            var t1 = try #require(tx.get(SwarmTask.self, id: "t1"))
+            t1.nodeID = "n2"
+            try tx.update(t1)
+            try tx.delete(SwarmTask.self, id: "t2")
+            try tx.create(F.task("t4", service: "s1", node: "n1"))
+            #expect(tx.find(SwarmTask.self, .node("n1")).map(\.id) == ["t4"])
+            #expect(tx.find(SwarmTask.self, .node("n2")).map(\.id) == ["t1", "t3"])
+            #expect(tx.find(SwarmTask.self).map(\.id) == ["t1", "t3", "t4"])
+            #expect(tx.get(SwarmTask.self, id: "t2") == nil)
+            #expect(tx.find(SwarmTask.self, .idPrefix("t4")).map(\.id) == ["t4"])
+            // A name freed in the transaction can be taken in it; a name taken in it cannot.
+            var web = try #require(tx.get(SwarmService.self, id: "a"))
+            web.spec.annotations.name = "api"
+            try tx.update(web)
+            try tx.create(F.service("b", name: "WEB"))
+            #expect(throws: StoreError.nameConflict(.services, name: "Api")) { try tx.create(F.service("c", name: "Api")) }
+            #expect(tx.find(SwarmService.self, .name("web")).map(\.id) == ["b"])
+        }
+        let v = store.view()
+        #expect(v.find(SwarmTask.self, .node("n1")).map(\.id) == ["t4"])
+        #expect(v.find(SwarmService.self, .name("api")).map(\.id) == ["a"])
+        #expect(v.find(SwarmService.self, .name("web")).map(\.id) == ["b"])
+    }
+
     @Test func staleUpdateFailsWithSequenceConflictAndNothingIsHalfApplied() async throws {
         let store = MemoryStore()
         try await store.update { tx in
@@ -65,11 +100,11 @@ import Testing
         // A transaction built on the old read changes t1 and t2.
         t1.nodeID = "n1"
         t2.nodeID = "n1"
-        var tx = WriteTx(state: read.state, now: 0)
-        try tx.update(t1)
-        try tx.update(t2)
+        var tx: WriteTx? = WriteTx(state: read.state, now: 0)
+        try tx!.update(t1)
+        try tx!.update(t2)
         await #expect(throws: StoreError.sequenceConflict(.tasks, id: "t2", expected: 1, actual: 2)) {
-            try await store.commit(tx)
+            try await store.commit(&tx)
         }
         #expect(store.view().get(SwarmTask.self, id: "t1")?.nodeID == "")
         #expect(store.view().get(SwarmTask.self, id: "t2")?.nodeID == "n9")

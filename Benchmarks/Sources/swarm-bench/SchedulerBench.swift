@@ -79,7 +79,7 @@ struct SchedulerBench: AsyncParsableCommand {
         scheduler.cancel()
         watcher.cancel()
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        let perNode = Dictionary(grouping: store.view().find(SwarmTask.self), by: \.nodeID).mapValues(\.count)
+        let perNode = Dictionary(grouping: store.view().all(SwarmTask.self), by: \.nodeID).mapValues(\.count)
         let pluginTime = loop.pluginCallTime
         print("nodes  tasks   strategy  constraint  seconds   placements/s  tasks/node (min-max)  plugin calls  plugin share")
         print(String(format: "%-6d %-7d %-9@ %-11@ %-9.3f %-13.0f %-21@ %-13d %@", n, m, name as NSString, (constrained ? "yes" : "no") as NSString,
