@@ -111,8 +111,6 @@ public final class SchedulerLoop: Sendable {
     }
 
     func schedule(_ state: inout State) async {
-        let c = ContinuousClock(); let t0 = c.now
-        defer { FileHandle.standardError.write(Data("total \(c.now - t0)\n".utf8)) }
         // The read view is dropped before the commit, so that applying it can change the
         // store's maps in place instead of copying the paths the view shares.
         let (pending, cluster) = store.view { view in
@@ -191,7 +189,6 @@ public final class SchedulerLoop: Sendable {
             let (calls, nanos) = state.scorers.values.reduce((0, UInt64(0))) { ($0.0 + $1.pluginCalls, $0.1 + $1.pluginNanoseconds) }
             pluginTime.withLock { $0 = (calls, nanos) }
         }
-        FileHandle.standardError.write(Data("placed \(c.now - t0)\n".utf8))
         guard !updates.isEmpty else { return }
         do {
             try await store.batch { batch in
