@@ -34,9 +34,9 @@ public final class SchedulerLoop: Sendable {
         var scorers: [String: PluginScorer] = [:]
         /// Tasks the engine counts against their node.
         var accounted: Set<String> = []
-        /// Tasks waiting for a node, kept from the watch so that a pass never scans the
-        /// whole task table.
-        var pending: Set<String> = []
+        /// Tasks waiting for a node, as the watch last delivered them, so that a pass
+        /// neither scans nor re-reads the task table.
+        var pending: [String: SwarmTask] = [:]
     }
 
     static func isPending(_ t: SwarmTask) -> Bool {
@@ -59,7 +59,7 @@ public final class SchedulerLoop: Sendable {
                     state.engine.taskAssigned(t)
                     state.accounted.insert(t.id)
                 } else if Self.isPending(t) {
-                    state.pending.insert(t.id)
+                    state.pending[t.id] = t
                 }
             }
             await schedule(&state)
@@ -86,7 +86,7 @@ public final class SchedulerLoop: Sendable {
         case .node(let n):
             if e.kind == .deleted { state.engine.removeNode(n.id) } else { state.engine.setNode(n) }
         case .task(let t):
-            if e.kind != .deleted && Self.isPending(t) { state.pending.insert(t.id) } else { state.pending.remove(t.id) }
+            state.pending[t.id] = e.kind != .deleted && Self.isPending(t) ? t : nil
             let holds = e.kind != .deleted && Self.holdsResources(t)
             if holds && !state.accounted.contains(t.id) {
                 state.engine.taskAssigned(t)
@@ -113,10 +113,9 @@ public final class SchedulerLoop: Sendable {
     func schedule(_ state: inout State) async {
         // The read view is dropped before the commit, so that applying it can change the
         // store's maps in place instead of copying the paths the view shares.
-        let (pending, cluster) = store.view { view in
-            (state.pending.compactMap { view.get(SwarmTask.self, id: $0) }.filter(Self.isPending), view.all(SwarmCluster.self).first)
-        }
+        let pending = Array(state.pending.values)
         guard !pending.isEmpty else { return }
+        let cluster = store.view().all(SwarmCluster.self).first
         let defaultStrategy = cluster?.spec.defaultStrategy ?? "spread"
         let defaultFilters = cluster?.spec.defaultFilters ?? []
         defer { state.engine.filters = PlacementFilter.pipeline }

@@ -106,7 +106,9 @@ public struct NodeInfo: Sendable {
         let r = task.spec.resources.reservations
         freeNanoCPUs -= r.nanoCpus
         freeMemoryBytes -= r.memoryBytes
-        for (kind, n) in GenericResources.totals(r.generic) { genericFree[kind, default: 0] -= n }
+        if !r.generic.isEmpty {
+            for (kind, n) in GenericResources.totals(r.generic) { genericFree[kind, default: 0] -= n }
+        }
         for p in task.spec.ports where p.publishedPort != 0 { usedHostPorts.insert(p.publishedPort) }
         for g in task.assignedGpus {
             if let i = gpus.firstIndex(where: { $0.uuid == g.uuid }) { gpus[i].freeMilli -= Int32(g.milli) }

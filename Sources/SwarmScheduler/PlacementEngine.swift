@@ -115,12 +115,15 @@ public struct PlacementEngine: Sendable {
         for task in tasks {
             var placed = false
             while let path = chooseBranch(), let best = heaps[path]!.popMax() {
+                // The node is read through its index (borrowed, not copied) and changed in
+                // place: a NodeInfo copy costs a retain and release of each of its tables.
+                guard let at = nodes.index(forKey: best.node) else { continue }
                 // Earlier tasks of the group may have used up this node.
-                if !filters.allSatisfy({ $0.passes(req, nodes[best.node]!) }) { continue }
+                if !filters.allSatisfy({ $0.passes(req, nodes.values[at]) }) { continue }
                 var assigned = task
                 assigned.nodeID = best.node
                 if req.gpuCount > 0 {
-                    let chosen = nodes[best.node]!
+                    let chosen = nodes.values[at]
                     let candidates = Set(chosen.candidateGPUs(req))
                     var devices = scorer.assignDevices(req, chosen)
                     if let d = devices, d.count != Int(req.gpuCount) || Set(d).count != d.count || !d.allSatisfy(candidates.contains) {
@@ -132,11 +135,9 @@ public struct PlacementEngine: Sendable {
                     }
                     result.gpus[task.id] = assigned.assignedGpus
                 }
-                // Mutated in place: a copy would duplicate the node's task table each time.
-                nodes[best.node]!.add(assigned)
-                let node = nodes[best.node]!
+                nodes.values[at].add(assigned)
                 result.assignments.append((task.id, best.node))
-                if filters.allSatisfy({ $0.passes(req, node) }), let s = scorer.score(req, node), s.isFinite {
+                if filters.allSatisfy({ $0.passes(req, nodes.values[at]) }), let s = scorer.score(req, nodes.values[at]), s.isFinite {
                     heaps[path]!.insert(Candidate(score: s, node: best.node))
                 }
                 if !levels.isEmpty { for k in 0...path.count { counts[Array(path.prefix(k)), default: 0] += 1 } }

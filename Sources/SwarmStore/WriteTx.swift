@@ -65,14 +65,16 @@ public struct WriteTx: Sendable {
     private(set) var changes: [Key: Change] = [:]
     /// Unique names whose owner the transaction changed ("" when the name became free).
     private var names: [NameKey: String] = [:]
-    private var nextSeq = 0
+    /// Keys in the order first recorded; a change's `seq` is its place here (a key that
+    /// was dropped and recorded again appears twice, and only its current place counts).
+    private var order: [Key] = []
     /// Encoded size of the actions.
     private(set) var byteSize = 0
     /// What a savepoint needs to undo.
     private var undo: Savepoint?
 
     struct Savepoint {
-        var nextSeq: Int
+        var orderCount: Int
         var byteSize: Int
         var names: [NameKey: String]
         /// The change recorded for each key before its first touch after the savepoint.
@@ -165,7 +167,7 @@ public struct WriteTx: Sendable {
     /// without the caller keeping a copy of the transaction (a copy would make every
     /// later write copy the paths it shares with it).
     mutating func setSavepoint() {
-        undo = Savepoint(nextSeq: nextSeq, byteSize: byteSize, names: names)
+        undo = Savepoint(orderCount: order.count, byteSize: byteSize, names: names)
     }
 
     /// Undoes every change made since ``setSavepoint()`` and clears the savepoint.
@@ -174,7 +176,7 @@ public struct WriteTx: Sendable {
         undo = nil
         for (key, before) in point.saved { changes[key] = before }
         names = point.names
-        nextSeq = point.nextSeq
+        order.removeLast(order.count - point.orderCount)
         byteSize = point.byteSize
     }
 
@@ -212,12 +214,12 @@ public struct WriteTx: Sendable {
         action.kind = kind
         action.target = target.actionTarget
         let size = action.encodedSize()
-        var seq = nextSeq
+        var seq = order.count
         if let previous = changes[key] {
             byteSize -= previous.size
             seq = previous.seq  // a collapsed change keeps its place
         } else {
-            nextSeq += 1
+            order.append(key)
         }
         byteSize += size
         changes[key] = Change(seq: seq, action: action, size: size, object: object)
@@ -226,7 +228,7 @@ public struct WriteTx: Sendable {
     /// The transaction as a log entry payload, its actions in the order first recorded.
     var request: SwarmInternalRaftRequest {
         var r = SwarmInternalRaftRequest()
-        r.actions = changes.values.sorted { $0.seq < $1.seq }.map(\.action)
+        r.actions = order.enumerated().compactMap { i, key in changes[key].flatMap { $0.seq == i ? $0.action : nil } }
         return r
     }
 }

@@ -18,14 +18,16 @@ struct SchedulerBench: AsyncParsableCommand {
     @Flag(help: "Tasks carry a constraint that every third node meets") var constraint = false
     @Option(help: "Directory of plugin .so files (default: $SWARM_PLUGIN_DIR, else the main package's .build/release)") var pluginDir: String?
     @Flag(help: "Also measure the time spent inside the strategy plugin (adds two clock reads per call)") var timePlugin = false
+    @Option(help: "Runs, each on a fresh store; the figures are those of the median run") var runs = 1
 
-    func run() async throws {
-        let registry = PluginRegistry()
-        let dir = pluginDir ?? ReplayBench.defaultPluginDir()
-        for e in registry.loadDirectory(dir) { FileHandle.standardError.write(Data("warning: \(e)\n".utf8)) }
-        guard registry.strategy(strategy) != nil else {
-            throw ValidationError("unknown strategy \"\(strategy)\" (loaded from \(dir): \(registry.names(.strategy).joined(separator: ", ")))")
-        }
+    struct Run {
+        var seconds: Double
+        var perNode: [String: Int]
+        var pluginTime: (calls: Int, nanoseconds: UInt64)
+    }
+
+    /// One timed run on a fresh store.
+    func runOnce(_ registry: PluginRegistry) async throws -> Run {
         let store = MemoryStore()
         let n = nodes, m = tasks, name = strategy, constrained = constraint
         try await store.batch { batch in
@@ -80,7 +82,24 @@ struct SchedulerBench: AsyncParsableCommand {
         watcher.cancel()
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         let perNode = Dictionary(grouping: store.view().all(SwarmTask.self), by: \.nodeID).mapValues(\.count)
-        let pluginTime = loop.pluginCallTime
+        return Run(seconds: seconds, perNode: perNode, pluginTime: loop.pluginCallTime)
+    }
+
+    func run() async throws {
+        let registry = PluginRegistry()
+        let dir = pluginDir ?? ReplayBench.defaultPluginDir()
+        for e in registry.loadDirectory(dir) { FileHandle.standardError.write(Data("warning: \(e)\n".utf8)) }
+        guard registry.strategy(strategy) != nil else {
+            throw ValidationError("unknown strategy \"\(strategy)\" (loaded from \(dir): \(registry.names(.strategy).joined(separator: ", ")))")
+        }
+        var results: [Run] = []
+        for _ in 0..<max(1, runs) { results.append(try await runOnce(registry)) }
+        let sorted = results.sorted { $0.seconds < $1.seconds }
+        let run = sorted[sorted.count / 2]
+        let (n, m, name, constrained, seconds, perNode, pluginTime) = (nodes, tasks, strategy, constraint, run.seconds, run.perNode, run.pluginTime)
+        if results.count > 1 {
+            print(String(format: "runs: %d, seconds min %.3f, median %.3f, max %.3f", results.count, sorted[0].seconds, run.seconds, sorted.last!.seconds))
+        }
         print("nodes  tasks   strategy  constraint  seconds   placements/s  tasks/node (min-max)  plugin calls  plugin share")
         print(String(format: "%-6d %-7d %-9@ %-11@ %-9.3f %-13.0f %-21@ %-13d %@", n, m, name as NSString, (constrained ? "yes" : "no") as NSString,
                      seconds, Double(m) / seconds, "\(perNode.values.min() ?? 0)-\(perNode.values.max() ?? 0)" as NSString,
