@@ -120,7 +120,7 @@ public final class SchedulerLoop: Sendable {
         let defaultFilters = cluster?.spec.defaultFilters ?? []
         defer { state.engine.filters = PlacementFilter.pipeline }
         let groups = Dictionary(grouping: pending) { GroupKey(serviceID: $0.serviceID, specVersion: $0.specVersion) }
-        var updates: [SwarmTask] = []
+        var updates = UpdatePipeline(store: store)
         var prepared: Set<String> = []
         let now = Int64(Date().timeIntervalSince1970 * 1e9)
         for key in groups.keys.sorted() {
@@ -134,11 +134,11 @@ public final class SchedulerLoop: Sendable {
             do {
                 req = try TaskRequirements(serviceID: first.serviceID, serviceName: first.serviceAnnotations.name, spec: first.spec)
             } catch {
-                updates += tasks.map { pendingUpdate($0, "invalid placement: \(error)") }
+                for t in tasks { updates.add(pendingUpdate(t, "invalid placement: \(error)")) }
                 continue
             }
             guard let scorer = scorer(name, &state) else {
-                updates += tasks.map { pendingUpdate($0, "strategy \"\(name)\" is not loaded on this manager") }
+                for t in tasks { updates.add(pendingUpdate(t, "strategy \"\(name)\" is not loaded on this manager")) }
                 continue
             }
             if scorer.strategy.wantsPrepare && prepared.insert(name).inserted {
@@ -152,7 +152,7 @@ public final class SchedulerLoop: Sendable {
                 pluginFilters.append(.plugin(f, loaded))
             }
             if let missing {
-                updates += tasks.map { pendingUpdate($0, "filter \"\(missing)\" is not loaded on this manager") }
+                for t in tasks { updates.add(pendingUpdate(t, "filter \"\(missing)\" is not loaded on this manager")) }
                 continue
             }
             state.engine.filters = PlacementFilter.pipeline + pluginFilters
@@ -161,26 +161,25 @@ public final class SchedulerLoop: Sendable {
             for t in preassigned {
                 guard let node = state.engine.nodes[t.nodeID] else { continue }
                 if let failed = state.engine.filters.first(where: { !$0.passes(req, node) }) {
-                    updates.append(pendingUpdate(t, "no suitable node (\(failed.explanation(req, rejected: 1)))"))
+                    updates.add(pendingUpdate(t, "no suitable node (\(failed.explanation(req, rejected: 1)))"))
                 } else {
                     state.engine.taskAssigned(t)
                     state.accounted.insert(t.id)
-                    updates.append(assignedUpdate(t, node: t.nodeID, at: now))
+                    updates.add(assignedUpdate(t, node: t.nodeID, at: now))
                 }
             }
             if free.isEmpty { continue }
-            let result = state.engine.place(free, requirements: req, scorer: scorer)
-            // Assignments come in the order of `free`; every other task is unplaced.
-            var next = 0
-            for t in free {
-                if next < result.assignments.count, result.assignments[next].task == t.id {
+            // Each assignment is queued for commit as soon as it is made.
+            var placed = [Bool](repeating: false, count: free.count)
+            let result = state.engine.place(free, requirements: req, scorer: scorer) { position, assigned in
+                placed[position] = true
+                updates.add(assignedUpdate(assigned, node: assigned.nodeID, at: now))
+            }
+            for (position, t) in free.enumerated() {
+                if placed[position] {
                     state.accounted.insert(t.id)
-                    var u = assignedUpdate(t, node: result.assignments[next].node, at: now)
-                    u.assignedGpus = result.gpus[t.id] ?? []
-                    updates.append(u)
-                    next += 1
                 } else if let why = result.unplaced[t.id], t.status.message != why {
-                    updates.append(pendingUpdate(t, why, rejections: result.rejections))
+                    updates.add(pendingUpdate(t, why, rejections: result.rejections))
                 }
             }
         }
@@ -188,26 +187,14 @@ public final class SchedulerLoop: Sendable {
             let (calls, nanos) = state.scorers.values.reduce((0, UInt64(0))) { ($0.0 + $1.pluginCalls, $0.1 + $1.pluginNanoseconds) }
             pluginTime.withLock { $0 = (calls, nanos) }
         }
-        guard !updates.isEmpty else { return }
-        do {
-            try await store.batch { batch in
-                for u in updates {
-                    try await batch.update { tx in
-                        // A task that changed since it was read (or is gone) is skipped: the
-                        // failed update changes nothing, and the next pass sees the task anew.
-                        do throws(StoreError) { try tx.update(u) } catch .sequenceConflict, .notFound {}
-                    }
-                }
-            }
-        } catch {
-            // Conflicting tasks are re-read and placed again after the next commit.
-            logger.debug("scheduler batch not fully applied: \(error)")
-            for u in updates where u.status.state == .assigned && state.accounted.contains(u.id) {
-                if store.view().get(SwarmTask.self, id: u.id)?.nodeID != u.nodeID {
-                    state.engine.taskEnded(u)
-                    state.accounted.remove(u.id)
-                }
-            }
+        guard let error = await updates.finish() else { return }
+        // Assignments that did not reach the store are given back to their nodes; the
+        // tasks are still pending and are placed again after the next commit.
+        logger.debug("scheduler updates not fully applied: \(error)")
+        let view = store.view()
+        for u in updates.assignments where state.accounted.contains(u.id) && view.get(SwarmTask.self, id: u.id)?.nodeID != u.nodeID {
+            state.engine.taskEnded(u)
+            state.accounted.remove(u.id)
         }
     }
 

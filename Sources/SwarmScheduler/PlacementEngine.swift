@@ -71,7 +71,12 @@ public struct PlacementEngine: Sendable {
     }
 
     /// Places `tasks` (all with `requirements`), updating node state for each assignment.
-    public mutating func place(_ tasks: [SwarmTask], requirements req: TaskRequirements, scorer: some Scorer) -> PlacementResult {
+    ///
+    /// `onAssign` is called with each task's position in `tasks` and the task as assigned
+    /// (node and GPUs set) as soon as it is placed, so that a caller can start writing
+    /// assignments while the rest of the group is being placed.
+    public mutating func place(_ tasks: [SwarmTask], requirements req: TaskRequirements, scorer: some Scorer,
+                               onAssign: (Int, SwarmTask) -> Void = { _, _ in }) -> PlacementResult {
         var result = PlacementResult()
         // One heap per branch of the preference tree (a single branch without preferences).
         let levels = req.spreadLabels
@@ -112,7 +117,7 @@ public struct PlacementEngine: Sendable {
             heaps[branch(node), default: Heap()].insert(Candidate(score: s, node: id))
         }
         var explanation: String?
-        for task in tasks {
+        for (position, task) in tasks.enumerated() {
             var placed = false
             while let path = chooseBranch(), let best = heaps[path]!.popMax() {
                 // The node is read through its index (borrowed, not copied) and changed in
@@ -137,6 +142,7 @@ public struct PlacementEngine: Sendable {
                 }
                 nodes.values[at].add(assigned)
                 result.assignments.append((task.id, best.node))
+                onAssign(position, assigned)
                 if filters.allSatisfy({ $0.passes(req, nodes.values[at]) }), let s = scorer.score(req, nodes.values[at]), s.isFinite {
                     heaps[path]!.insert(Candidate(score: s, node: best.node))
                 }

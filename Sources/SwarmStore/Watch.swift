@@ -123,9 +123,36 @@ public final class Watcher: AsyncSequence, Sendable {
         }
     }
 
+    /// Takes every buffered message at once, so that an iterator can hand them out
+    /// without a lock or a suspension each. Nil when nothing is buffered.
+    func drain() throws(StoreError) -> Deque<WatchMessage>? {
+        try state.withLock { s throws(StoreError) -> Deque<WatchMessage>? in
+            if !s.buffer.isEmpty {
+                defer { s.buffer = [] }
+                return s.buffer
+            }
+            if let f = s.failure { throw f }
+            return nil
+        }
+    }
+
+    /// Hands out buffered messages in batches; it suspends only when none are buffered.
     public struct AsyncIterator: AsyncIteratorProtocol {
         let watcher: Watcher
-        public mutating func next() async throws -> WatchMessage? { try await watcher.next() }
+        var local: Deque<WatchMessage> = []
+
+        public mutating func next() async throws -> WatchMessage? {
+            if let m = local.popFirst() { return m }
+            if Task.isCancelled {
+                watcher.cancel()
+                return nil
+            }
+            if let batch = try watcher.drain() {
+                local = batch
+                return local.popFirst()
+            }
+            return try await watcher.next()
+        }
     }
 
     public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(watcher: self) }
