@@ -39,6 +39,9 @@ public final class SchedulerLoop: Sendable {
         var pending: [String: SwarmTask] = [:]
     }
 
+    /// Events the scheduler's watch may hold before it is closed (and the store re-read).
+    static let watchLimit = 2_000_000
+
     static func isPending(_ t: SwarmTask) -> Bool {
         t.desiredState == .running && t.status.state.rawValue < SwarmTaskState.assigned.rawValue
     }
@@ -52,7 +55,9 @@ public final class SchedulerLoop: Sendable {
     public func run() async {
         while !Task.isCancelled {
             var state = State()
-            let (view, watcher) = store.viewAndWatch(WatchFilter(tables: [.nodes, .tasks], commits: true))
+            // A pass commits its own assignments while the watch is not read, so the watch
+            // must hold a pass's worth of events (one per task) without falling behind.
+            let (view, watcher) = store.viewAndWatch(WatchFilter(tables: [.nodes, .tasks], commits: true), limit: Self.watchLimit)
             for n in view.all(SwarmNode.self) { state.engine.setNode(n) }
             for t in view.all(SwarmTask.self) {
                 if Self.holdsResources(t) {
