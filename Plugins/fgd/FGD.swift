@@ -9,6 +9,8 @@ import Synchronization
 final class FGD: Strategy {
     private let workload = Mutex<[WeightedShape]>([])
 
+    var wantsPrepare: Bool { true }
+
     func prepare(cluster: ClusterView) {
         let w = cluster.workload.map(\.weightedShape)
         workload.withLock { $0 = w }

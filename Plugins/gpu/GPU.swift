@@ -20,6 +20,8 @@ import Synchronization
 final class GPUStrategy: Strategy {
     private let workload = Mutex<[WeightedShape]>([])
 
+    var wantsPrepare: Bool { true }
+
     func prepare(cluster: ClusterView) {
         let w = cluster.workload.map(\.weightedShape)
         workload.withLock { $0 = w }

@@ -9,6 +9,8 @@ final class RandomStrategy: Strategy {
 
     func next() -> UInt64 { rng.withLock { $0.next() } }
 
+    var wantsPrepare: Bool { true }
+
     /// Seeds the generator at the start of a run (tick 0); later passes keep drawing.
     func prepare(cluster: ClusterView) {
         if cluster.tick == 0 { rng.withLock { $0 = SplitMix64(seed: cluster.seed ^ 0x5EED) } }

@@ -5,8 +5,12 @@ import SwarmPluginABI
 public protocol Strategy: Sendable {
     func score(task: TaskView, node: NodeView) -> Double?
     /// Called once per scheduling pass, before its scores, with the whole cluster and its
-    /// expected workload (ABI 1.1). Never concurrent with `score`.
+    /// expected workload (ABI 1.1), when ``wantsPrepare`` is true. Never concurrent with
+    /// `score`.
     func prepare(cluster: ClusterView)
+    /// Whether the host should call ``prepare(cluster:)``. False by default, so that a
+    /// strategy without one costs the host nothing per pass; set it where you implement it.
+    var wantsPrepare: Bool { get }
     /// The GPUs (positions in `node.gpus`) the task gets on the node chosen for it, or nil
     /// for the host's choice: best fit for a fraction, lowest-indexed free GPUs for whole
     /// ones (ABI 1.1).
@@ -15,6 +19,7 @@ public protocol Strategy: Sendable {
 
 extension Strategy {
     public func prepare(cluster: ClusterView) {}
+    public var wantsPrepare: Bool { false }
     public func assignDevices(task: TaskView, node: NodeView) -> [Int]? { nil }
 }
 
@@ -59,9 +64,11 @@ public struct PluginRegistrar {
             let s = Unmanaged<StrategyBox>.fromOpaque(ctx!).takeUnretainedValue().strategy
             return s.score(task: TaskView(task!), node: NodeView(node!)) ?? .nan
         }
-        v.prepare = { ctx, cluster in
-            let s = Unmanaged<StrategyBox>.fromOpaque(ctx!).takeUnretainedValue().strategy
-            s.prepare(cluster: ClusterView(cluster!))
+        if strategy.wantsPrepare {
+            v.prepare = { ctx, cluster in
+                let s = Unmanaged<StrategyBox>.fromOpaque(ctx!).takeUnretainedValue().strategy
+                s.prepare(cluster: ClusterView(cluster!))
+            }
         }
         v.assign_devices = { ctx, task, node, out, capacity in
             let s = Unmanaged<StrategyBox>.fromOpaque(ctx!).takeUnretainedValue().strategy

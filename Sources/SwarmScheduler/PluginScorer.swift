@@ -207,6 +207,9 @@ final class CNodeView {
 
 /// The task's C view, rebuilt only when the service changes.
 struct CTaskView {
+    /// The strings the C copies were made from, to see cheaply whether they still match
+    /// (two spec versions of one service may differ in runtime or GPU models).
+    private var strings: (serviceID: String, serviceName: String, runtime: String, models: [String])?
     private var serviceID: CString?
     private var serviceName: CString?
     private var runtime: CString?
@@ -215,7 +218,9 @@ struct CTaskView {
     private var raw = swarm_task_view()
 
     mutating func update(_ req: TaskRequirements) {
-        if serviceID.map({ String(cString: $0.ptr) }) != req.serviceID || serviceName.map({ String(cString: $0.ptr) }) != req.serviceName {
+        if strings?.serviceID != req.serviceID || strings?.serviceName != req.serviceName
+            || strings?.runtime != req.runtime || strings?.models != req.gpuModels {
+            strings = (req.serviceID, req.serviceName, req.runtime, req.gpuModels)
             serviceID = CString(req.serviceID)
             serviceName = CString(req.serviceName)
             runtime = CString(req.runtime)

@@ -205,6 +205,20 @@ struct GPUPlacementTests {
         #expect(engine.nodes["n1"]!.gpus.map(\.freeMilli) == [500, 0])
     }
 
+    /// A strategy written with the kit exports `prepare` only when it says it has one, so
+    /// that the host builds no cluster view per pass for strategies that ignore it.
+    @Test func kitStrategiesExportPrepareOnlyWhenTheyUseIt() throws {
+        let registry = PluginRegistry()
+        let dir = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+        for name in ["spread", "binpack", "gpu", "fgd"] {
+            try registry.load(file: dir.appendingPathComponent("libswarm-\(name).so").path)
+        }
+        #expect(try #require(registry.strategy("spread")).wantsPrepare == false)
+        #expect(try #require(registry.strategy("binpack")).wantsPrepare == false)
+        #expect(try #require(registry.strategy("gpu")).wantsPrepare == true)
+        #expect(try #require(registry.strategy("fgd")).wantsPrepare == true)
+    }
+
     @Test func theGPUStrategyPluginChoosesDevicesThroughTheABI() throws {
         let registry = PluginRegistry()
         let dir = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
