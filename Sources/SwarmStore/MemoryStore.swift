@@ -184,12 +184,9 @@ public final class MemoryStore: Sendable {
     private func publish(_ events: [StoreEvent], version: UInt64, to inner: inout Inner) {
         var closed: [ObjectIdentifier] = []
         for (key, watcher) in inner.watchers {
-            var alive = true
-            for e in events where watcher.filter.matches(e) {
-                if !watcher.push(.event(e)) { alive = false; break }
-            }
-            if alive && watcher.filter.commits { alive = watcher.push(.commit(version: version)) }
-            if !alive { closed.append(key) }
+            var messages = events.lazy.filter { watcher.filter.matches($0) }.map(WatchMessage.event).reduce(into: [WatchMessage]()) { $0.append($1) }
+            if watcher.filter.commits { messages.append(.commit(version: version)) }
+            if !watcher.push(contentsOf: messages) { closed.append(key) }
         }
         for key in closed { inner.watchers[key] = nil }
     }

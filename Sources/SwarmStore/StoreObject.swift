@@ -10,10 +10,16 @@ public enum StoreTable: String, Sendable, CaseIterable, Hashable {
 public struct StoreIndex<Object>: Sendable {
     public let name: String
     let key: @Sendable (Object) -> String?
+    /// Whether two versions of an object may be filed differently: a cheap comparison of
+    /// the fields the key is made of, so that an update that leaves them alone does not
+    /// build the key twice.
+    let mayDiffer: @Sendable (Object, Object) -> Bool
 
-    public init(_ name: String, key: @escaping @Sendable (Object) -> String?) {
+    public init(_ name: String, mayDiffer: @escaping @Sendable (Object, Object) -> Bool = { _, _ in true },
+                key: @escaping @Sendable (Object) -> String?) {
         self.name = name
         self.key = key
+        self.mayDiffer = mayDiffer
     }
 }
 
@@ -130,8 +136,8 @@ extension SwarmNode: StoreObject {
     public static var tablePath: WritableKeyPath<StoreState, Table<SwarmNode>> { \.nodes }
     public static func get(_ id: String, in state: StoreState) -> SwarmNode? { state.nodes.get(id) }
     public static let indexes: [StoreIndex<SwarmNode>] = [
-        StoreIndex("role") { "\($0.role)" },
-        StoreIndex("availability") { "\($0.spec.availability)" },
+        StoreIndex("role", mayDiffer: { $0.role != $1.role }) { "\($0.role)" },
+        StoreIndex("availability", mayDiffer: { $0.spec.availability != $1.spec.availability }) { "\($0.spec.availability)" },
     ]
     /// Node names need not be unique (two machines may share a hostname).
     public var storeName: String? { nil }
@@ -155,10 +161,12 @@ extension SwarmTask: StoreObject {
     public static var tablePath: WritableKeyPath<StoreState, Table<SwarmTask>> { \.tasks }
     public static func get(_ id: String, in state: StoreState) -> SwarmTask? { state.tasks.get(id) }
     public static let indexes: [StoreIndex<SwarmTask>] = [
-        StoreIndex("service") { $0.serviceID },
-        StoreIndex("node") { $0.nodeID.isEmpty ? nil : $0.nodeID },
-        StoreIndex("slot") { $0.serviceID.isEmpty ? nil : "\($0.serviceID)/\($0.slot)" },
-        StoreIndex("desired-state") { "\($0.desiredState.rawValue)" },
+        StoreIndex("service", mayDiffer: { $0.serviceID != $1.serviceID }) { $0.serviceID },
+        StoreIndex("node", mayDiffer: { $0.nodeID != $1.nodeID }) { $0.nodeID.isEmpty ? nil : $0.nodeID },
+        StoreIndex("slot", mayDiffer: { $0.serviceID != $1.serviceID || $0.slot != $1.slot }) {
+            $0.serviceID.isEmpty ? nil : "\($0.serviceID)/\($0.slot)"
+        },
+        StoreIndex("desired-state", mayDiffer: { $0.desiredState != $1.desiredState }) { "\($0.desiredState.rawValue)" },
     ]
     public var storeName: String? { nil }
     public var anyObject: AnyStoreObject { .task(self) }

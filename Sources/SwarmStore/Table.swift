@@ -41,6 +41,7 @@ public struct Table<Object: StoreObject>: Sendable {
         }
         if let name = object.storeName, !name.isEmpty { byName[name.lowercased()] = object.id }
         for (k, index) in Object.indexes.enumerated() {
+            if let old, !index.mayDiffer(old, object) { continue }
             let newKey = index.key(object)
             let oldKey = old.flatMap(index.key)
             if oldKey == newKey { continue }

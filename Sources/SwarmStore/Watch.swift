@@ -64,27 +64,36 @@ public final class Watcher: AsyncSequence, Sendable {
     }
 
     /// Queues a message. Returns false once the watcher is closed.
-    func push(_ message: WatchMessage) -> Bool {
-        let (waiter, alive): (CheckedContinuation<WatchMessage?, any Error>?, Bool) = state.withLock { s in
-            if s.finished { return (nil, false) }
-            if let w = s.waiter {
-                s.waiter = nil
-                return (w, true)
-            }
-            if s.buffer.count >= limit {
+    func push(_ message: WatchMessage) -> Bool { push(contentsOf: CollectionOfOne(message)) }
+
+    /// Queues messages under one lock (a transaction's events at once). Returns false
+    /// when the watcher is finished, or has just been closed for falling behind.
+    func push(contentsOf messages: some Collection<WatchMessage>) -> Bool {
+        guard !messages.isEmpty else { return true }
+        let (waiter, first, alive): (CheckedContinuation<WatchMessage?, any Error>?, WatchMessage?, Bool) = state.withLock { s in
+            if s.finished { return (nil, nil, false) }
+            // A waiting reader takes the first message at once; the rest must fit.
+            if s.buffer.count + messages.count - (s.waiter == nil ? 0 : 1) > limit {
                 s.failure = .watcherFellBehind(limit: limit)
                 s.finished = true
                 s.buffer.removeAll()
-                return (nil, false)
+                defer { s.waiter = nil }
+                return (s.waiter, nil, false)
             }
-            s.buffer.append(message)
-            return (nil, true)
+            if let w = s.waiter {
+                s.waiter = nil
+                s.buffer.append(contentsOf: messages.dropFirst())
+                return (w, messages.first, true)
+            }
+            s.buffer.append(contentsOf: messages)
+            return (nil, nil, true)
         }
-        waiter?.resume(returning: message)
+        if let waiter {
+            if let first { waiter.resume(returning: first) } else { waiter.resume(throwing: StoreError.watcherFellBehind(limit: limit)) }
+        }
         return alive
     }
 
-    /// Ends the stream; a pending or later `next()` returns nil.
     func finish() {
         let waiter = state.withLock { s -> CheckedContinuation<WatchMessage?, any Error>? in
             s.finished = true
