@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "swarm-spread", type: .dynamic, targets: ["SwarmSpreadPlugin"]),
         .library(name: "swarm-process", type: .dynamic, targets: ["SwarmProcessPlugin"]),
         .library(name: "swarm-binpack", type: .dynamic, targets: ["SwarmBinpackPlugin"]),
+        .library(name: "swarm-gang", type: .dynamic, targets: ["SwarmGangPlugin"]),
         .library(name: "swarm-random", type: .dynamic, targets: ["SwarmRandomPlugin"]),
         .library(name: "swarm-dotprod", type: .dynamic, targets: ["SwarmDotProdPlugin"]),
         .library(name: "swarm-gpu-clustering", type: .dynamic, targets: ["SwarmGpuClusteringPlugin"]),
@@ -87,6 +88,8 @@ let package = Package(
         .target(name: "SwarmSpreadPlugin", dependencies: ["SwarmPluginKit"], path: "Plugins/spread"),
         // Strategies: binpack, the GPU-aware "gpu", and the openb baselines it is measured against.
         .target(name: "SwarmBinpackPlugin", dependencies: ["SwarmPluginKit", "SwarmGPU"], path: "Plugins/binpack"),
+        // All-or-nothing group placement through place_group (ABI 1.2).
+        .target(name: "SwarmGangPlugin", dependencies: ["SwarmPluginKit"], path: "Plugins/gang"),
         .target(name: "SwarmRandomPlugin", dependencies: ["SwarmPluginKit", "SwarmGPU"], path: "Plugins/random"),
         .target(name: "SwarmDotProdPlugin", dependencies: ["SwarmPluginKit", "SwarmGPU"], path: "Plugins/dotprod"),
         .target(name: "SwarmGpuClusteringPlugin", dependencies: ["SwarmPluginKit", "SwarmGPU"], path: "Plugins/gpu-clustering"),

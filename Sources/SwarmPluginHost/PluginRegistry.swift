@@ -38,6 +38,8 @@ public struct LoadedStrategy: @unchecked Sendable {
     let prepareFn: (@convention(c) (UnsafeMutableRawPointer?, UnsafePointer<swarm_cluster_view>?) -> Void)?
     let assignFn: (@convention(c) (UnsafeMutableRawPointer?, UnsafePointer<swarm_task_view>?, UnsafePointer<swarm_node_view>?,
                                    UnsafeMutablePointer<UInt32>?, Int) -> Int32)?
+    let placeGroupFn: (@convention(c) (UnsafeMutableRawPointer?, UnsafePointer<swarm_task_view>?, Int,
+                                       UnsafePointer<UnsafePointer<swarm_node_view>?>?, Int, UnsafeMutablePointer<Int32>?) -> swarm_status)?
 
     init(record: PluginRecord, vtable: swarm_strategy_v1) {
         self.record = record
@@ -46,6 +48,22 @@ public struct LoadedStrategy: @unchecked Sendable {
         // Fields a 1.0 plugin's smaller table lacks were zeroed when it was copied.
         prepareFn = vtable.prepare
         assignFn = vtable.assign_devices
+        placeGroupFn = vtable.place_group
+    }
+
+    /// Whether the plugin places whole groups (ABI 1.2).
+    public var wantsPlaceGroup: Bool { placeGroupFn != nil }
+
+    /// The plugin's placement of a group: for each task a position in `feasible` (-1 for
+    /// none), or nil when it declines the group or has no place_group.
+    public func placeGroup(_ task: UnsafePointer<swarm_task_view>, count: Int,
+                           feasible: [UnsafePointer<swarm_node_view>?]) -> [Int32]? {
+        guard let placeGroupFn else { return nil }
+        var out = [Int32](repeating: -1, count: count)
+        let status = feasible.withUnsafeBufferPointer { nodes in
+            out.withUnsafeMutableBufferPointer { o in placeGroupFn(ctx, task, count, nodes.baseAddress, nodes.count, o.baseAddress) }
+        }
+        return status == SWARM_OK ? out : nil
     }
 
     /// The plugin's score; non-finite values mean "skip this node".

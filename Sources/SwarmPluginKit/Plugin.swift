@@ -15,12 +15,22 @@ public protocol Strategy: Sendable {
     /// for the host's choice: best fit for a fraction, lowest-indexed free GPUs for whole
     /// ones (ABI 1.1).
     func assignDevices(task: TaskView, node: NodeView) -> [Int]?
+    /// Places a whole group of `count` tasks like `task` at once (ABI 1.2), for decisions
+    /// that concern the group, such as all-or-nothing placement: for each task, a position
+    /// in `nodes` (the nodes that passed the filters, in ID order) or nil to leave it
+    /// pending. Return nil to let the host place the group task by task with `score`.
+    /// Called only when ``wantsPlaceGroup`` is true.
+    func placeGroup(task: TaskView, count: Int, nodes: [NodeView]) -> [Int?]?
+    /// Whether the host should call ``placeGroup(task:count:nodes:)``. False by default.
+    var wantsPlaceGroup: Bool { get }
 }
 
 extension Strategy {
     public func prepare(cluster: ClusterView) {}
     public var wantsPrepare: Bool { false }
     public func assignDevices(task: TaskView, node: NodeView) -> [Int]? { nil }
+    public func placeGroup(task: TaskView, count: Int, nodes: [NodeView]) -> [Int?]? { nil }
+    public var wantsPlaceGroup: Bool { false }
 }
 
 /// A scheduling filter. Called from several threads at once.
@@ -75,6 +85,15 @@ public struct PluginRegistrar {
             guard let chosen = s.assignDevices(task: TaskView(task!), node: NodeView(node!)), chosen.count <= capacity else { return -1 }
             for (i, g) in chosen.enumerated() { out![i] = UInt32(clamping: g) }
             return Int32(chosen.count)
+        }
+        if strategy.wantsPlaceGroup {
+            v.place_group = { ctx, task, count, feasible, feasibleCount, out in
+                let s = Unmanaged<StrategyBox>.fromOpaque(ctx!).takeUnretainedValue().strategy
+                let nodes = (0..<feasibleCount).map { NodeView(feasible![$0]!) }
+                guard let answer = s.placeGroup(task: TaskView(task!), count: count, nodes: nodes) else { return SWARM_DECLINED }
+                for i in 0..<count { out![i] = i < answer.count ? answer[i].map { Int32(clamping: $0) } ?? -1 : -1 }
+                return SWARM_OK
+            }
         }
         let status = name.withCString { host.pointee.register_strategy(host.pointee.host_ctx, $0, &v) }
         if status != SWARM_OK { throw RegistrationError(name: name, status: status) }

@@ -7,10 +7,18 @@ public protocol Scorer {
     /// The GPUs (positions in `node.gpus`) a task gets on the node chosen for it, or nil
     /// for the engine's choice. An answer that does not fit is ignored.
     func assignDevices(_ task: TaskRequirements, _ node: NodeInfo) -> [Int]?
+    /// Whether the scorer places whole groups through ``placeGroup(_:count:feasible:)``.
+    var placesGroups: Bool { get }
+    /// Places a whole group at once, for decisions that concern the group (gang
+    /// placement): for each of the `count` tasks, a position in `feasible` or nil (not
+    /// placed). Nil instead of an answer lets the engine place the group task by task.
+    func placeGroup(_ task: TaskRequirements, count: Int, feasible: [NodeInfo]) -> [Int?]?
 }
 
 extension Scorer {
     public func assignDevices(_ task: TaskRequirements, _ node: NodeInfo) -> [Int]? { nil }
+    public var placesGroups: Bool { false }
+    public func placeGroup(_ task: TaskRequirements, count: Int, feasible: [NodeInfo]) -> [Int?]? { nil }
 }
 
 /// The outcome of placing a group of tasks.
@@ -31,7 +39,7 @@ public struct PlacementResult: Sendable {
 /// then takes the best node from a heap for each task, re-scoring only the node that just
 /// received a task: O(n) for the first pass and O(log n) per task.
 public struct PlacementEngine: Sendable {
-    public private(set) var nodes: [String: NodeInfo] = [:]
+    public internal(set) var nodes: [String: NodeInfo] = [:]
     public var filters: [PlacementFilter] = PlacementFilter.pipeline
 
     public init() {}
@@ -77,6 +85,9 @@ public struct PlacementEngine: Sendable {
     /// assignments while the rest of the group is being placed.
     public mutating func place(_ tasks: [SwarmTask], requirements req: TaskRequirements, scorer: some Scorer,
                                onAssign: (Int, SwarmTask) -> Void = { _, _ in }) -> PlacementResult {
+        if scorer.placesGroups, let grouped = placeAsGroup(tasks, requirements: req, scorer: scorer, onAssign: onAssign) {
+            return grouped
+        }
         var result = PlacementResult()
         // One heap per branch of the preference tree (a single branch without preferences).
         let levels = req.spreadLabels
@@ -125,24 +136,7 @@ public struct PlacementEngine: Sendable {
                 guard let at = nodes.index(forKey: best.node) else { continue }
                 // Earlier tasks of the group may have used up this node.
                 if !filters.allSatisfy({ $0.passes(req, nodes.values[at]) }) { continue }
-                var assigned = task
-                assigned.nodeID = best.node
-                if req.gpuCount > 0 {
-                    let chosen = nodes.values[at]
-                    let candidates = Set(chosen.candidateGPUs(req))
-                    var devices = scorer.assignDevices(req, chosen)
-                    if let d = devices, d.count != Int(req.gpuCount) || Set(d).count != d.count || !d.allSatisfy(candidates.contains) {
-                        devices = nil  // an answer that does not fit: the engine chooses
-                    }
-                    guard let picked = devices ?? chosen.defaultGPUs(req) else { continue }
-                    assigned.assignedGpus = picked.map { i in
-                        SwarmAssignedGPU.with { $0.uuid = chosen.gpus[i].uuid; $0.index = chosen.gpus[i].index; $0.milli = req.gpuMilli }
-                    }
-                    result.gpus[task.id] = assigned.assignedGpus
-                }
-                nodes.values[at].add(assigned)
-                result.assignments.append((task.id, best.node))
-                onAssign(position, assigned)
+                guard assign(task, position: position, to: at, req, scorer, &result, onAssign) else { continue }
                 if filters.allSatisfy({ $0.passes(req, nodes.values[at]) }), let s = scorer.score(req, nodes.values[at]), s.isFinite {
                     heaps[path]!.insert(Candidate(score: s, node: best.node))
                 }
@@ -164,6 +158,33 @@ public struct PlacementEngine: Sendable {
             }
         }
         return result
+    }
+
+    /// Gives `task` to the node at `at`: chooses its GPUs (the scorer's choice when it is a
+    /// valid one, else the engine's), accounts it on the node and reports it. False when
+    /// the node has no GPUs left for it.
+    mutating func assign(_ task: SwarmTask, position: Int, to at: Dictionary<String, NodeInfo>.Index, _ req: TaskRequirements,
+                         _ scorer: some Scorer, _ result: inout PlacementResult, _ onAssign: (Int, SwarmTask) -> Void) -> Bool {
+        var assigned = task
+        assigned.nodeID = nodes.keys[at]
+        if req.gpuCount > 0 {
+            let chosen = nodes.values[at]
+            let candidates = Set(chosen.candidateGPUs(req))
+            var devices = scorer.assignDevices(req, chosen)
+            if let d = devices, d.count != Int(req.gpuCount) || Set(d).count != d.count || !d.allSatisfy(candidates.contains) {
+                devices = nil  // an answer that does not fit: the engine chooses
+            }
+            guard let picked = devices ?? chosen.defaultGPUs(req) else { return false }
+            assigned.assignedGpus = picked.map { i in
+                SwarmAssignedGPU.with { $0.uuid = chosen.gpus[i].uuid; $0.index = chosen.gpus[i].index; $0.milli = req.gpuMilli }
+            }
+            result.gpus[task.id] = assigned.assignedGpus
+        }
+        // Changed in place: a NodeInfo copy costs a retain and release of each of its tables.
+        nodes.values[at].add(assigned)
+        result.assignments.append((task.id, assigned.nodeID))
+        onAssign(position, assigned)
+        return true
     }
 
     /// "no suitable node (insufficient resources on 2 nodes; 1 node not available)": the

@@ -81,6 +81,24 @@ public final class PluginScorer: Scorer {
         return task.withPointer { t in view.withPointer { n in strategy.assignDevices(t, n) } }?.map(Int.init)
     }
 
+    public var placesGroups: Bool { strategy.wantsPlaceGroup }
+
+    /// The plugin's placement of a whole group (ABI 1.2); positions outside `feasible`
+    /// are passed on as they are, for the engine to refuse.
+    public func placeGroup(_ req: TaskRequirements, count: Int, feasible: [NodeInfo]) -> [Int?]? {
+        let nodeViews = feasible.map { node -> CNodeView in
+            let v = views[node.id].flatMap { $0.matches(node) ? $0 : nil } ?? CNodeView(node)
+            views[node.id] = v
+            v.update(node, serviceID: req.serviceID)
+            return v
+        }
+        task.update(req)
+        let answer = withExtendedLifetime(nodeViews) {
+            task.withPointer { t in strategy.placeGroup(t, count: count, feasible: nodeViews.map { Optional($0.pointer) }) }
+        }
+        return answer?.map { $0 == -1 ? nil : Int($0) }
+    }
+
     public func score(_ req: TaskRequirements, _ node: NodeInfo) -> Double? {
         let view: CNodeView
         if let cached = views[node.id], cached.matches(node) {

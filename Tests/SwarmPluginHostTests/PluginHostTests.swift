@@ -146,6 +146,42 @@ import Testing
         #expect(old.record.abiMinor == 0)
     }
 
+    /// place_group (ABI 1.2) through the C boundary: the host reads the plugin's answer,
+    /// and SWARM_DECLINED means "no answer".
+    @Test func aCPlaceGroupAnswersOrDeclines() throws {
+        let dir = Self.tempDir()
+        let so = try Self.compileC(Self.plugin("""
+            swarm_strategy_v1 s = {0};
+            s.struct_size = sizeof s;
+            s.score = score;
+            s.place_group = place_group;
+            return host->register_strategy(host->host_ctx, "pairs", &s);
+            """, extra: """
+            static double score(void *c, const swarm_task_view *t, const swarm_node_view *n) { return 1; }
+            /* Two tasks per node, last node first; declines groups larger than twice the nodes. */
+            static swarm_status place_group(void *c, const swarm_task_view *t, size_t count,
+                                            const swarm_node_view *const *nodes, size_t n, int32_t *out) {
+                if (count > 2 * n) return SWARM_DECLINED;
+                for (size_t i = 0; i < count; i++) out[i] = (int32_t)(n - 1 - i / 2);
+                return SWARM_OK;
+            }
+            """), name: "pairs", in: dir)
+        let registry = PluginRegistry()
+        try registry.load(file: so)
+        let pairs = try #require(registry.strategy("pairs"))
+        #expect(pairs.wantsPlaceGroup)
+        var task = swarm_task_view()
+        task.struct_size = MemoryLayout<swarm_task_view>.size
+        var node = swarm_node_view()
+        node.struct_size = MemoryLayout<swarm_node_view>.size
+        withUnsafePointer(to: &node) { n in
+            withUnsafePointer(to: &task) { t in
+                #expect(pairs.placeGroup(t, count: 5, feasible: [n, n, n]) == [2, 2, 1, 1, 0])
+                #expect(pairs.placeGroup(t, count: 7, feasible: [n, n, n]) == nil)
+            }
+        }
+    }
+
     @Test func wrongMajorVersionIsRefusedNamingTheFile() throws {
         let dir = Self.tempDir()
         let so = try Self.compileC(Self.plugin("""

@@ -33,7 +33,7 @@ extern "C" {
 #endif
 
 #define SWARM_PLUGIN_ABI_MAJOR 1
-#define SWARM_PLUGIN_ABI_MINOR 1
+#define SWARM_PLUGIN_ABI_MINOR 2
 #define SWARM_PLUGIN_ENTRY "swarm_plugin_init_v1"
 
 typedef int32_t swarm_status;
@@ -42,6 +42,8 @@ typedef int32_t swarm_status;
 #define SWARM_ERR_INVALID 2
 #define SWARM_ERR_DUPLICATE 3
 #define SWARM_ERR_VERSION 4
+/* ABI 1.2: the plugin has no answer for this call; the host does what it does without it. */
+#define SWARM_DECLINED 5
 
 /* A string view: `len` bytes of UTF-8 at `data` (not NUL-terminated). */
 typedef struct swarm_str {
@@ -184,6 +186,18 @@ typedef struct swarm_strategy_v1 {
      * the answer and falls back to its own choice if it is not a valid one. */
     int32_t (*assign_devices)(void *ctx, const swarm_task_view *task, const swarm_node_view *node,
                               uint32_t *out, size_t capacity);
+    /* ABI 1.2, optional (NULL): places a whole group at once (the `task_count` tasks of one
+     * service at one spec version, which all look like `task`), for decisions that concern
+     * the group, such as all-or-nothing (gang) placement. `feasible` holds the nodes that
+     * passed the filters, in ID order. Writes to out[i], for each task, a position in
+     * `feasible`, or -1 to leave that task pending. Returns SWARM_OK, or SWARM_DECLINED to
+     * let the host place the group task by task with score. The host applies the answer
+     * as a whole: if any choice is out of range, or names a node with no room left once
+     * the group's earlier tasks are on it, no task of the group is placed, and each stays
+     * pending with the reason. Placement preferences are the strategy's to honour here
+     * (the node views carry the labels). Never called concurrently with prepare. */
+    swarm_status (*place_group)(void *ctx, const swarm_task_view *task, size_t task_count,
+                                const swarm_node_view *const *feasible, size_t feasible_count, int32_t *out);
 } swarm_strategy_v1;
 
 /* The size of a 1.0 strategy table, the smallest the host accepts. */
