@@ -195,7 +195,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "SwarmOrchestratorTests", dependencies: ["SwarmOrchestrator", "SwarmAPI"]),
-        .testTarget(name: "SwarmSchedulerTests", dependencies: ["SwarmScheduler", "SwarmPluginHost", "SwarmAPI"]),
+        .testTarget(name: "SwarmSchedulerTests", dependencies: ["SwarmScheduler", "SwarmPluginHost", "SwarmPluginABI", "SwarmAPI"]),
     ],
     swiftLanguageModes: [.v6]
 )

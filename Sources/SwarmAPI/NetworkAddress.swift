@@ -9,3 +9,10 @@ public enum NetworkAddress {
         return (host.isEmpty ? "127.0.0.1" : host, port)
     }
 }
+
+/// Names of gRPC metadata keys the cluster's services share.
+public enum SwarmMetadataKey {
+    /// On an `unavailable` error from a manager that is not the leader: the leader's
+    /// address, when known, so that an agent goes there next.
+    public static let leaderAddress = "swarm-leader-addr"
+}

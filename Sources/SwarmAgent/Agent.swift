@@ -72,15 +72,24 @@ public final class Agent: Sendable {
     /// Runs until cancelled.
     public func run() async {
         var attempt = 0
+        // The leader a manager that is not the leader pointed to, tried next.
+        var redirect: String?
         while !Task.isCancelled {
             let list = managers.withLock { $0 }
-            let addr = list[attempt % max(1, list.count)]
+            let addr = redirect ?? list[attempt % max(1, list.count)]
+            redirect = nil
             do {
                 try await session(addr)
                 attempt = 0
             } catch {
                 if Task.isCancelled { break }
                 logger.info("session with \(addr) ended: \(error)")
+                if let leader = (error as? RPCError)?.metadata[stringValues: SwarmMetadataKey.leaderAddress].first(where: { _ in true }),
+                   leader != addr {
+                    redirect = leader
+                    try? await Task.sleep(for: .milliseconds(50))
+                    continue
+                }
                 attempt += 1
             }
             // Jittered backoff, capped at 2 s.

@@ -41,7 +41,10 @@ public final class Dispatcher: SwarmDispatcher.SimpleServiceProtocol, Sendable {
     func requireLeader() throws {
         guard node.isLeader else {
             let s = node.status
-            throw RPCError(code: .unavailable, message: "not the leader; the leader is at \(s.members[s.leader] ?? "an unknown address")")
+            var metadata = Metadata()
+            if let leader = s.members[s.leader] { metadata.addString(leader, forKey: SwarmMetadataKey.leaderAddress) }
+            throw RPCError(code: .unavailable, message: "not the leader; the leader is at \(s.members[s.leader] ?? "an unknown address")",
+                           metadata: metadata)
         }
     }
 

@@ -15,7 +15,9 @@ final class SwarmdCluster: @unchecked Sendable {
 
     static let binDir = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
 
-    var controlSocket: String { "\(root)/manager/swarmd.sock" }
+    /// The control socket swarmctl and the control client use: the first manager's,
+    /// unless a test points it at another manager (after a leader change).
+    lazy var controlSocket = "\(root)/manager/swarmd.sock"
     var managerAddr: String { "127.0.0.1:\(managerPort)" }
 
     init() throws {
