@@ -151,11 +151,11 @@ public final class Watcher: AsyncSequence, Sendable {
         var local: Deque<WatchMessage> = []
 
         public mutating func next() async throws -> WatchMessage? {
-            if let m = local.popFirst() { return m }
             if Task.isCancelled {
                 watcher.cancel()
                 return nil
             }
+            if let m = local.popFirst() { return m }
             if let batch = try watcher.drain() {
                 local = batch
                 return local.popFirst()

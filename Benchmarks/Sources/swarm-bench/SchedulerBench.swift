@@ -80,6 +80,9 @@ struct SchedulerBench: AsyncParsableCommand {
         let elapsed = (clock.now - start)
         scheduler.cancel()
         watcher.cancel()
+        // The loop still has its own pass's events to read; it must be gone before the
+        // next run starts, or it competes with it.
+        await scheduler.value
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         let perNode = Dictionary(grouping: store.view().all(SwarmTask.self), by: \.nodeID).mapValues(\.count)
         return Run(seconds: seconds, perNode: perNode, pluginTime: loop.pluginCallTime)
