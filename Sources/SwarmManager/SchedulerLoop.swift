@@ -116,8 +116,8 @@ public final class SchedulerLoop: Sendable {
     }
 
     func schedule(_ state: inout State) async {
-        // The read view is dropped before the commit, so that applying it can change the
-        // store's maps in place instead of copying the paths the view shares.
+        // No read view is held across the pass: a commit applied while a view shares the
+        // store's maps must copy the paths it changes.
         let pending = Array(state.pending.values)
         guard !pending.isEmpty else { return }
         let cluster = store.view().all(SwarmCluster.self).first
@@ -179,6 +179,12 @@ public final class SchedulerLoop: Sendable {
             let result = state.engine.place(free, requirements: req, scorer: scorer) { position, assigned in
                 placed[position] = true
                 updates.add(assignedUpdate(assigned, node: assigned.nodeID, at: now))
+            }
+            // A plugin's bad answers are contained (the engine chose, or nothing was placed)
+            // and logged, a few per pass.
+            for why in result.refusedAnswers.prefix(3) { logger.warning("strategy \"\(name)\": \(why)") }
+            if result.refusedAnswers.count > 3 {
+                logger.warning("strategy \"\(name)\": \(result.refusedAnswers.count - 3) more refused answers in this pass")
             }
             for (position, t) in free.enumerated() {
                 if placed[position] {

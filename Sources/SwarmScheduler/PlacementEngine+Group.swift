@@ -45,6 +45,7 @@ extension PlacementEngine {
             refused.rejections = result.rejections
             refused.rejections["strategy", default: 0] += 1
             for task in tasks { refused.unplaced[task.id] = "not placed: the group's placement was refused (\(refusal))" }
+            refused.refusedAnswers = result.refusedAnswers + ["group placement refused: \(refusal)"]
             return refused
         }
         self = trial

@@ -31,6 +31,9 @@ public struct PlacementResult: Sendable {
     public var rejections: [String: Int] = [:]
     /// Task ID -> the GPUs it was given.
     public var gpus: [String: [SwarmAssignedGPU]] = [:]
+    /// Answers from the strategy plugin that were refused (GPU choices that do not fit, a
+    /// group placement that does not hold), for the caller to log.
+    public var refusedAnswers: [String] = []
 }
 
 /// The pure placement core: node state in, assignments out. No clock, no I/O.
@@ -172,7 +175,9 @@ public struct PlacementEngine: Sendable {
             let candidates = Set(chosen.candidateGPUs(req))
             var devices = scorer.assignDevices(req, chosen)
             if let d = devices, d.count != Int(req.gpuCount) || Set(d).count != d.count || !d.allSatisfy(candidates.contains) {
-                devices = nil  // an answer that does not fit: the engine chooses
+                // An answer that does not fit: the engine chooses.
+                result.refusedAnswers.append("GPUs \(d) for task \(task.id) on node \(chosen.id) do not fit its request")
+                devices = nil
             }
             guard let picked = devices ?? chosen.defaultGPUs(req) else { return false }
             assigned.assignedGpus = picked.map { i in

@@ -184,7 +184,7 @@ public final class MemoryStore: Sendable {
     private func publish(_ events: [StoreEvent], version: UInt64, to inner: inout Inner) {
         var closed: [ObjectIdentifier] = []
         for (key, watcher) in inner.watchers {
-            var messages = events.lazy.filter { watcher.filter.matches($0) }.map(WatchMessage.event).reduce(into: [WatchMessage]()) { $0.append($1) }
+            var messages = events.filter { watcher.filter.matches($0) }.map(WatchMessage.event)
             if watcher.filter.commits { messages.append(.commit(version: version)) }
             if !watcher.push(contentsOf: messages) { closed.append(key) }
         }

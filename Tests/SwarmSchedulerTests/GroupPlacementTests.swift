@@ -48,6 +48,7 @@ import Testing
         #expect(reported == 0)
         #expect(r.unplaced.count == tasks.count)
         #expect(r.unplaced.values.allSatisfy { $0.contains("the group's placement was refused") })
+        #expect(r.refusedAnswers.count == 1 && r.refusedAnswers[0].contains("group placement refused"), "\(r.refusedAnswers)")
         #expect(engine.nodes.mapValues(\.freeNanoCPUs) == before)
         #expect(engine.nodes.values.allSatisfy { $0.taskCount == 0 })
     }
@@ -94,5 +95,23 @@ import Testing
         let (eight, req8) = P.tasks(8, service: "other", cpus: 1)
         let placed = engine.place(eight, requirements: req8, scorer: try Self.gang())
         #expect(P.perNode(placed) == ["n1": 4, "n2": 4])
+    }
+
+    /// Chooses GPUs that do not exist, or the same GPU twice.
+    struct BadDevices: Scorer {
+        var answer: [Int]
+        func score(_ task: TaskRequirements, _ node: NodeInfo) -> Double? { 1 }
+        func assignDevices(_ task: TaskRequirements, _ node: NodeInfo) -> [Int]? { answer }
+    }
+
+    @Test(arguments: [[7], [0, 0], [-1]])
+    func aBadGPUChoiceIsReplacedByTheEnginesAndReported(answer: [Int]) throws {
+        var engine = PlacementEngine()
+        engine.setNode(GPUPlacementTests.gpuNode("n1", [("GPU-a", "T4", 16_000), ("GPU-b", "T4", 16_000)]))
+        let (tasks, req) = try GPUPlacementTests.gpuTasks("g", 1, gpus: UInt32(max(1, answer.count)), milli: 1000)
+        let r = engine.place(tasks, requirements: req, scorer: BadDevices(answer: answer))
+        #expect(r.assignments.count == 1)
+        #expect(r.gpus[tasks[0].id]?.map(\.uuid) == Array(["GPU-a", "GPU-b"].prefix(max(1, answer.count))))
+        #expect(r.refusedAnswers.count == 1 && r.refusedAnswers[0].contains("do not fit"), "\(r.refusedAnswers)")
     }
 }
