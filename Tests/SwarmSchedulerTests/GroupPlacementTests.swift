@@ -61,10 +61,7 @@ import Testing
     }
 
     static func gang() throws -> PluginScorer {
-        let registry = PluginRegistry()
-        let dir = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
-        try registry.load(file: dir.appendingPathComponent("libswarm-gang.so").path)
-        let gang = try #require(registry.strategy("gang"))
+        let gang = try P.strategy("gang")
         #expect(gang.wantsPlaceGroup)
         #expect(gang.record.abiMinor == 2)
         return PluginScorer(gang)

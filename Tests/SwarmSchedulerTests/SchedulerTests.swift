@@ -74,12 +74,15 @@ import Testing
         return (tasks, try! TaskRequirements(serviceID: service, spec: spec))
     }
 
-    static func spread() throws -> PluginScorer {
+    /// A strategy plugin this package builds, loaded from next to the test binary.
+    static func strategy(_ name: String) throws -> LoadedStrategy {
         let registry = PluginRegistry()
         let dir = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
-        try registry.load(file: dir.appendingPathComponent("libswarm-spread.so").path)
-        return PluginScorer(registry.strategy("spread")!)
+        try registry.load(file: dir.appendingPathComponent("libswarm-\(name).so").path)
+        return try #require(registry.strategy(name))
     }
+
+    static func spread() throws -> PluginScorer { PluginScorer(try strategy("spread")) }
 
     static func perNode(_ r: PlacementResult) -> [String: Int] {
         Dictionary(grouping: r.assignments, by: \.node).mapValues(\.count)
