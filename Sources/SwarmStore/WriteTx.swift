@@ -77,9 +77,8 @@ public struct WriteTx: Sendable {
         var orderCount: Int
         var byteSize: Int
         var names: [NameKey: String]
-        /// The change recorded for each key before its first touch after the savepoint (a
-        /// short list: an update in a batch touches one or two objects).
-        var saved: [(key: Key, change: Change?)] = []
+        /// The change recorded for each key before its first touch after the savepoint.
+        var saved: [Key: Change?] = [:]
     }
 
     init(state: StoreState, now: Int64) {
@@ -175,7 +174,7 @@ public struct WriteTx: Sendable {
     mutating func rollbackToSavepoint() {
         guard let point = undo else { return }
         undo = nil
-        for (key, before) in point.saved.reversed() { changes[key] = before }
+        for (key, before) in point.saved { changes[key] = before }
         names = point.names
         order.removeLast(order.count - point.orderCount)
         byteSize = point.byteSize
@@ -185,8 +184,8 @@ public struct WriteTx: Sendable {
     mutating func releaseSavepoint() { undo = nil }
 
     private mutating func save(_ key: Key) {
-        guard undo != nil, !undo!.saved.contains(where: { $0.key == key }) else { return }
-        undo!.saved.append((key, changes[key]))
+        guard undo != nil, undo!.saved[key] == nil else { return }
+        undo!.saved[key] = .some(changes[key])
     }
 
     // MARK: Names
