@@ -60,7 +60,11 @@ final class GPUStrategy: Strategy {
     }
 
     func score(task: TaskView, node: NodeView) -> Double? {
-        choices(task.gpuShape, node).map(\.score).max()
+        // A node without GPUs has no free GPU capacity to fragment: the gradient is 0
+        // whatever runs there, so a CPU-only task scores the midpoint (and a GPU task
+        // cannot go there). Exact, and it spares a CPU-heavy cluster most of the work.
+        if node.gpuCount == 0 { return task.gpuCount == 0 ? (100 * GPUMath.sigmoid(0)).rounded(.down) : nil }
+        return choices(task.gpuShape, node).map(\.score).max()
     }
 
     func assignDevices(task: TaskView, node: NodeView) -> [Int]? {

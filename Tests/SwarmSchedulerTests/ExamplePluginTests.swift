@@ -240,6 +240,11 @@ struct GPUPlacementTests {
         let uuids = { (id: String) in r.gpus[id]?.map(\.uuid) ?? [] }
         #expect(uuids("frac-0") == ["GPU-a"] && uuids("frac-1") == ["GPU-a"], "\(r.gpus)")
         #expect(uuids("frac-2") == ["GPU-b"], "\(r.gpus)")
+        // A node without GPUs: the gradient is 0 there for a CPU-only task (score 50, the
+        // sigmoid's midpoint in 100 steps), and a GPU task cannot go there.
+        let cpuOnly = NodeInfo(node: PlacementTests.node("plain", cpus: 8))
+        #expect(gpu.score(try TaskRequirements(serviceID: "cpu", spec: SwarmTaskSpec()), cpuOnly) == 50)
+        #expect(gpu.score(req, cpuOnly) == nil)
     }
 }
 
