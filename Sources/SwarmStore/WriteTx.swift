@@ -90,7 +90,13 @@ public struct WriteTx: Sendable {
 
     /// An object as this transaction sees it.
     public func get<T: StoreObject>(_ type: T.Type, id: String) -> T? {
-        if let change = changes[Key(table: T.table, id: id)] { return change.object?.typed(T.self) }
+        visible(T.self, id: id, changes[Key(table: T.table, id: id)])
+    }
+
+    /// The object as this transaction sees it, given the change recorded for it (looked up
+    /// once by the caller).
+    private func visible<T: StoreObject>(_ type: T.Type, id: String, _ change: Change?) -> T? {
+        if let change { return change.object?.typed(T.self) }
         return T.get(id, in: base)
     }
 
@@ -112,28 +118,31 @@ public struct WriteTx: Sendable {
     /// names, free.
     public mutating func create<T: StoreObject>(_ object: T) throws(StoreError) {
         guard !object.id.isEmpty else { throw .invalidObject("\(T.table.singular) has an empty ID") }
-        if get(T.self, id: object.id) != nil { throw .exists(T.table, id: object.id) }
+        let key = Key(table: T.table, id: object.id)
+        let recorded = changes[key]
+        if visible(T.self, id: object.id, recorded) != nil { throw .exists(T.table, id: object.id) }
         try checkName(object, table: T.table)
         var o = object
         o.meta.version = 0
         o.meta.createdAt = now
         o.meta.updatedAt = now
-        let key = Key(table: T.table, id: o.id)
-        save(key)
-        if let removed = changes[key]?.action, removed.kind == .remove, let previous = AnyStoreObject(removed.target) {
+        save(key, recorded)
+        if let removed = recorded?.action, removed.kind == .remove, let previous = AnyStoreObject(removed.target) {
             // Deleted and re-created in one transaction: store it as a replacement of the
             // version that was deleted.
             o.meta.version = previous.meta.version
-            record(key, kind: .update, o.anyObject, now: o.anyObject)
+            record(key, recorded, kind: .update, o.anyObject, now: o.anyObject)
         } else {
-            record(key, kind: .create, o.anyObject, now: o.anyObject)
+            record(key, recorded, kind: .create, o.anyObject, now: o.anyObject)
         }
         claimName(key, old: nil, new: o.storeName)
     }
 
     /// Replaces an object. `object.meta.version` must be the version the caller read.
     public mutating func update<T: StoreObject>(_ object: T) throws(StoreError) {
-        guard let current = get(T.self, id: object.id) else { throw .notFound(T.table, id: object.id) }
+        let key = Key(table: T.table, id: object.id)
+        let recorded = changes[key]
+        guard let current = visible(T.self, id: object.id, recorded) else { throw .notFound(T.table, id: object.id) }
         if object.meta.version != current.meta.version {
             throw .sequenceConflict(T.table, id: object.id, expected: object.meta.version, actual: current.meta.version)
         }
@@ -141,22 +150,22 @@ public struct WriteTx: Sendable {
         var o = object
         o.meta.createdAt = current.meta.createdAt
         o.meta.updatedAt = now
-        let key = Key(table: T.table, id: o.id)
-        save(key)
-        record(key, kind: changes[key]?.action.kind == .create ? .create : .update, o.anyObject, now: o.anyObject)
+        save(key, recorded)
+        record(key, recorded, kind: recorded?.action.kind == .create ? .create : .update, o.anyObject, now: o.anyObject)
         claimName(key, old: current.storeName, new: o.storeName)
     }
 
     /// Removes an object.
     public mutating func delete<T: StoreObject>(_ type: T.Type, id: String) throws(StoreError) {
-        guard let current = get(T.self, id: id) else { throw .notFound(T.table, id: id) }
         let key = Key(table: T.table, id: id)
-        save(key)
-        if let created = changes[key], created.action.kind == .create {
+        let recorded = changes[key]
+        guard let current = visible(T.self, id: id, recorded) else { throw .notFound(T.table, id: id) }
+        save(key, recorded)
+        if let created = recorded, created.action.kind == .create {
             byteSize -= created.size
             changes[key] = nil
         } else {
-            record(key, kind: .remove, current.anyObject, now: nil)
+            record(key, recorded, kind: .remove, current.anyObject, now: nil)
         }
         claimName(key, old: current.storeName, new: nil)
     }
@@ -183,9 +192,10 @@ public struct WriteTx: Sendable {
     /// Keeps the changes made since ``setSavepoint()`` and clears the savepoint.
     mutating func releaseSavepoint() { undo = nil }
 
-    private mutating func save(_ key: Key) {
+    /// Remembers, for a savepoint, the change `recorded` for `key` before its first touch.
+    private mutating func save(_ key: Key, _ recorded: Change?) {
         guard undo != nil, undo!.saved[key] == nil else { return }
-        undo!.saved[key] = .some(changes[key])
+        undo!.saved[key] = .some(recorded)
     }
 
     // MARK: Names
@@ -209,13 +219,15 @@ public struct WriteTx: Sendable {
         if !newName.isEmpty { names[NameKey(table: key.table, name: newName)] = key.id }
     }
 
-    private mutating func record(_ key: Key, kind: SwarmStoreAction.Kind, _ target: AnyStoreObject, now object: AnyStoreObject?) {
+    /// Records the change for `key`, collapsing it with the one already `recorded`.
+    private mutating func record(_ key: Key, _ recorded: Change?, kind: SwarmStoreAction.Kind, _ target: AnyStoreObject,
+                                 now object: AnyStoreObject?) {
         var action = SwarmStoreAction()
         action.kind = kind
         action.target = target.actionTarget
         let size = action.encodedSize()
         var seq = order.count
-        if let previous = changes[key] {
+        if let previous = recorded {
             byteSize -= previous.size
             seq = previous.seq  // a collapsed change keeps its place
         } else {
