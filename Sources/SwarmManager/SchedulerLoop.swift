@@ -198,9 +198,14 @@ public final class SchedulerLoop: Sendable {
             let (calls, nanos) = state.scorers.values.reduce((0, UInt64(0))) { ($0.0 + $1.pluginCalls, $0.1 + $1.pluginNanoseconds) }
             pluginTime.withLock { $0 = (calls, nanos) }
         }
-        guard let error = await updates.finish() else { return }
-        // Assignments that did not reach the store are given back to their nodes; the
-        // tasks are still pending and are placed again after the next commit.
+        let outcome = await updates.finish()
+        // Assignments the store refused, or did not get, are given back to their nodes;
+        // the tasks are placed again after the next commit if they still wait.
+        for u in outcome.skipped where u.status.state == .assigned && state.accounted.contains(u.id) {
+            state.engine.taskEnded(u)
+            state.accounted.remove(u.id)
+        }
+        guard let error = outcome.failure else { return }
         logger.debug("scheduler updates not fully applied: \(error)")
         let view = store.view()
         for u in updates.assignments where state.accounted.contains(u.id) && view.get(SwarmTask.self, id: u.id)?.nodeID != u.nodeID {

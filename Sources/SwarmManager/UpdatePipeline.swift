@@ -6,37 +6,55 @@ import SwarmStore
 /// tasks (on one core) and committing earlier assignments (on another) overlap.
 ///
 /// A task that changed since the pass read it, or is gone, is skipped without failing
-/// its chunk; the next pass sees it anew. Any other failure (for example, leadership
-/// lost in the middle of a pass) is returned by ``finish()``.
+/// its chunk, and ``finish()`` returns it, so that the pass gives back what it accounted
+/// for it; the next pass sees the task anew. Any other failure (for example, leadership
+/// lost in the middle of a pass) is returned by ``finish()`` too.
 struct UpdatePipeline {
     private let continuation: AsyncStream<[SwarmTask]>.Continuation
-    private let worker: Task<(any Error)?, Never>
+    private let worker: Task<Outcome, Never>
     private var chunk: [SwarmTask] = []
     /// Every assignment handed over, to be checked against the store after a failure.
     private(set) var assignments: [SwarmTask] = []
 
     private let chunkSize: Int
 
+    /// What the committing task reports at the end.
+    struct Outcome {
+        /// The first failure; later chunks were not written.
+        var failure: (any Error)?
+        /// Updates skipped because their task changed or is gone.
+        var skipped: [SwarmTask] = []
+    }
+
     init(store: MemoryStore, chunkSize: Int = MemoryStore.maxChangesPerTransaction) {
         let (stream, continuation) = AsyncStream.makeStream(of: [SwarmTask].self)
         self.continuation = continuation
         self.chunkSize = chunkSize
         worker = Task {
-            var failure: (any Error)?
-            for await updates in stream where failure == nil && !Task.isCancelled {
+            var outcome = Outcome()
+            for await updates in stream where outcome.failure == nil && !Task.isCancelled {
+                // An update that overflows a transaction is run again on the next one, so
+                // a skip is remembered by position, once.
+                var skipped = Set<Int>()
                 do {
                     try await store.batch { batch in
-                        for u in updates {
+                        for (k, u) in updates.enumerated() {
                             try await batch.update { tx in
-                                do throws(StoreError) { try tx.update(u) } catch .sequenceConflict, .notFound {}
+                                do throws(StoreError) {
+                                    try tx.update(u)
+                                    skipped.remove(k)
+                                } catch .sequenceConflict, .notFound {
+                                    skipped.insert(k)
+                                }
                             }
                         }
                     }
                 } catch {
-                    failure = error
+                    outcome.failure = error
                 }
+                outcome.skipped += skipped.sorted().map { updates[$0] }
             }
-            return failure
+            return outcome
         }
     }
 
@@ -50,9 +68,8 @@ struct UpdatePipeline {
         }
     }
 
-    /// Hands over what is left and waits until everything is committed. Returns the first
-    /// failure, after which later chunks were not written.
-    mutating func finish() async -> (any Error)? {
+    /// Hands over what is left and waits until everything is committed.
+    mutating func finish() async -> Outcome {
         if !chunk.isEmpty { continuation.yield(chunk) }
         chunk = []
         continuation.finish()
