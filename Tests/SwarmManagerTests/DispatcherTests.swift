@@ -123,15 +123,21 @@ import Testing
         #expect(n?.status.state == .ready && n?.role == .worker && n?.description_p.hostname == "host-w1")
         // One connection for all the heartbeats: a reconnect per beat can outlast the
         // 600 ms deadline on a loaded two-core machine.
-        try await m.withClient { d in
+        // The deadline runs from when the dispatcher took the last heartbeat, which is
+        // after it was sent: the lower bound below is measured from the sending, so that
+        // a test descheduled after its last heartbeat cannot make DOWN look early.
+        let lastSent = try await m.withClient { d in
+            var sent = ContinuousClock.now
             for _ in 0..<8 {
+                sent = ContinuousClock.now
                 _ = try await d.heartbeat(.with { $0.nodeID = "w1"; $0.sessionID = session.sessionID })
                 try await Task.sleep(for: .milliseconds(100))
             }
+            return sent
         }
         #expect(m.node.store.view().get(SwarmNode.self, id: "w1")?.status.state == .ready, "still up while heartbeating")
         // Silence: DOWN after period × 3 (1.5 s), and not before about that.
-        let silent = ContinuousClock.now
+        let silent = lastSent
         for _ in 0..<100 where m.node.store.view().get(SwarmNode.self, id: "w1")?.status.state != .down {
             try await Task.sleep(for: .milliseconds(50))
         }
