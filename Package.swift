@@ -66,7 +66,9 @@ let package = Package(
             ]
         ),
         // The pure Raft core: no I/O, no clock, no dependencies.
-        .target(name: "SwarmRaft"),
+        // A seeded generator, the one dependency of the pure Raft core and the GPU maths.
+        .target(name: "SwarmRandom"),
+        .target(name: "SwarmRaft", dependencies: ["SwarmRandom"]),
         // The Raft shell: durable storage, transport, proposals and the apply loop.
         .target(
             name: "SwarmRaftNode",
@@ -90,7 +92,7 @@ let package = Package(
         .target(name: "SwarmBinpackPlugin", dependencies: ["SwarmPluginKit", "SwarmGPU"], path: "Plugins/binpack"),
         // All-or-nothing group placement through place_group (ABI 1.2).
         .target(name: "SwarmGangPlugin", dependencies: ["SwarmPluginKit"], path: "Plugins/gang"),
-        .target(name: "SwarmRandomPlugin", dependencies: ["SwarmPluginKit", "SwarmGPU"], path: "Plugins/random"),
+        .target(name: "SwarmRandomPlugin", dependencies: ["SwarmPluginKit", "SwarmGPU", "SwarmRandom"], path: "Plugins/random"),
         .target(name: "SwarmDotProdPlugin", dependencies: ["SwarmPluginKit", "SwarmGPU"], path: "Plugins/dotprod"),
         .target(name: "SwarmGpuClusteringPlugin", dependencies: ["SwarmPluginKit", "SwarmGPU"], path: "Plugins/gpu-clustering"),
         .target(name: "SwarmGpuPackingPlugin", dependencies: ["SwarmPluginKit", "SwarmGPU"], path: "Plugins/gpu-packing"),
@@ -98,7 +100,7 @@ let package = Package(
         .target(name: "SwarmFGDPlugin", dependencies: ["SwarmPluginKit", "SwarmGPU"], path: "Plugins/fgd"),
         .target(name: "SwarmGPUPlugin", dependencies: ["SwarmPluginKit", "SwarmGPU"], path: "Plugins/gpu"),
         // GPU-sharing arithmetic (fits, GPU choice, FGD fragmentation), pure.
-        .target(name: "SwarmGPU"),
+        .target(name: "SwarmGPU", dependencies: ["SwarmRandom"]),
         .target(name: "SwarmProcessSupport", path: "Plugins/process-support"),
         .target(name: "SwarmProcessPlugin", dependencies: ["SwarmPluginKit", "SwarmAPI", "SwarmProcessSupport"],
                 path: "Plugins/process"),
@@ -134,9 +136,9 @@ let package = Package(
             ]
         ),
         // The openb trace replay (FGD's protocol): traces, workload preparation, metrics.
-        .target(name: "SwarmReplay", dependencies: ["SwarmGPU", "SwarmPluginHost", "SwarmPluginABI"]),
+        .target(name: "SwarmReplay", dependencies: ["SwarmGPU", "SwarmRandom", "SwarmPluginHost", "SwarmPluginABI"]),
         // Seeded cluster simulator and linearizability checker used by the tests.
-        .target(name: "SwarmTesting", dependencies: ["SwarmRaft"]),
+        .target(name: "SwarmTesting", dependencies: ["SwarmRaft", "SwarmRandom"]),
         .executableTarget(name: "swarm-sim", dependencies: ["SwarmRaft", "SwarmTesting"]),
         .executableTarget(
             name: "swarmctl",

@@ -1,5 +1,6 @@
 import SwarmGPU
 import SwarmPluginKit
+import SwarmRandom
 import Synchronization
 
 /// The openb baseline "Random": a uniformly random feasible node, and for a GPU fraction a

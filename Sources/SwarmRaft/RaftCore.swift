@@ -1,3 +1,5 @@
+import SwarmRandom
+
 /// Everything the shell must do after a batch of inputs, in order:
 /// 1. persist `snapshot`, `entries` and `hardState` (fsync if `mustSync`);
 /// 2. send `messages`;

@@ -1,4 +1,5 @@
 import SwarmGPU
+import SwarmRandom
 
 /// The replay's one RNG: every random choice of a seed's preparation draws from it.
 public typealias ReplayRNG = SplitMix64

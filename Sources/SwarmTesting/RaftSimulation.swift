@@ -1,4 +1,5 @@
 import SwarmRaft
+import SwarmRandom
 
 /// Knobs of one seeded simulation run.
 public struct SimulationOptions: Sendable {
