@@ -173,8 +173,8 @@ public struct WriteTx: Sendable {
     // MARK: Savepoints
 
     /// Marks the current contents, so that ``rollbackToSavepoint()`` can undo what follows
-    /// without the caller keeping a copy of the transaction (a copy would make every
-    /// later write copy the paths it shares with it).
+    /// without the caller keeping a copy of the transaction (with a copy alive, the next
+    /// write would copy the whole change map).
     mutating func setSavepoint() {
         undo = Savepoint(orderCount: order.count, byteSize: byteSize, names: names)
     }
