@@ -96,7 +96,9 @@ public enum GPUMath {
     /// How much of the node's free GPU milli `task` could not use (FGD's fragment):
     /// all of it for CPU-only tasks, for a model the task excludes, or when the task does
     /// not fit; otherwise only the GPUs with less free than the task's share.
-    public static func fragment(_ node: GPUNodeState, for task: GPUTaskShape) -> Int64 {
+    /// With `memory`, a task short of memory on the node counts as not fitting too (FGD
+    /// leaves memory out).
+    public static func fragment(_ node: GPUNodeState, for task: GPUTaskShape, memory: Bool = false) -> Int64 {
         let total = node.gpuFreeTotal
         if task.isCPUOnly || !task.allows(model: node.model) { return total }
         var enough = 0
@@ -104,14 +106,14 @@ public enum GPUMath {
         for f in node.gpuFree {
             if f >= task.gpuMilli { enough += 1 } else { small += Int64(f) }
         }
-        if enough >= task.gpuCount && node.cpuFree >= task.cpu { return small }
+        if enough >= task.gpuCount && node.cpuFree >= task.cpu && (!memory || node.memoryFree >= task.memory) { return small }
         return total
     }
 
     /// Expected fragment of a node over the workload: Σ weight × fragment.
-    public static func fragmentation(_ node: GPUNodeState, _ workload: [WeightedShape]) -> Double {
+    public static func fragmentation(_ node: GPUNodeState, _ workload: [WeightedShape], memory: Bool = false) -> Double {
         var f = 0.0
-        for w in workload { f += w.weight * Double(fragment(node, for: w.shape)) }
+        for w in workload { f += w.weight * Double(fragment(node, for: w.shape, memory: memory)) }
         return f
     }
 

@@ -51,7 +51,8 @@ public enum Workload {
 
     /// The typical pods of the original list (protocol §4): shapes keyed by (CPU, per-GPU
     /// milli, GPU count, spec string), most frequent first, the shortest prefix that covers
-    /// 95 % of the pods, with weights that add up to 1.
+    /// 95 % of the pods, with weights that add up to 1. Each class is represented by its
+    /// first pod in list order, with the median memory request of the class.
     public static func typicalPods(_ pods: [TracePod], cover: Double = 0.95) -> [(pod: TracePod, weight: Double)] {
         struct Key: Hashable, Comparable {
             var cpu: Int64, milli: Int32, count: Int, spec: String
@@ -61,10 +62,15 @@ public enum Workload {
             }
         }
         var counts: [Key: (Int, TracePod)] = [:]
+        var memories: [Key: [Int64]] = [:]
         for p in pods {
             let k = Key(cpu: p.cpuMilli, milli: p.gpuMilli, count: p.gpuCount, spec: p.spec)
             counts[k, default: (0, p)].0 += 1
+            memories[k, default: []].append(p.memoryMiB)
         }
+        // Memory is not part of the key: a class carries the median of its pods' requests
+        // (the lower one of an even count).
+        for (k, m) in memories { counts[k]!.1.memoryMiB = m.sorted()[(m.count - 1) / 2] }
         // By count descending, then by key descending.
         let ordered = counts.sorted { a, b in a.value.0 != b.value.0 ? a.value.0 > b.value.0 : b.key < a.key }
         var kept: [(TracePod, Int)] = []

@@ -109,6 +109,35 @@ struct FragmentationTests {
         #expect(GPUMath.defaultGPUs(GPUTaskShape(cpu: 0, gpuCount: 1, gpuMilli: 1000), node) == [0])
         #expect(GPUMath.defaultGPUs(whole2, node) == nil)
     }
+
+    @Test func memoryAwareFragmentCountsATaskShortOfMemoryAsNotFitting() {
+        let node = GPUNodeState(cpuFree: 8000, memoryFree: 4096, gpuFree: [1000, 300], model: "T4")
+        let small = GPUTaskShape(cpu: 1000, memory: 2048, gpuCount: 1, gpuMilli: 500)
+        let big = GPUTaskShape(cpu: 1000, memory: 8192, gpuCount: 1, gpuMilli: 500)
+        // FGD's measure leaves memory out: both fit, only the 300 is too small.
+        #expect(GPUMath.fragment(node, for: big) == 300)
+        // Memory-aware: the big one cannot run here at all, so all 1,300 are lost to it.
+        #expect(GPUMath.fragment(node, for: big, memory: true) == 1300)
+        #expect(GPUMath.fragment(node, for: small, memory: true) == 300)
+        let w = [WeightedShape(small, weight: 0.5), WeightedShape(big, weight: 0.5)]
+        #expect(GPUMath.fragmentation(node, w, memory: true) == 0.5 * 300 + 0.5 * 1300)
+        #expect(GPUMath.fragmentation(node, w) == 300)
+    }
+}
+
+struct TypicalPodMemoryTests {
+    @Test func aClassCarriesTheMedianMemoryOfItsPods() {
+        func pod(_ name: String, _ mem: Int64, cpu: Int64 = 1000) -> TracePod {
+            TracePod(name: name, cpuMilli: cpu, memoryMiB: mem, gpuCount: 1, gpuMilli: 500, spec: "")
+        }
+        // One class of four pods (memory is not part of the key) and one of one.
+        let pods = [pod("a", 900), pod("b", 100), pod("c", 300), pod("d", 200), pod("e", 50, cpu: 2000)]
+        let typical = Workload.typicalPods(pods, cover: 1)
+        #expect(typical.count == 2)
+        #expect(typical[0].weight == 0.8 && typical[0].pod.name == "a")
+        #expect(typical[0].pod.memoryMiB == 200, "lower median of 100, 200, 300, 900")
+        #expect(typical[1].pod.memoryMiB == 50)
+    }
 }
 
 struct ReplayRunTests {
