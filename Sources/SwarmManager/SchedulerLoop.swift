@@ -123,11 +123,14 @@ public final class SchedulerLoop: Sendable {
         let cluster = store.view().all(SwarmCluster.self).first
         let defaultStrategy = cluster?.spec.defaultStrategy ?? "spread"
         let defaultFilters = cluster?.spec.defaultFilters ?? []
-        defer { state.engine.filters = PlacementFilter.pipeline }
+        state.engine.assignedStatus = Self.assignedStatus(at: Int64(Date().timeIntervalSince1970 * 1e9))
+        defer {
+            state.engine.filters = PlacementFilter.pipeline
+            state.engine.assignedStatus = nil
+        }
         let groups = Dictionary(grouping: pending) { GroupKey(serviceID: $0.serviceID, specVersion: $0.specVersion) }
         var updates = UpdatePipeline(store: store)
         var prepared: Set<String> = []
-        let now = Int64(Date().timeIntervalSince1970 * 1e9)
         for key in groups.keys.sorted() {
             // Sorted by slot then ID, on keys read once (not through the messages' getters
             // at every comparison).
@@ -170,7 +173,7 @@ public final class SchedulerLoop: Sendable {
                 } else {
                     state.engine.taskAssigned(t)
                     state.accounted.insert(t.id)
-                    updates.add(assignedUpdate(t, node: t.nodeID, at: now))
+                    updates.add(assignedUpdate(t, state.engine.assignedStatus))
                 }
             }
             if free.isEmpty { continue }
@@ -178,7 +181,7 @@ public final class SchedulerLoop: Sendable {
             var placed = [Bool](repeating: false, count: free.count)
             let result = state.engine.place(free, requirements: req, scorer: scorer) { position, assigned in
                 placed[position] = true
-                updates.add(assignedUpdate(assigned, node: assigned.nodeID, at: now))
+                updates.add(assigned)
             }
             // A plugin's bad answers are contained (the engine chose, or nothing was placed)
             // and logged, a few per pass.
@@ -235,13 +238,20 @@ public final class SchedulerLoop: Sendable {
         static func < (a: GroupKey, b: GroupKey) -> Bool { (a.serviceID, a.specVersion) < (b.serviceID, b.specVersion) }
     }
 
-    func assignedUpdate(_ t: SwarmTask, node: String, at now: Int64) -> SwarmTask {
+    /// The status of a task the scheduler assigns.
+    static func assignedStatus(at now: Int64) -> SwarmTaskStatus {
+        .with {
+            $0.state = .assigned
+            $0.message = "scheduler assigned task to node"
+            $0.timestamp = now
+        }
+    }
+
+    /// A task that came with its node (a global one), as assigned. The status is replaced
+    /// whole, as SwarmKit's scheduler does.
+    func assignedUpdate(_ t: SwarmTask, _ status: SwarmTaskStatus?) -> SwarmTask {
         var u = t
-        u.nodeID = node
-        u.status.state = .assigned
-        u.status.message = "scheduler assigned task to node"
-        u.status.rejections = [:]
-        u.status.timestamp = now
+        u.status = status ?? Self.assignedStatus(at: Int64(Date().timeIntervalSince1970 * 1e9))
         return u
     }
 

@@ -51,22 +51,28 @@ public struct NodeInfo: Sendable {
     }
 
     public init(node: SwarmNode) {
+        // Each nested message is read once: a getter of a message copies what it returns.
+        let description = node.description_p
+        let spec = node.spec
+        let resources = description.resources
         id = node.id
-        hostname = node.description_p.hostname
-        os = node.description_p.platform.os
-        arch = node.description_p.platform.architecture
+        hostname = description.hostname
+        os = description.platform.os
+        arch = description.platform.architecture
         role = node.role
-        labels = node.spec.annotations.labels
-        engineLabels = node.description_p.engineLabels
+        labels = spec.annotations.labels
+        engineLabels = description.engineLabels
         ready = node.status.state == .ready
-        availability = node.spec.availability
-        totalNanoCPUs = node.description_p.resources.nanoCpus
-        totalMemoryBytes = node.description_p.resources.memoryBytes
+        availability = spec.availability
+        totalNanoCPUs = resources.nanoCpus
+        totalMemoryBytes = resources.memoryBytes
         freeNanoCPUs = totalNanoCPUs
         freeMemoryBytes = totalMemoryBytes
-        genericFree = GenericResources.totals(node.description_p.resources.generic)
-        executors = Set(node.description_p.plugins.filter { $0.kind == "executor" }.map(\.name))
-        gpus = node.description_p.gpus.map {
+        genericFree = resources.generic.isEmpty ? [:] : GenericResources.totals(resources.generic)
+        var executors = Set<String>()
+        for p in description.plugins where p.kind == "executor" { executors.insert(p.name) }
+        self.executors = executors
+        gpus = description.gpus.isEmpty ? [] : description.gpus.map {
             GPUSlot(uuid: $0.uuid, index: $0.index, model: $0.model, memoryMiB: $0.memoryMib, topologyGroup: $0.topologyGroup, freeMilli: 1000)
         }
     }

@@ -13,8 +13,9 @@ extension PlacementEngine {
                                onAssign: (Int, SwarmTask) -> Void) -> PlacementResult? {
         var result = PlacementResult()
         var feasible: [String] = []
-        for id in nodes.keys.sorted() {
-            if let failed = filters.first(where: { !$0.passes(req, nodes[id]!) }) {
+        for id in orderedIDs() {
+            guard let at = nodes.index(forKey: id) else { continue }
+            if let failed = judge(at, req, scorer, score: false).refusedBy {
                 result.rejections[failed.name, default: 0] += 1
             } else {
                 feasible.append(id)
@@ -35,7 +36,7 @@ extension PlacementEngine {
                 refusal = "the strategy chose node \(k) of \(feasible.count) for task \(task.id)"
                 continue
             }
-            let fits = trial.filters.allSatisfy { $0.passes(req, trial.nodes.values[at]) }
+            let fits = trial.judge(at, req, scorer, score: false).refusedBy == nil
             if !fits || !trial.assign(task, position: position, to: at, req, scorer, &result, { assigned.append(($0, $1)) }) {
                 refusal = "the strategy chose node \(feasible[k]) for task \(task.id), which has no room left for it"
             }

@@ -43,7 +43,12 @@ public struct PlacementResult: Sendable {
 /// received a task: O(n) for the first pass and O(log n) per task.
 public struct PlacementEngine: Sendable {
     public internal(set) var nodes: [String: NodeInfo] = [:]
+    private var sortedIDs: [String]?
     public var filters: [PlacementFilter] = PlacementFilter.pipeline
+    /// The status an assigned task is given along with its node, when set (replacing its
+    /// status whole): the task is changed once, instead of once here and again by the
+    /// caller.
+    public var assignedStatus: SwarmTaskStatus?
 
     public init() {}
 
@@ -53,11 +58,23 @@ public struct PlacementEngine: Sendable {
         if let old = nodes[node.id] {
             for task in old.tasks.values.sorted(by: { $0.id < $1.id }) { info.add(task) }
             info.recentFailures = old.recentFailures
+        } else {
+            sortedIDs = nil
         }
         nodes[node.id] = info
     }
 
-    public mutating func removeNode(_ id: String) { nodes[id] = nil }
+    public mutating func removeNode(_ id: String) {
+        if nodes.removeValue(forKey: id) != nil { sortedIDs = nil }
+    }
+
+    /// The node IDs in order, kept until a node comes or goes.
+    mutating func orderedIDs() -> [String] {
+        if let ids = sortedIDs { return ids }
+        let ids = nodes.keys.sorted()
+        sortedIDs = ids
+        return ids
+    }
 
     /// Accounts for a task assigned to a node (on start-up, or by another scheduler pass).
     public mutating func taskAssigned(_ task: SwarmTask) {
@@ -118,17 +135,22 @@ public struct PlacementEngine: Sendable {
             }
             return prefix
         }
-        for id in nodes.keys.sorted() {
-            let node = nodes[id]!
-            if let failed = filters.first(where: { !$0.passes(req, node) }) {
+        // In node ID order, so that a strategy with state of its own (a seeded random one)
+        // sees the same calls on every run; each node is borrowed through its index rather
+        // than copied (a copy costs a retain and release of each of its tables).
+        for id in orderedIDs() {
+            guard let at = nodes.index(forKey: id) else { continue }
+            let verdict = judge(at, req, scorer)
+            if let failed = verdict.refusedBy {
                 result.rejections[failed.name, default: 0] += 1
                 continue
             }
-            guard let s = scorer.score(req, node), s.isFinite else {
+            guard let s = verdict.score, s.isFinite else {
                 result.rejections["strategy", default: 0] += 1
                 continue
             }
-            heaps[branch(node), default: Heap()].insert(Candidate(score: s, node: id))
+            let key = levels.isEmpty ? [] : branch(nodes.values[at])
+            heaps[key, default: Heap()].insert(Candidate(score: s, node: nodes.keys[at]))
         }
         var explanation: String?
         for (position, task) in tasks.enumerated() {
@@ -138,9 +160,10 @@ public struct PlacementEngine: Sendable {
                 // place: a NodeInfo copy costs a retain and release of each of its tables.
                 guard let at = nodes.index(forKey: best.node) else { continue }
                 // Earlier tasks of the group may have used up this node.
-                if !filters.allSatisfy({ $0.passes(req, nodes.values[at]) }) { continue }
+                if judge(at, req, scorer, score: false).refusedBy != nil { continue }
                 guard assign(task, position: position, to: at, req, scorer, &result, onAssign) else { continue }
-                if filters.allSatisfy({ $0.passes(req, nodes.values[at]) }), let s = scorer.score(req, nodes.values[at]), s.isFinite {
+                let verdict = judge(at, req, scorer)
+                if verdict.refusedBy == nil, let s = verdict.score, s.isFinite {
                     heaps[path]!.insert(Candidate(score: s, node: best.node))
                 }
                 if !levels.isEmpty { for k in 0...path.count { counts[Array(path.prefix(k)), default: 0] += 1 } }
@@ -163,6 +186,29 @@ public struct PlacementEngine: Sendable {
         return result
     }
 
+    /// What ``judge(_:_:_:score:)`` found: the first filter that refuses the node, else the
+    /// strategy's score (nil when it leaves the node out, or when not asked for).
+    struct Verdict {
+        var refusedBy: PlacementFilter?
+        var score: Double?
+    }
+
+    /// Runs the filters, then the strategy, on the node at `at` where it is stored. The node
+    /// is reached through the dictionary's modify accessor, not its getter, because the
+    /// getter returns a copy (a retain and a release of each of the node's tables, several
+    /// times per node with a filter pipeline). Nothing is changed.
+    mutating func judge(_ at: Dictionary<String, NodeInfo>.Index, _ req: TaskRequirements, _ scorer: some Scorer,
+                        score: Bool = true) -> Verdict {
+        let filters = self.filters
+        return Self.judge(&nodes.values[at], filters, req, scorer, score)
+    }
+
+    private static func judge(_ node: inout NodeInfo, _ filters: [PlacementFilter], _ req: TaskRequirements,
+                              _ scorer: some Scorer, _ score: Bool) -> Verdict {
+        for f in filters where !f.passes(req, node) { return Verdict(refusedBy: f) }
+        return Verdict(score: score ? scorer.score(req, node) : nil)
+    }
+
     /// Gives `task` to the node at `at`: chooses its GPUs (the scorer's choice when it is a
     /// valid one, else the engine's), accounts it on the node and reports it. False when
     /// the node has no GPUs left for it.
@@ -170,6 +216,7 @@ public struct PlacementEngine: Sendable {
                          _ scorer: some Scorer, _ result: inout PlacementResult, _ onAssign: (Int, SwarmTask) -> Void) -> Bool {
         var assigned = task
         assigned.nodeID = nodes.keys[at]
+        if let status = assignedStatus { assigned.status = status }
         if req.gpuCount > 0 {
             let chosen = nodes.values[at]
             let candidates = Set(chosen.candidateGPUs(req))
