@@ -123,7 +123,8 @@ public final class SchedulerLoop: Sendable {
         let cluster = store.view().all(SwarmCluster.self).first
         let defaultStrategy = cluster?.spec.defaultStrategy ?? "spread"
         let defaultFilters = cluster?.spec.defaultFilters ?? []
-        state.engine.assignedStatus = Self.assignedStatus(at: Int64(Date().timeIntervalSince1970 * 1e9))
+        let assignedStatus = Self.assignedStatus(at: Int64(Date().timeIntervalSince1970 * 1e9))
+        state.engine.assignedStatus = assignedStatus
         defer {
             state.engine.filters = PlacementFilter.pipeline
             state.engine.assignedStatus = nil
@@ -173,7 +174,7 @@ public final class SchedulerLoop: Sendable {
                 } else {
                     state.engine.taskAssigned(t)
                     state.accounted.insert(t.id)
-                    updates.add(assignedUpdate(t, state.engine.assignedStatus))
+                    updates.add(assignedUpdate(t, assignedStatus))
                 }
             }
             if free.isEmpty { continue }
@@ -249,9 +250,9 @@ public final class SchedulerLoop: Sendable {
 
     /// A task that came with its node (a global one), as assigned. The status is replaced
     /// whole, as SwarmKit's scheduler does.
-    func assignedUpdate(_ t: SwarmTask, _ status: SwarmTaskStatus?) -> SwarmTask {
+    func assignedUpdate(_ t: SwarmTask, _ status: SwarmTaskStatus) -> SwarmTask {
         var u = t
-        u.status = status ?? Self.assignedStatus(at: Int64(Date().timeIntervalSince1970 * 1e9))
+        u.status = status
         return u
     }
 
