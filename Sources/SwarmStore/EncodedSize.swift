@@ -99,12 +99,7 @@ struct EncodedSizeVisitor: SwiftProtobuf.Visitor {
         value: _ProtobufMap<KeyType, ValueType>.BaseType,
         fieldNumber: Int
     ) throws {
-        for (k, v) in value {
-            var entry = EncodedSizeVisitor()
-            try KeyType.visitSingular(value: k, fieldNumber: 1, with: &entry)
-            try ValueType.visitSingular(value: v, fieldNumber: 2, with: &entry)
-            delimited(fieldNumber, entry.size)
-        }
+        try entries(KeyType.self, value, fieldNumber) { try ValueType.visitSingular(value: $1, fieldNumber: 2, with: &$0) }
     }
 
     mutating func visitMapField<KeyType, ValueType>(
@@ -112,12 +107,7 @@ struct EncodedSizeVisitor: SwiftProtobuf.Visitor {
         value: _ProtobufEnumMap<KeyType, ValueType>.BaseType,
         fieldNumber: Int
     ) throws where ValueType.RawValue == Int {
-        for (k, v) in value {
-            var entry = EncodedSizeVisitor()
-            try KeyType.visitSingular(value: k, fieldNumber: 1, with: &entry)
-            try entry.visitSingularEnumField(value: v, fieldNumber: 2)
-            delimited(fieldNumber, entry.size)
-        }
+        try entries(KeyType.self, value, fieldNumber) { try $0.visitSingularEnumField(value: $1, fieldNumber: 2) }
     }
 
     mutating func visitMapField<KeyType, ValueType>(
@@ -125,10 +115,18 @@ struct EncodedSizeVisitor: SwiftProtobuf.Visitor {
         value: _ProtobufMessageMap<KeyType, ValueType>.BaseType,
         fieldNumber: Int
     ) throws {
-        for (k, v) in value {
+        try entries(KeyType.self, value, fieldNumber) { try $0.visitSingularMessageField(value: $1, fieldNumber: 2) }
+    }
+
+    /// Sizes each pair of a map as its entry message; `visitValue` visits the value.
+    private mutating func entries<KeyType: MapKeyType, Value>(
+        _ key: KeyType.Type, _ map: [KeyType.BaseType: Value], _ fieldNumber: Int,
+        _ visitValue: (inout EncodedSizeVisitor, Value) throws -> Void
+    ) throws {
+        for (k, v) in map {
             var entry = EncodedSizeVisitor()
             try KeyType.visitSingular(value: k, fieldNumber: 1, with: &entry)
-            try entry.visitSingularMessageField(value: v, fieldNumber: 2)
+            try visitValue(&entry, v)
             delimited(fieldNumber, entry.size)
         }
     }
