@@ -70,7 +70,7 @@ public final class MemoryStore: Sendable {
         request.id = UInt64.random(in: 1...UInt64.max)
         if let proposer { return try await proposer.propose(request) }
         let index = inner.withLock { $0.state.version + 1 }
-        try apply(request, index: index).get()
+        try apply(consume request, index: index).get()
         return index
     }
 
@@ -78,10 +78,14 @@ public final class MemoryStore: Sendable {
     /// every manager, in log order. On failure nothing changes (the version still moves to
     /// `index`, since the entry was consumed).
     @discardableResult
-    public func apply(_ request: SwarmInternalRaftRequest, index: UInt64) -> Result<Void, StoreError> {
-        inner.withLock { inner -> Result<Void, StoreError> in
+    public func apply(_ request: consuming SwarmInternalRaftRequest, index: UInt64) -> Result<Void, StoreError> {
+        // Moved out of the request: when the caller handed over the only copy, the objects
+        // are changed in place as they are applied.
+        var actions: [SwarmStoreAction] = []
+        swap(&actions, &request.actions)
+        return inner.withLock { inner -> Result<Void, StoreError> in
             do throws(StoreError) {
-                let events = try applyActions(request.actions, to: &inner.state, index: index)
+                let events = try applyActions(&actions, to: &inner.state, index: index)
                 publish(events, version: index, to: &inner)
                 return .success(())
             } catch {

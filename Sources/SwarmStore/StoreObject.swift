@@ -105,8 +105,8 @@ public enum AnyStoreObject: Sendable, Equatable {
     public var task: SwarmTask? { if case .task(let o) = self { return o } else { return nil } }
     public var cluster: SwarmCluster? { if case .cluster(let o) = self { return o } else { return nil } }
 
-    init?(_ target: SwarmStoreAction.OneOf_Target?) {
-        switch target {
+    init?(_ target: consuming SwarmStoreAction.OneOf_Target?) {
+        switch consume target {
         case .node(let o): self = .node(o)
         case .service(let o): self = .service(o)
         case .task(let o): self = .task(o)

@@ -15,8 +15,10 @@ public struct StoreEvent: Sendable, Equatable {
 }
 
 extension AnyStoreObject {
-    func withMeta(_ change: (inout SwarmMeta) -> Void) -> AnyStoreObject {
-        switch self {
+    /// The object with its metadata changed. Consuming: when the caller holds the only
+    /// copy, the message is changed in place rather than copied.
+    consuming func withMeta(_ change: (inout SwarmMeta) -> Void) -> AnyStoreObject {
+        switch consume self {
         case .node(var o): change(&o.meta); return .node(o)
         case .service(var o): change(&o.meta); return .service(o)
         case .task(var o): change(&o.meta); return .task(o)
@@ -77,8 +79,11 @@ public struct WriteTx: Sendable {
         var orderCount: Int
         var byteSize: Int
         var names: [NameKey: String]
-        /// The change recorded for each key before its first touch after the savepoint.
-        var saved: [Key: Change?] = [:]
+        /// The change recorded for each key before its first touch after the savepoint:
+        /// the first key apart (most batch bodies touch one object, and then no dictionary
+        /// is allocated), the others in `more`.
+        var first: (key: Key, change: Change?)?
+        var more: [Key: Change?] = [:]
     }
 
     init(state: StoreState, now: Int64) {
@@ -183,7 +188,8 @@ public struct WriteTx: Sendable {
     mutating func rollbackToSavepoint() {
         guard let point = undo else { return }
         undo = nil
-        for (key, before) in point.saved { changes[key] = before }
+        if let first = point.first { changes[first.key] = first.change }
+        for (key, before) in point.more { changes[key] = before }
         names = point.names
         order.removeLast(order.count - point.orderCount)
         byteSize = point.byteSize
@@ -194,8 +200,12 @@ public struct WriteTx: Sendable {
 
     /// Remembers, for a savepoint, the change `recorded` for `key` before its first touch.
     private mutating func save(_ key: Key, _ recorded: Change?) {
-        guard undo != nil, undo!.saved[key] == nil else { return }
-        undo!.saved[key] = .some(recorded)
+        guard undo != nil else { return }
+        guard let first = undo!.first else {
+            undo!.first = (key, recorded)
+            return
+        }
+        if first.key != key && undo!.more[key] == nil { undo!.more[key] = .some(recorded) }
     }
 
     // MARK: Names
@@ -276,12 +286,16 @@ extension Selector {
 /// fails, the ones before it are undone and the error is thrown. Deterministic: every
 /// manager gets the same result for the same state, actions and index. Changing the state
 /// in place (rather than a copy) means paths that no reader shares are not copied.
-func applyActions(_ actions: [SwarmStoreAction], to state: inout StoreState, index: UInt64) throws(StoreError) -> [StoreEvent] {
+///
+/// The objects are taken out of `actions` (their targets are left empty), so that an
+/// object nothing else holds gets its new version in place rather than in a copy.
+func applyActions(_ actions: inout [SwarmStoreAction], to state: inout StoreState, index: UInt64) throws(StoreError) -> [StoreEvent] {
     var events: [StoreEvent] = []
     events.reserveCapacity(actions.count)
     do throws(StoreError) {
-        for action in actions {
-            events.append(try applyAction(action, to: &state, index: index))
+        for i in actions.indices {
+            let kind = actions[i].kind
+            events.append(try applyAction(kind, actions[i].target.take(), to: &state, index: index))
         }
     } catch {
         for e in events.reversed() {
@@ -293,11 +307,12 @@ func applyActions(_ actions: [SwarmStoreAction], to state: inout StoreState, ind
     return events
 }
 
-private func applyAction(_ action: SwarmStoreAction, to state: inout StoreState, index: UInt64) throws(StoreError) -> StoreEvent {
-    guard let object = AnyStoreObject(action.target) else { throw .invalidObject("store action without an object") }
+private func applyAction(_ kind: SwarmStoreAction.Kind, _ target: consuming SwarmStoreAction.OneOf_Target?, to state: inout StoreState,
+                         index: UInt64) throws(StoreError) -> StoreEvent {
+    guard let object = AnyStoreObject(consume target) else { throw .invalidObject("store action without an object") }
     let table = object.table
     let old = state.object(table, id: object.id)
-    switch action.kind {
+    switch kind {
     case .create:
         if old != nil { throw .exists(table, id: object.id) }
         if let name = object.storeName, let owner = state.idForName(table, name), owner != object.id {
@@ -325,6 +340,6 @@ private func applyAction(_ action: SwarmStoreAction, to state: inout StoreState,
         state.remove(table, id: object.id)
         return StoreEvent(kind: .deleted, old: old, new: nil)
     case .unknown, .UNRECOGNIZED:
-        throw .invalidObject("unknown store action kind \(action.kind.rawValue)")
+        throw .invalidObject("unknown store action kind \(kind.rawValue)")
     }
 }

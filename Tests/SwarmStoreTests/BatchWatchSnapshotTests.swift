@@ -37,14 +37,21 @@ import Testing
         struct Refused: Error {}
         let transactions = try await store.batch { batch in
             try await batch.update { try $0.create(F.task("a", service: "s")) }
-            // This body changes three objects, then throws: none of its changes may stay.
+            // This body changes three objects, two of them twice, then throws: none of its
+            // changes may stay.
             await #expect(throws: Refused.self) {
                 try await batch.update { tx in
                     try tx.create(F.task("b", service: "s"))
+                    var b = try #require(tx.get(SwarmTask.self, id: "b"))
+                    b.nodeID = "n8"
+                    try tx.update(b)
                     var old = try #require(tx.get(SwarmTask.self, id: "old"))
                     old.nodeID = "n9"
                     try tx.update(old)
                     try tx.delete(SwarmTask.self, id: "a")
+                    old = try #require(tx.get(SwarmTask.self, id: "old"))
+                    old.desiredState = .shutdown
+                    try tx.update(old)
                     throw Refused()
                 }
             }
@@ -54,7 +61,9 @@ import Testing
         let view = store.view()
         #expect(view.find(SwarmTask.self).map(\.id) == ["a", "c", "old"])
         #expect(view.get(SwarmTask.self, id: "old")?.nodeID == "")
+        #expect(view.get(SwarmTask.self, id: "old")?.desiredState == F.task("old", service: "s").desiredState)
         #expect(view.find(SwarmTask.self, .index("node", "n9")).isEmpty)
+        #expect(view.find(SwarmTask.self, .index("node", "n8")).isEmpty)
     }
 
     @Test func batchOverflowReRunsTheBodyOnAFreshTransaction() async throws {

@@ -101,7 +101,7 @@ struct SchedulerBench: AsyncParsableCommand {
         let run = sorted[sorted.count / 2]
         let (n, m, name, constrained, seconds, perNode, pluginTime) = (nodes, tasks, strategy, constraint, run.seconds, run.perNode, run.pluginTime)
         if results.count > 1 {
-            print(String(format: "runs: %d, seconds min %.3f, median %.3f, max %.3f", results.count, sorted[0].seconds, run.seconds, sorted.last!.seconds))
+            print(String(format: "runs: %d, seconds min %.4f, median %.4f, max %.4f", results.count, sorted[0].seconds, run.seconds, sorted.last!.seconds))
         }
         print("nodes  tasks   strategy  constraint  seconds   placements/s  tasks/node (min-max)  plugin calls  plugin share")
         print(String(format: "%-6d %-7d %-9@ %-11@ %-9.3f %-13.0f %-21@ %-13d %@", n, m, name as NSString, (constrained ? "yes" : "no") as NSString,
