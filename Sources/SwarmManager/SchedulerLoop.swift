@@ -58,7 +58,9 @@ public final class SchedulerLoop: Sendable {
             // A pass commits its own assignments while the watch is not read, so the watch
             // must hold a pass's worth of events (one per task) without falling behind.
             let (view, watcher) = store.viewAndWatch(WatchFilter(tables: [.nodes, .tasks], commits: true), limit: Self.watchLimit)
-            for n in view.all(SwarmNode.self) { state.engine.setNode(n) }
+            let nodes = view.all(SwarmNode.self)
+            state.engine.reserveCapacity(nodes.count)
+            for n in nodes { state.engine.setNode(n) }
             for t in view.all(SwarmTask.self) {
                 if Self.holdsResources(t) {
                     state.engine.taskAssigned(t)
@@ -151,7 +153,8 @@ public final class SchedulerLoop: Sendable {
                 continue
             }
             if scorer.strategy.wantsPrepare && prepared.insert(name).inserted {
-                scorer.prepare(nodes: Array(state.engine.nodes.values), workload: Self.workload(state, pending: groups))
+                let workload = Self.workload(state, pending: groups)
+                scorer.prepare(&state.engine, workload: workload)
             }
             // Filter plugins: the cluster's defaults, then the service's own.
             var pluginFilters: [PlacementFilter] = []

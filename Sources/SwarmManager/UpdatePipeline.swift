@@ -3,7 +3,9 @@ import SwarmStore
 
 /// Writes a scheduler pass's task updates while the pass goes on. Updates are handed over
 /// in chunks of one transaction each to a task that commits them in order, so placing
-/// tasks (on one core) and committing earlier assignments (on another) overlap.
+/// tasks (on one core) and committing earlier assignments (on another) overlap. The first
+/// chunks are small, so that the committing task starts early, and each is twice the last
+/// up to a full transaction.
 ///
 /// A task that changed since the pass read it, or is gone, is skipped without failing
 /// its chunk, and ``finish()`` returns it, so that the pass gives back what it accounted
@@ -17,6 +19,9 @@ struct UpdatePipeline {
     private(set) var assignments: [SwarmTask] = []
 
     private let chunkSize: Int
+    /// The size of the chunk being filled: small at first, so that committing starts
+    /// early in a pass, then doubling up to `chunkSize`.
+    private var fill: Int
 
     /// What the committing task reports at the end.
     struct Outcome {
@@ -26,10 +31,11 @@ struct UpdatePipeline {
         var skipped: [SwarmTask] = []
     }
 
-    init(store: MemoryStore, chunkSize: Int = MemoryStore.maxChangesPerTransaction) {
+    init(store: MemoryStore, chunkSize: Int = MemoryStore.maxChangesPerTransaction, firstChunk: Int = 25) {
         let (stream, continuation) = AsyncStream.makeStream(of: [SwarmTask].self)
         self.continuation = continuation
         self.chunkSize = chunkSize
+        fill = max(1, min(firstChunk, chunkSize))
         worker = Task {
             var outcome = Outcome()
             for await updates in stream where outcome.failure == nil && !Task.isCancelled {
@@ -62,9 +68,11 @@ struct UpdatePipeline {
     mutating func add(_ update: SwarmTask) {
         chunk.append(update)
         if update.status.state == .assigned { assignments.append(update) }
-        if chunk.count >= chunkSize {
+        if chunk.count >= fill {
             continuation.yield(chunk)
+            fill = min(2 * fill, chunkSize)
             chunk = []
+            chunk.reserveCapacity(fill)
         }
     }
 

@@ -1,4 +1,5 @@
 import SwarmAPI
+import Synchronization
 
 /// What the scheduler tracks about a node: its description, what is still free, and the
 /// tasks on it. Updated incrementally as tasks are assigned and end.
@@ -18,8 +19,14 @@ public struct NodeInfo: Sendable {
     public var freeMemoryBytes: Int64
     /// Free units of each generic resource kind.
     public var genericFree: [String: Int64]
-    /// Executor plugins the node reported.
-    public var executors: Set<String>
+    /// Executor plugins the node reported: a few names, so a list (a scan of one or two
+    /// strings is cheaper than hashing the name a filter looks for).
+    public var executors: [String]
+    /// Identifies this node's description: a new stamp is drawn whenever a ``NodeInfo`` is
+    /// made from a node message, and tasks coming and going keep it. Caches of what the
+    /// description alone determines (a plugin's C view of the labels and strings) compare
+    /// stamps instead of every field.
+    public let descriptionStamp: UInt64
     /// Active tasks on the node, by ID.
     public private(set) var tasks: [String: SwarmTask] = [:]
     public private(set) var tasksByService: [String: Int] = [:]
@@ -46,19 +53,27 @@ public struct NodeInfo: Sendable {
 
     static func gpuKind(_ task: SwarmTask) -> UInt32? {
         let g = task.spec.resources.gpu
-        guard g.count > 0 else { return nil }
-        return g.count == 1 && g.milli > 0 && g.milli < 1000 ? 1 : UInt32(1) << min(g.count, 31)
+        return gpuKind(count: g.count, milli: g.milli)
     }
+
+    static func gpuKind(count: UInt32, milli: UInt32) -> UInt32? {
+        guard count > 0 else { return nil }
+        return count == 1 && milli > 0 && milli < 1000 ? 1 : UInt32(1) << min(count, 31)
+    }
+
+    private static let stamps = Atomic<UInt64>(0)
 
     public init(node: SwarmNode) {
         // Each nested message is read once: a getter of a message copies what it returns.
         let description = node.description_p
         let spec = node.spec
         let resources = description.resources
+        let platform = description.platform
+        descriptionStamp = Self.stamps.wrappingAdd(1, ordering: .relaxed).newValue
         id = node.id
         hostname = description.hostname
-        os = description.platform.os
-        arch = description.platform.architecture
+        os = platform.os
+        arch = platform.architecture
         role = node.role
         labels = spec.annotations.labels
         engineLabels = description.engineLabels
@@ -69,8 +84,8 @@ public struct NodeInfo: Sendable {
         freeNanoCPUs = totalNanoCPUs
         freeMemoryBytes = totalMemoryBytes
         genericFree = resources.generic.isEmpty ? [:] : GenericResources.totals(resources.generic)
-        var executors = Set<String>()
-        for p in description.plugins where p.kind == "executor" { executors.insert(p.name) }
+        var executors: [String] = []
+        for p in description.plugins where p.kind == "executor" && !executors.contains(p.name) { executors.append(p.name) }
         self.executors = executors
         gpus = description.gpus.isEmpty ? [] : description.gpus.map {
             GPUSlot(uuid: $0.uuid, index: $0.index, model: $0.model, memoryMiB: $0.memoryMib, topologyGroup: $0.topologyGroup, freeMilli: 1000)
@@ -106,20 +121,34 @@ public struct NodeInfo: Sendable {
 
     /// Accounts for a task that runs (or will run) on this node.
     public mutating func add(_ task: SwarmTask) {
+        let spec = task.spec
+        let r = spec.resources.reservations
+        add(task, nanoCPUs: r.nanoCpus, memoryBytes: r.memoryBytes,
+            generic: r.generic.isEmpty ? [:] : GenericResources.totals(r.generic),
+            hostPorts: spec.ports.lazy.map(\.publishedPort).filter { $0 != 0 },
+            gpuKind: Self.gpuKind(count: spec.resources.gpu.count, milli: spec.resources.gpu.milli))
+    }
+
+    /// Accounts for a task whose spec `req` was read from (the placement engine reads a
+    /// group's spec once, not each task's).
+    mutating func add(_ task: SwarmTask, _ req: TaskRequirements) {
+        add(task, nanoCPUs: req.nanoCPUs, memoryBytes: req.memoryBytes, generic: req.generic, hostPorts: req.hostPorts,
+            gpuKind: Self.gpuKind(count: req.gpuCount, milli: req.gpuMilli))
+    }
+
+    private mutating func add(_ task: SwarmTask, nanoCPUs: Int64, memoryBytes: Int64, generic: [String: Int64],
+                              hostPorts: some Sequence<UInt32>, gpuKind: UInt32?) {
         guard tasks[task.id] == nil else { return }
         tasks[task.id] = task
         tasksByService[task.serviceID, default: 0] += 1
-        let r = task.spec.resources.reservations
-        freeNanoCPUs -= r.nanoCpus
-        freeMemoryBytes -= r.memoryBytes
-        if !r.generic.isEmpty {
-            for (kind, n) in GenericResources.totals(r.generic) { genericFree[kind, default: 0] -= n }
-        }
-        for p in task.spec.ports where p.publishedPort != 0 { usedHostPorts.insert(p.publishedPort) }
+        freeNanoCPUs -= nanoCPUs
+        freeMemoryBytes -= memoryBytes
+        for (kind, n) in generic { genericFree[kind, default: 0] -= n }
+        for p in hostPorts { usedHostPorts.insert(p) }
         for g in task.assignedGpus {
             if let i = gpus.firstIndex(where: { $0.uuid == g.uuid }) { gpus[i].freeMilli -= Int32(g.milli) }
         }
-        if let k = Self.gpuKind(task) { gpuTaskKinds[k, default: 0] += 1 }
+        if let k = gpuKind { gpuTaskKinds[k, default: 0] += 1 }
     }
 
     /// Returns a task's resources when it ends or leaves the node.

@@ -55,14 +55,19 @@ public struct PlacementEngine: Sendable {
     /// Adds or refreshes a node, keeping the tasks already accounted on it.
     public mutating func setNode(_ node: SwarmNode) {
         var info = NodeInfo(node: node)
-        if let old = nodes[node.id] {
+        if let at = nodes.index(forKey: node.id) {
+            let old = nodes.values[at]
             for task in old.tasks.values.sorted(by: { $0.id < $1.id }) { info.add(task) }
             info.recentFailures = old.recentFailures
+            nodes.values[at] = info
         } else {
             sortedIDs = nil
+            nodes[node.id] = info
         }
-        nodes[node.id] = info
     }
+
+    /// Makes room for `count` nodes (before loading a whole cluster).
+    public mutating func reserveCapacity(_ count: Int) { nodes.reserveCapacity(count) }
 
     public mutating func removeNode(_ id: String) {
         if nodes.removeValue(forKey: id) != nil { sortedIDs = nil }
@@ -233,7 +238,7 @@ public struct PlacementEngine: Sendable {
             result.gpus[task.id] = assigned.assignedGpus
         }
         // Changed in place: a NodeInfo copy costs a retain and release of each of its tables.
-        nodes.values[at].add(assigned)
+        nodes.values[at].add(assigned, req)
         result.assignments.append((task.id, assigned.nodeID))
         onAssign(position, assigned)
         return true

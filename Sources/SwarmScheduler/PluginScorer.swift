@@ -25,13 +25,16 @@ public final class PluginScorer: Scorer {
     /// Starts a scheduling pass for a strategy that asked for `prepare` (ABI 1.1): hands
     /// it every node's view and the expected workload, the shapes of the tasks the cluster
     /// runs and waits to run, weighted by how many there are.
-    public func prepare(nodes: [NodeInfo], workload: [(TaskRequirements, Int)], seed: UInt64 = 0) {
+    ///
+    /// The nodes are handed over in ID order, each read where the engine stores it.
+    public func prepare(_ engine: inout PlacementEngine, workload: [(TaskRequirements, Int)], seed: UInt64 = 0) {
         guard strategy.wantsPrepare else { return }
-        let views = nodes.map { node -> CNodeView in
-            let v = self.views[node.id].flatMap { $0.matches(node) ? $0 : nil } ?? CNodeView(node)
-            self.views[node.id] = v
-            v.update(node, serviceID: "")
-            return v
+        var views: [CNodeView] = []
+        views.reserveCapacity(engine.nodes.count)
+        self.views.reserveCapacity(engine.nodes.count)
+        for id in engine.orderedIDs() {
+            guard let at = engine.nodes.index(forKey: id) else { continue }
+            views.append(Self.view(self, &engine.nodes.values[at]))
         }
         let total = Double(max(1, workload.reduce(0) { $0 + $1.1 }))
         let modelStrings = workload.map { $0.0.gpuModels.map(CString.init) }
@@ -72,11 +75,15 @@ public final class PluginScorer: Scorer {
         ticks += 1
     }
 
+    /// The view of a node read where it is stored (the dictionary's getter would copy it);
+    /// nothing is changed.
+    private static func view(_ scorer: PluginScorer, _ node: inout NodeInfo) -> CNodeView {
+        scorer.view(node, serviceID: "")
+    }
+
     /// The strategy's GPU choice for the task on the chosen node (ABI 1.1), if it has one.
     public func assignDevices(_ req: TaskRequirements, _ node: NodeInfo) -> [Int]? {
-        let view = views[node.id].flatMap { $0.matches(node) ? $0 : nil } ?? CNodeView(node)
-        views[node.id] = view
-        view.update(node, serviceID: req.serviceID)
+        let view = view(node, serviceID: req.serviceID)
         task.update(req)
         return task.withPointer { t in view.withPointer { n in strategy.assignDevices(t, n) } }?.map(Int.init)
     }
@@ -86,12 +93,7 @@ public final class PluginScorer: Scorer {
     /// The plugin's placement of a whole group (ABI 1.2); positions outside `feasible`
     /// are passed on as they are, for the engine to refuse.
     public func placeGroup(_ req: TaskRequirements, count: Int, feasible: [NodeInfo]) -> [Int?]? {
-        let nodeViews = feasible.map { node -> CNodeView in
-            let v = views[node.id].flatMap { $0.matches(node) ? $0 : nil } ?? CNodeView(node)
-            views[node.id] = v
-            v.update(node, serviceID: req.serviceID)
-            return v
-        }
+        let nodeViews = feasible.map { view($0, serviceID: req.serviceID) }
         task.update(req)
         let answer = withExtendedLifetime(nodeViews) {
             task.withPointer { t in strategy.placeGroup(t, count: count, feasible: nodeViews.map { Optional($0.pointer) }) }
@@ -99,7 +101,9 @@ public final class PluginScorer: Scorer {
         return answer?.map { $0 == -1 ? nil : Int($0) }
     }
 
-    public func score(_ req: TaskRequirements, _ node: NodeInfo) -> Double? {
+    /// The node's C view, made when the node's description is new to this scorer, with its
+    /// numbers brought up to date for a task of `serviceID`.
+    private func view(_ node: NodeInfo, serviceID: String) -> CNodeView {
         let view: CNodeView
         if let cached = views[node.id], cached.matches(node) {
             view = cached
@@ -107,7 +111,12 @@ public final class PluginScorer: Scorer {
             view = CNodeView(node)
             views[node.id] = view
         }
-        view.update(node, serviceID: req.serviceID)
+        view.update(node, serviceID: serviceID)
+        return view
+    }
+
+    public func score(_ req: TaskRequirements, _ node: NodeInfo) -> Double? {
+        let view = view(node, serviceID: req.serviceID)
         task.update(req)
         let s: Double
         if timed {
@@ -134,9 +143,11 @@ final class CString {
     var view: swarm_str { swarm_str(data: ptr, len: len) }
 }
 
-/// A node's C view with the memory its pointers refer to.
+/// A node's C view with the memory its pointers refer to: the strings of the node's
+/// description in one allocation, the labels and GPUs in arrays of C structs.
 final class CNodeView {
-    private var strings: [CString] = []
+    /// The node's strings, each followed by a NUL.
+    private let text: UnsafeMutableRawBufferPointer
     private var labels: UnsafeMutableBufferPointer<swarm_label>
     private var engineLabels: UnsafeMutableBufferPointer<swarm_label>
     private var gpus: UnsafeMutableBufferPointer<swarm_gpu_view>
@@ -146,30 +157,44 @@ final class CNodeView {
         get { rawPointer.pointee }
         _modify { yield &rawPointer.pointee }
     }
-    private let key: (String, String, String, String, [String: String], [String: String], [String])
+    /// The description the view was made from (``NodeInfo/descriptionStamp``).
+    private let stamp: UInt64
 
     init(_ node: NodeInfo) {
-        key = (node.id, node.hostname, node.os, node.arch, node.labels, node.engineLabels, node.gpus.map(\.uuid))
+        stamp = node.descriptionStamp
+        let sortedLabels = node.labels.sorted { $0.key < $1.key }
+        let sortedEngineLabels = node.engineLabels.sorted { $0.key < $1.key }
+        var strings = [node.id, node.hostname, node.os, node.arch]
+        for (k, v) in sortedLabels { strings += [k, v] }
+        for (k, v) in sortedEngineLabels { strings += [k, v] }
+        for g in node.gpus { strings += [g.uuid, g.model, g.topologyGroup] }
+        text = .allocate(byteCount: strings.reduce(0) { $0 + $1.utf8.count + 1 }, alignment: 1)
+        var views: [swarm_str] = []
+        views.reserveCapacity(strings.count)
+        var offset = 0
+        for var string in strings {
+            let start = text.baseAddress! + offset
+            let count = string.withUTF8 { utf8 in
+                if let base = utf8.baseAddress { start.copyMemory(from: base, byteCount: utf8.count) }
+                return utf8.count
+            }
+            text[offset + count] = 0
+            views.append(swarm_str(data: start.assumingMemoryBound(to: CChar.self), len: count))
+            offset += count + 1
+        }
+        var next = views.makeIterator()
+        func take() -> swarm_str { next.next()! }
         rawPointer.initialize(to: swarm_node_view())
         labels = .allocate(capacity: max(1, node.labels.count))
         gpus = .allocate(capacity: max(1, node.gpus.count))
         engineLabels = .allocate(capacity: max(1, node.engineLabels.count))
-        func keep(_ s: String) -> swarm_str {
-            let c = CString(s)
-            strings.append(c)
-            return c.view
-        }
-        for (i, (k, v)) in node.labels.sorted(by: { $0.key < $1.key }).enumerated() {
-            labels[i] = swarm_label(key: keep(k), value: keep(v))
-        }
-        for (i, (k, v)) in node.engineLabels.sorted(by: { $0.key < $1.key }).enumerated() {
-            engineLabels[i] = swarm_label(key: keep(k), value: keep(v))
-        }
         raw.struct_size = MemoryLayout<swarm_node_view>.size
-        raw.id = keep(node.id)
-        raw.hostname = keep(node.hostname)
-        raw.os = keep(node.os)
-        raw.arch = keep(node.arch)
+        raw.id = take()
+        raw.hostname = take()
+        raw.os = take()
+        raw.arch = take()
+        for i in sortedLabels.indices { labels[i] = swarm_label(key: take(), value: take()) }
+        for i in sortedEngineLabels.indices { engineLabels[i] = swarm_label(key: take(), value: take()) }
         raw.role = node.role == .manager ? SWARM_NODE_ROLE_MANAGER : SWARM_NODE_ROLE_WORKER
         raw.labels = UnsafePointer(labels.baseAddress)
         raw.labels_count = node.labels.count
@@ -178,11 +203,11 @@ final class CNodeView {
         for (i, g) in node.gpus.enumerated() {
             var v = swarm_gpu_view()
             v.struct_size = MemoryLayout<swarm_gpu_view>.size
-            v.uuid = keep(g.uuid)
+            v.uuid = take()
             v.index = g.index
-            v.model = keep(g.model)
+            v.model = take()
             v.memory_mib = g.memoryMiB
-            v.topology_group = keep(g.topologyGroup)
+            v.topology_group = take()
             v.free_milli = UInt32(max(0, g.freeMilli))
             gpus[i] = v
         }
@@ -191,17 +216,15 @@ final class CNodeView {
     }
 
     deinit {
+        text.deallocate()
         labels.deallocate()
         engineLabels.deallocate()
         gpus.deallocate()
         rawPointer.deallocate()
     }
 
-    func matches(_ node: NodeInfo) -> Bool {
-        key.0 == node.id && key.1 == node.hostname && key.2 == node.os && key.3 == node.arch
-            && key.4 == node.labels && key.5 == node.engineLabels && key.6.count == node.gpus.count
-            && zip(key.6, node.gpus).allSatisfy { $0 == $1.uuid }
-    }
+    /// Whether the view was made from the node's current description.
+    func matches(_ node: NodeInfo) -> Bool { stamp == node.descriptionStamp }
 
     func update(_ node: NodeInfo, serviceID: String) {
         raw.nano_cpus_total = node.totalNanoCPUs

@@ -128,7 +128,7 @@ public final class MemoryStore: Sendable {
             // the only reference to its maps and writes change them in place; a savepoint
             // undoes `body` when it throws or overflows the transaction.
             guard var current = tx.take() else {
-                var fresh = WriteTx(state: store.view().state, now: store.clock())
+                var fresh = freshTransaction()
                 try body(&fresh)
                 tx = fresh
                 return
@@ -148,13 +148,21 @@ public final class MemoryStore: Sendable {
                 current.rollbackToSavepoint()
                 tx = consume current
                 try await flush()
-                var fresh = WriteTx(state: store.view().state, now: store.clock())
+                var fresh = freshTransaction()
                 try body(&fresh)
                 tx = fresh
             } else {
                 current.releaseSavepoint()
                 tx = consume current
             }
+        }
+
+        /// A transaction with room for a batch's worth of changes (growing the change map
+        /// one doubling at a time rehashes every key each time).
+        private func freshTransaction() -> WriteTx {
+            var tx = WriteTx(state: store.view().state, now: store.clock())
+            tx.reserveCapacity(MemoryStore.maxChangesPerTransaction)
+            return tx
         }
 
         func flush() async throws {

@@ -79,11 +79,8 @@ public struct WriteTx: Sendable {
         var orderCount: Int
         var byteSize: Int
         var names: [NameKey: String]
-        /// The change recorded for each key before its first touch after the savepoint:
-        /// the first key apart (most batch bodies touch one object, and then no dictionary
-        /// is allocated), the others in `more`.
-        var first: (key: Key, change: Change?)?
-        var more: [Key: Change?] = [:]
+        /// The change recorded for each key before its first touch after the savepoint.
+        var saved: [Key: Change?] = [:]
     }
 
     init(state: StoreState, now: Int64) {
@@ -92,6 +89,12 @@ public struct WriteTx: Sendable {
     }
 
     public var changeCount: Int { changes.count }
+
+    /// Makes room for `count` changes.
+    mutating func reserveCapacity(_ count: Int) {
+        changes.reserveCapacity(count)
+        order.reserveCapacity(count)
+    }
 
     /// An object as this transaction sees it.
     public func get<T: StoreObject>(_ type: T.Type, id: String) -> T? {
@@ -188,8 +191,7 @@ public struct WriteTx: Sendable {
     mutating func rollbackToSavepoint() {
         guard let point = undo else { return }
         undo = nil
-        if let first = point.first { changes[first.key] = first.change }
-        for (key, before) in point.more { changes[key] = before }
+        for (key, before) in point.saved { changes[key] = before }
         names = point.names
         order.removeLast(order.count - point.orderCount)
         byteSize = point.byteSize
@@ -200,12 +202,8 @@ public struct WriteTx: Sendable {
 
     /// Remembers, for a savepoint, the change `recorded` for `key` before its first touch.
     private mutating func save(_ key: Key, _ recorded: Change?) {
-        guard undo != nil else { return }
-        guard let first = undo!.first else {
-            undo!.first = (key, recorded)
-            return
-        }
-        if first.key != key && undo!.more[key] == nil { undo!.more[key] = .some(recorded) }
+        guard undo != nil, undo!.saved[key] == nil else { return }
+        undo!.saved[key] = .some(recorded)
     }
 
     // MARK: Names

@@ -43,4 +43,26 @@ import Testing
         #expect(versions.count == 2)
         #expect(pipeline.assignments.count == 5)
     }
+
+    @Test func chunksStartSmallAndDoubleUpToAFullTransaction() async throws {
+        let store = MemoryStore()
+        try await store.update { tx in for k in 0..<20 { try tx.create(Self.pending(String(format: "t%02d", k))) } }
+        var pipeline = UpdatePipeline(store: store, chunkSize: 8, firstChunk: 1)
+        for var t in store.view().all(SwarmTask.self).sorted(by: { $0.id < $1.id }) {
+            t.nodeID = "n1"
+            pipeline.add(t)
+        }
+        let outcome = await pipeline.finish()
+        #expect(outcome.failure == nil && outcome.skipped.isEmpty)
+        // One transaction (one version) per chunk, in the order the updates were added.
+        let tasks = store.view().all(SwarmTask.self).sorted { $0.id < $1.id }
+        #expect(tasks.allSatisfy { $0.nodeID == "n1" })
+        var sizes: [Int] = []
+        var last: UInt64?
+        for t in tasks {
+            if t.meta.version == last { sizes[sizes.count - 1] += 1 } else { sizes.append(1) }
+            last = t.meta.version
+        }
+        #expect(sizes == [1, 2, 4, 8, 5])
+    }
 }

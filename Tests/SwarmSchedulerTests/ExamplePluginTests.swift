@@ -232,7 +232,7 @@ struct GPUPlacementTests {
         engine.setNode(Self.gpuNode("n1", [("GPU-a", "A10", 24_000), ("GPU-b", "A10", 24_000), ("GPU-c", "A10", 24_000)]))
         let (tasks, req) = try Self.gpuTasks("frac", 3, gpus: 1, milli: 300)
         // As the scheduler does each pass: the cluster and its workload (these tasks).
-        gpu.prepare(nodes: Array(engine.nodes.values), workload: [(req, 3)])
+        gpu.prepare(&engine, workload: [(req, 3)])
         let r = engine.place(tasks, requirements: req, scorer: gpu)
         #expect(r.assignments.count == 3)
         // The first two fractions share a GPU; the third does not squeeze in there, which
