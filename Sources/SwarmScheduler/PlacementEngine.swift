@@ -54,15 +54,15 @@ public struct PlacementEngine: Sendable {
 
     /// Adds or refreshes a node, keeping the tasks already accounted on it.
     public mutating func setNode(_ node: SwarmNode) {
-        var info = NodeInfo(node: node)
         if let at = nodes.index(forKey: node.id) {
+            var info = NodeInfo(node: node)
             let old = nodes.values[at]
             for task in old.tasks.values.sorted(by: { $0.id < $1.id }) { info.add(task) }
             info.recentFailures = old.recentFailures
             nodes.values[at] = info
         } else {
             sortedIDs = nil
-            nodes[node.id] = info
+            nodes[node.id] = NodeInfo(node: node)
         }
     }
 
@@ -164,8 +164,8 @@ public struct PlacementEngine: Sendable {
                 // The node is read through its index (borrowed, not copied) and changed in
                 // place: a NodeInfo copy costs a retain and release of each of its tables.
                 guard let at = nodes.index(forKey: best.node) else { continue }
-                // Earlier tasks of the group may have used up this node.
-                if judge(at, req, scorer, score: false).refusedBy != nil { continue }
+                // No filter needs to run again here: a node is put back in the heap only
+                // after it was judged anew, as it is after its last assignment.
                 guard assign(task, position: position, to: at, req, scorer, &result, onAssign) else { continue }
                 let verdict = judge(at, req, scorer)
                 if verdict.refusedBy == nil, let s = verdict.score, s.isFinite {

@@ -160,7 +160,7 @@ final class CNodeView {
     /// The description the view was made from (``NodeInfo/descriptionStamp``).
     private let stamp: UInt64
 
-    init(_ node: NodeInfo) {
+    init(_ node: borrowing NodeInfo) {
         stamp = node.descriptionStamp
         let sortedLabels = node.labels.sorted { $0.key < $1.key }
         let sortedEngineLabels = node.engineLabels.sorted { $0.key < $1.key }
