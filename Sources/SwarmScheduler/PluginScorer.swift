@@ -147,7 +147,7 @@ final class CString {
 /// description in one allocation, the labels and GPUs in arrays of C structs.
 final class CNodeView {
     /// The node's strings, each followed by a NUL.
-    private let text: UnsafeMutableRawBufferPointer
+    private let text: UnsafeMutableBufferPointer<CChar>
     private var labels: UnsafeMutableBufferPointer<swarm_label>
     private var engineLabels: UnsafeMutableBufferPointer<swarm_label>
     private var gpus: UnsafeMutableBufferPointer<swarm_gpu_view>
@@ -168,18 +168,18 @@ final class CNodeView {
         for (k, v) in sortedLabels { strings += [k, v] }
         for (k, v) in sortedEngineLabels { strings += [k, v] }
         for g in node.gpus { strings += [g.uuid, g.model, g.topologyGroup] }
-        text = .allocate(byteCount: strings.reduce(0) { $0 + $1.utf8.count + 1 }, alignment: 1)
+        text = .allocate(capacity: strings.reduce(0) { $0 + $1.utf8.count + 1 })
         var views: [swarm_str] = []
         views.reserveCapacity(strings.count)
         var offset = 0
         for var string in strings {
             let start = text.baseAddress! + offset
             let count = string.withUTF8 { utf8 in
-                if let base = utf8.baseAddress { start.copyMemory(from: base, byteCount: utf8.count) }
+                if let base = utf8.baseAddress { UnsafeMutableRawPointer(start).copyMemory(from: base, byteCount: utf8.count) }
                 return utf8.count
             }
             text[offset + count] = 0
-            views.append(swarm_str(data: start.assumingMemoryBound(to: CChar.self), len: count))
+            views.append(swarm_str(data: start, len: count))
             offset += count + 1
         }
         var next = views.makeIterator()

@@ -102,6 +102,24 @@ import Testing
         #expect(c.assignments.count == 1)
     }
 
+    @Test func aScorerSeesANodesNewLabels() throws {
+        let dir = try ExamplePluginTests.build()
+        let registry = PluginRegistry()
+        #expect(registry.loadDirectory(dir).isEmpty)
+        // One scorer across passes, as the scheduler keeps it: its C view of a node must
+        // follow the node's description when the zone label moves to another node.
+        let scorer = PluginScorer(try #require(registry.strategy("roomy")))
+        var engine = PlacementEngine()
+        engine.setNode(PlacementTests.node("small", cpus: 4))
+        engine.setNode(PlacementTests.node("east", cpus: 2, labels: ["zone": "east"]))
+        let (first, req) = PlacementTests.tasks(1, cpus: 1)
+        #expect(engine.place(first, requirements: req, scorer: scorer).assignments.map(\.node) == ["east"])
+        engine.setNode(PlacementTests.node("small", cpus: 4, labels: ["zone": "east"]))
+        engine.setNode(PlacementTests.node("east", cpus: 2))
+        let second = [SwarmTask.with { $0.id = "second"; $0.serviceID = first[0].serviceID; $0.spec = first[0].spec }]
+        #expect(engine.place(second, requirements: req, scorer: scorer).assignments.map(\.node) == ["small"])
+    }
+
     @Test func badManifestsAreRefusedWithTheirLine() throws {
         let dir = try ExamplePluginTests.build()
         let cases: [(String, Int, String)] = [
