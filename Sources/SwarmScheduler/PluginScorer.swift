@@ -151,6 +151,10 @@ final class CNodeView {
     private var labels: UnsafeMutableBufferPointer<swarm_label>
     private var engineLabels: UnsafeMutableBufferPointer<swarm_label>
     private var gpus: UnsafeMutableBufferPointer<swarm_gpu_view>
+    /// What is free of each generic resource kind (one discrete entry per kind, in the
+    /// order of `genericKinds`), rewritten by ``update(_:serviceID:)``.
+    private var generic: UnsafeMutableBufferPointer<swarm_generic_resource>
+    private let genericKinds: [String]
     /// In its own allocation, so that its address is stable while the view lives.
     private let rawPointer = UnsafeMutablePointer<swarm_node_view>.allocate(capacity: 1)
     private var raw: swarm_node_view {
@@ -168,6 +172,8 @@ final class CNodeView {
         for (k, v) in sortedLabels { strings += [k, v] }
         for (k, v) in sortedEngineLabels { strings += [k, v] }
         for g in node.gpus { strings += [g.uuid, g.model, g.topologyGroup] }
+        genericKinds = node.genericFree.keys.sorted()
+        strings += genericKinds
         text = .allocate(capacity: strings.reduce(0) { $0 + $1.utf8.count + 1 })
         var views: [swarm_str] = []
         views.reserveCapacity(strings.count)
@@ -188,6 +194,7 @@ final class CNodeView {
         labels = .allocate(capacity: max(1, node.labels.count))
         gpus = .allocate(capacity: max(1, node.gpus.count))
         engineLabels = .allocate(capacity: max(1, node.engineLabels.count))
+        generic = .allocate(capacity: max(1, genericKinds.count))
         raw.struct_size = MemoryLayout<swarm_node_view>.size
         raw.id = take()
         raw.hostname = take()
@@ -213,10 +220,16 @@ final class CNodeView {
         }
         raw.gpus = UnsafePointer(gpus.baseAddress)
         raw.gpus_count = node.gpus.count
+        for (i, kind) in genericKinds.enumerated() {
+            generic[i] = swarm_generic_resource(kind: take(), value: node.genericFree[kind] ?? 0, named: swarm_str())
+        }
+        raw.generic_free = UnsafePointer(generic.baseAddress)
+        raw.generic_free_count = genericKinds.count
     }
 
     deinit {
         text.deallocate()
+        generic.deallocate()
         labels.deallocate()
         engineLabels.deallocate()
         gpus.deallocate()
@@ -236,6 +249,7 @@ final class CNodeView {
         raw.recent_failures_of_service = UInt32(clamping: node.recentFailures[serviceID] ?? 0)
         raw.gpu_task_classes = node.gpuTaskClasses
         for (i, g) in node.gpus.enumerated() { gpus[i].free_milli = UInt32(max(0, g.freeMilli)) }
+        for (i, kind) in genericKinds.enumerated() { generic[i].value = node.genericFree[kind] ?? 0 }
     }
 
     func withPointer<R>(_ body: (UnsafePointer<swarm_node_view>) -> R) -> R {
@@ -250,23 +264,28 @@ final class CNodeView {
 struct CTaskView {
     /// The strings the C copies were made from, to see cheaply whether they still match
     /// (two spec versions of one service may differ in runtime or GPU models).
-    private var strings: (serviceID: String, serviceName: String, runtime: String, models: [String])?
+    private var strings: (serviceID: String, serviceName: String, runtime: String, models: [String], generic: [String: Int64])?
     private var serviceID: CString?
     private var serviceName: CString?
     private var runtime: CString?
     private var models: [CString] = []
     private var modelViews: [swarm_str] = []
+    private var genericKinds: [CString] = []
+    private var genericViews: [swarm_generic_resource] = []
     private var raw = swarm_task_view()
 
     mutating func update(_ req: TaskRequirements) {
         if strings?.serviceID != req.serviceID || strings?.serviceName != req.serviceName
-            || strings?.runtime != req.runtime || strings?.models != req.gpuModels {
-            strings = (req.serviceID, req.serviceName, req.runtime, req.gpuModels)
+            || strings?.runtime != req.runtime || strings?.models != req.gpuModels || strings?.generic != req.generic {
+            strings = (req.serviceID, req.serviceName, req.runtime, req.gpuModels, req.generic)
             serviceID = CString(req.serviceID)
             serviceName = CString(req.serviceName)
             runtime = CString(req.runtime)
             models = req.gpuModels.map(CString.init)
             modelViews = models.map(\.view)
+            let kinds = req.generic.keys.sorted()
+            genericKinds = kinds.map(CString.init)
+            genericViews = zip(kinds, genericKinds).map { swarm_generic_resource(kind: $1.view, value: req.generic[$0] ?? 0, named: swarm_str()) }
         }
         raw.gpu_count = req.gpuCount
         raw.gpu_milli = req.gpuMilli
@@ -281,11 +300,15 @@ struct CTaskView {
     }
 
     mutating func withPointer<R>(_ body: (UnsafePointer<swarm_task_view>) -> R) -> R {
-        let views = modelViews
+        let (views, generic) = (modelViews, genericViews)
         return views.withUnsafeBufferPointer { m in
-            raw.gpu_models = m.baseAddress
-            defer { raw.gpu_models = nil }
-            return withUnsafePointer(to: &raw, body)
+            generic.withUnsafeBufferPointer { g in
+                raw.gpu_models = m.baseAddress
+                raw.generic = g.baseAddress
+                raw.generic_count = g.count
+                defer { (raw.gpu_models, raw.generic) = (nil, nil) }
+                return withUnsafePointer(to: &raw, body)
+            }
         }
     }
 }
