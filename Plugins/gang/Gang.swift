@@ -5,8 +5,10 @@ import SwarmPluginKit
 /// once, and then on as few nodes as possible, the roomiest first. A group that does not
 /// fit stays pending as a whole, rather than holding resources with some of its tasks.
 ///
-/// Room on a node counts CPU, memory and GPUs (whole GPUs, or shares of one). One task at
-/// a time (`score`) is binpack-like, for the rare caller that bypasses group placement.
+/// Room on a node counts CPU, memory, generic resources and GPUs (whole GPUs, or shares of
+/// one), the service's per-node replica limit, and host ports (a task that publishes one
+/// fits once per node, and not at all where the port is taken). One task at a time
+/// (`score`) is binpack-like, for the rare caller that bypasses group placement.
 struct Gang: Strategy {
     var wantsPlaceGroup: Bool { true }
 
@@ -15,6 +17,9 @@ struct Gang: Strategy {
         var n = Int.max
         if task.reservedNanoCPUs > 0 { n = min(n, Int(max(0, node.nanoCPUsFree) / task.reservedNanoCPUs)) }
         if task.reservedMemoryBytes > 0 { n = min(n, Int(max(0, node.memoryBytesFree) / task.reservedMemoryBytes)) }
+        for (kind, want) in task.genericRequests where want > 0 { n = min(n, Int(max(0, node.genericFree(kind)) / want)) }
+        if task.maxReplicasPerNode > 0 { n = min(n, max(0, Int(task.maxReplicasPerNode) - Int(node.tasksOfService))) }
+        if !task.hostPorts.isEmpty { n = min(n, task.fitsLimits(node) ? 1 : 0) }
         if task.gpuCount > 0 {
             let models = task.gpuModels
             let usable = node.gpus.filter {

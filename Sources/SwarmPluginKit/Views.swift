@@ -61,6 +61,15 @@ public struct NodeView {
         return raw.pointee.struct_size >= end ? GPUTaskClasses(rawValue: raw.pointee.gpu_task_classes) : []
     }
 
+    /// The host-mode ports already published on the node, in increasing order (ABI 1.3;
+    /// empty from an older host).
+    public var usedHostPorts: [UInt32] {
+        let end = MemoryLayout<swarm_node_view>.offset(of: \swarm_node_view.used_host_ports_count)! + MemoryLayout<Int>.size
+        let n = raw.pointee
+        guard n.struct_size >= end, let ports = n.used_host_ports else { return [] }
+        return Array(UnsafeBufferPointer(start: ports, count: n.used_host_ports_count))
+    }
+
     /// The number of GPUs, and one of them, without building an array.
     public var gpuCount: Int { raw.pointee.gpus_count }
     public func gpu(_ i: Int) -> GPUView { GPUView(raw: raw.pointee.gpus[i]) }
@@ -120,6 +129,40 @@ public struct TaskView {
         return (0..<t.gpu_models_count).map { t.gpu_models[$0].string }
     }
     public var runtime: String { raw.pointee.runtime.string }
+
+    /// Units of each generic resource kind the task asks for (named units count one each).
+    public var genericRequests: [String: Int64] {
+        let t = raw.pointee
+        var asked: [String: Int64] = [:]
+        for i in 0..<t.generic_count {
+            asked[t.generic[i].kind.string, default: 0] += t.generic[i].named.len > 0 ? 1 : t.generic[i].value
+        }
+        return asked
+    }
+
+    /// Whether the host's view has the ABI 1.3 fields.
+    private var hasPortsAndReplicas: Bool {
+        raw.pointee.struct_size >= MemoryLayout<swarm_task_view>.offset(of: \swarm_task_view.host_ports_count)! + MemoryLayout<Int>.size
+    }
+
+    /// The most tasks of the service one node may run, 0 for no limit (ABI 1.3; 0 from an
+    /// older host).
+    public var maxReplicasPerNode: UInt64 { hasPortsAndReplicas ? raw.pointee.max_replicas_per_node : 0 }
+
+    /// The host-mode ports the task publishes (ABI 1.3; empty from an older host).
+    public var hostPorts: [UInt32] {
+        let t = raw.pointee
+        guard hasPortsAndReplicas, let ports = t.host_ports else { return [] }
+        return Array(UnsafeBufferPointer(start: ports, count: t.host_ports_count))
+    }
+
+    /// Whether `node` can take one more of these tasks as far as the per-node replica
+    /// limit and host ports go (the host checks both again on the answer).
+    public func fitsLimits(_ node: NodeView) -> Bool {
+        if maxReplicasPerNode > 0 && UInt64(node.tasksOfService) >= maxReplicasPerNode { return false }
+        let ports = hostPorts
+        return ports.isEmpty || Set(ports).isDisjoint(with: node.usedHostPorts)
+    }
 }
 
 /// The kinds of GPU tasks on a node: fractional ("shared") tasks, and tasks with k whole GPUs.

@@ -155,6 +155,9 @@ final class CNodeView {
     /// order of `genericKinds`), rewritten by ``update(_:serviceID:)``.
     private var generic: UnsafeMutableBufferPointer<swarm_generic_resource>
     private let genericKinds: [String]
+    /// The node's used host ports (ABI 1.3), rewritten by ``update(_:serviceID:)``; grown
+    /// when the node publishes more than it has room for.
+    private var ports: UnsafeMutableBufferPointer<UInt32>
     /// In its own allocation, so that its address is stable while the view lives.
     private let rawPointer = UnsafeMutablePointer<swarm_node_view>.allocate(capacity: 1)
     private var raw: swarm_node_view {
@@ -195,6 +198,7 @@ final class CNodeView {
         gpus = .allocate(capacity: max(1, node.gpus.count))
         engineLabels = .allocate(capacity: max(1, node.engineLabels.count))
         generic = .allocate(capacity: max(1, genericKinds.count))
+        ports = .allocate(capacity: max(4, node.usedHostPorts.count))
         raw.struct_size = MemoryLayout<swarm_node_view>.size
         raw.id = take()
         raw.hostname = take()
@@ -230,6 +234,7 @@ final class CNodeView {
     deinit {
         text.deallocate()
         generic.deallocate()
+        ports.deallocate()
         labels.deallocate()
         engineLabels.deallocate()
         gpus.deallocate()
@@ -250,6 +255,14 @@ final class CNodeView {
         raw.gpu_task_classes = node.gpuTaskClasses
         for (i, g) in node.gpus.enumerated() { gpus[i].free_milli = UInt32(max(0, g.freeMilli)) }
         for (i, kind) in genericKinds.enumerated() { generic[i].value = node.genericFree[kind] ?? 0 }
+        let used = node.usedHostPorts
+        if used.count > ports.count {
+            ports.deallocate()
+            ports = .allocate(capacity: 2 * used.count)
+        }
+        if !used.isEmpty { _ = ports.initialize(from: used.sorted()) }
+        raw.used_host_ports = UnsafePointer(ports.baseAddress)
+        raw.used_host_ports_count = used.count
     }
 
     func withPointer<R>(_ body: (UnsafePointer<swarm_node_view>) -> R) -> R {
@@ -272,6 +285,7 @@ struct CTaskView {
     private var modelViews: [swarm_str] = []
     private var genericKinds: [CString] = []
     private var genericViews: [swarm_generic_resource] = []
+    private var hostPorts: [UInt32] = []
     private var raw = swarm_task_view()
 
     mutating func update(_ req: TaskRequirements) {
@@ -297,17 +311,23 @@ struct CTaskView {
         raw.runtime = runtime!.view
         raw.reserved_nano_cpus = req.nanoCPUs
         raw.reserved_memory_bytes = req.memoryBytes
+        raw.max_replicas_per_node = req.maxReplicasPerNode
+        hostPorts = req.hostPorts
     }
 
     mutating func withPointer<R>(_ body: (UnsafePointer<swarm_task_view>) -> R) -> R {
-        let (views, generic) = (modelViews, genericViews)
+        let (views, generic, ports) = (modelViews, genericViews, hostPorts)
         return views.withUnsafeBufferPointer { m in
             generic.withUnsafeBufferPointer { g in
-                raw.gpu_models = m.baseAddress
-                raw.generic = g.baseAddress
-                raw.generic_count = g.count
-                defer { (raw.gpu_models, raw.generic) = (nil, nil) }
-                return withUnsafePointer(to: &raw, body)
+                ports.withUnsafeBufferPointer { p in
+                    raw.gpu_models = m.baseAddress
+                    raw.generic = g.baseAddress
+                    raw.generic_count = g.count
+                    raw.host_ports = p.baseAddress
+                    raw.host_ports_count = p.count
+                    defer { (raw.gpu_models, raw.generic, raw.host_ports) = (nil, nil, nil) }
+                    return withUnsafePointer(to: &raw, body)
+                }
             }
         }
     }

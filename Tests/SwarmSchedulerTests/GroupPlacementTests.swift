@@ -63,7 +63,7 @@ import Testing
     static func gang() throws -> PluginScorer {
         let gang = try P.strategy("gang")
         #expect(gang.wantsPlaceGroup)
-        #expect(gang.record.abiMinor == 2)
+        #expect(gang.record.abiMinor == 3)
         return PluginScorer(gang)
     }
 
@@ -92,6 +92,36 @@ import Testing
         let (eight, req8) = P.tasks(8, service: "other", cpus: 1)
         let placed = engine.place(eight, requirements: req8, scorer: try Self.gang())
         #expect(P.perNode(placed) == ["n1": 4, "n2": 4])
+    }
+
+    @Test func theGangPluginPlansAroundReplicaLimitsPortsAndGenericResources() throws {
+        var engine = PlacementEngine()
+        for (id, cpus) in [("n1", Int64(8)), ("n2", 4), ("n3", 4)] {
+            var node = P.node(id, cpus: cpus)
+            node.description_p.resources.generic = try GenericResources.parse(id == "n3" ? "fpga=1" : "fpga=4")
+            engine.setNode(node)
+        }
+        // At most two per node: the roomiest node (n1) alone would take all four.
+        let (capped, cappedReq) = P.tasks(4, service: "capped", cpus: 1, maxReplicas: 2)
+        let r1 = engine.place(capped, requirements: cappedReq, scorer: try Self.gang())
+        #expect(r1.unplaced.isEmpty, "\(r1.unplaced)")
+        #expect(P.perNode(r1) == ["n1": 2, "n2": 2])
+        // One port, three tasks: one per node.
+        let (ported, portedReq) = P.tasks(3, service: "ported", cpus: 1, port: 8080)
+        let r2 = engine.place(ported, requirements: portedReq, scorer: try Self.gang())
+        #expect(r2.unplaced.isEmpty, "\(r2.unplaced)")
+        #expect(P.perNode(r2) == ["n1": 1, "n2": 1, "n3": 1])
+        // Two FPGAs each: n3 has one, so five such tasks (n1 and n2 hold two each) do not
+        // fit, and the group waits whole; four do.
+        var spec = SwarmTaskSpec()
+        spec.resources.reservations.generic = try GenericResources.parse("fpga=2")
+        let fpga = (0..<5).map { k in SwarmTask.with { $0.id = "f\(k)"; $0.serviceID = "fpga"; $0.spec = spec } }
+        let fpgaReq = try TaskRequirements(serviceID: "fpga", spec: spec)
+        let r3 = engine.place(fpga, requirements: fpgaReq, scorer: try Self.gang())
+        #expect(r3.assignments.isEmpty && r3.unplaced.count == 5)
+        let r4 = engine.place(Array(fpga.prefix(4)), requirements: fpgaReq, scorer: try Self.gang())
+        #expect(r4.unplaced.isEmpty, "\(r4.unplaced)")
+        #expect(P.perNode(r4) == ["n1": 2, "n2": 2])
     }
 
     /// Chooses GPUs that do not exist, or the same GPU twice.

@@ -33,7 +33,7 @@ extern "C" {
 #endif
 
 #define SWARM_PLUGIN_ABI_MAJOR 1
-#define SWARM_PLUGIN_ABI_MINOR 2
+#define SWARM_PLUGIN_ABI_MINOR 3
 #define SWARM_PLUGIN_ENTRY "swarm_plugin_init_v1"
 
 typedef int32_t swarm_status;
@@ -106,6 +106,10 @@ typedef struct swarm_node_view {
      * for a task with a fraction of one GPU, and 1 << k for a task with k whole GPUs
      * (k = 1..31). */
     uint32_t gpu_task_classes;
+    /* ABI 1.3: the host-mode ports already published on the node, in increasing order.
+     * Valid for the duration of the call. */
+    const uint32_t *used_host_ports;
+    size_t used_host_ports_count;
 } swarm_node_view;
 
 #define SWARM_GPU_CLASS_SHARED 1u
@@ -127,6 +131,12 @@ typedef struct swarm_task_view {
     const swarm_str *gpu_models;
     size_t gpu_models_count;
     swarm_str runtime;
+    /* ABI 1.3: the most tasks of the service one node may run (0: no limit; compare with
+     * the node's tasks_of_service), and the host-mode ports each task publishes (a node
+     * whose used_host_ports holds any of them cannot take the task). */
+    uint64_t max_replicas_per_node;
+    const uint32_t *host_ports;
+    size_t host_ports_count;
 } swarm_task_view;
 
 /* A filter: which nodes a task may go to. */
