@@ -25,8 +25,8 @@ final class SwarmdCluster: @unchecked Sendable {
     }
 
     /// Starts the first manager, which bootstraps the cluster.
-    func startManager(_ extra: [String] = []) throws {
-        try start("manager", ["--listen-remote-api", managerAddr, "--listen-control-api", controlSocket] + extra)
+    func startManager(_ extra: [String] = [], environment: [String: String] = [:]) throws {
+        try start("manager", ["--listen-remote-api", managerAddr, "--listen-control-api", controlSocket] + extra, environment: environment)
     }
 
     /// Starts (or restarts, on the same state directory) a worker. `port` is its remote
@@ -36,9 +36,11 @@ final class SwarmdCluster: @unchecked Sendable {
         try start(name, ["--join-addr", managerAddr, "--join-token", token] + listen)
     }
 
-    func start(_ name: String, _ extra: [String]) throws {
+    /// Starts a swarmd process; `environment` is laid over this process's own.
+    func start(_ name: String, _ extra: [String], environment: [String: String] = [:]) throws {
         let p = Process()
         p.executableURL = Self.binDir.appendingPathComponent("swarmd")
+        if !environment.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         p.arguments = ["-d", "\(root)/\(name)", "--hostname", name, "--log-level", "debug"] + extra
         let log = "\(root)/\(name).log"
         if !FileManager.default.fileExists(atPath: log) { _ = FileManager.default.createFile(atPath: log, contents: nil) }

@@ -107,4 +107,32 @@ import Testing
         try await c.waitFor("no task process left", seconds: 30) { SwarmdCluster.pids(matching: ["/bin/sh", "-c", script]).isEmpty }
         #expect(c.terminate("manager") == 0)
     }
+
+    /// A node with `nvidia-smi` reports the GPUs it lists (model, memory, topology group),
+    /// in place of the declared ones. The tool here is a script on PATH that answers the
+    /// query swarmd must send, and fails on any other.
+    @Test func gpusAreDiscoveredWithNvidiaSMI() async throws {
+        let c = try SwarmdCluster()
+        let bin = c.root + "/fake-bin"
+        try FileManager.default.createDirectory(atPath: bin, withIntermediateDirectories: true)
+        let tool = """
+            #!/bin/sh
+            [ "$1" = "--query-gpu=uuid,index,name,memory.total,pci.bus_id" ] && [ "$2" = "--format=csv,noheader,nounits" ] || exit 3
+            echo "GPU-1111, 1, NVIDIA A100-SXM4-40GB, 40960, 00000000:0F:00.0"
+            echo "GPU-0000, 0, NVIDIA A100-SXM4-40GB, 40960, 00000000:07:00.0"
+            echo "garbled line"
+            """
+        #expect(FileManager.default.createFile(atPath: bin + "/nvidia-smi", contents: Data(tool.utf8), attributes: [.posixPermissions: 0o755]))
+        let path = bin + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")
+        try c.startManager(["--generic-node-resources", "gpu=GPU-declared"], environment: ["PATH": path])
+        try await c.waitFor("a READY node with the discovered GPUs", seconds: 30) {
+            await c.nodes().first.map { $0.status.state == .ready && $0.description_p.gpus.count == 2 } ?? false
+        }
+        let gpus = try #require(await c.nodes().first).description_p.gpus
+        #expect(gpus.map(\.uuid) == ["GPU-0000", "GPU-1111"])
+        #expect(gpus.map(\.index) == [0, 1])
+        #expect(gpus.allSatisfy { $0.model == "A100" && $0.memoryMib == 40960 })
+        #expect(gpus.map(\.topologyGroup) == ["00000000:07", "00000000:0F"])
+        #expect(c.terminate("manager") == 0)
+    }
 }
