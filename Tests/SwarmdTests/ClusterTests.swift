@@ -11,9 +11,7 @@ import Testing
     @Test func walkingCluster() async throws {
         let c = try SwarmdCluster()
         try c.startManager()
-        try await c.waitFor("the manager's control socket", seconds: 30) {
-            (try? await c.control { try await $0.getCluster(.with { $0.clusterID = "default" }) }) != nil
-        }
+        _ = try await c.readyCluster()
         // Short heartbeats so that a dead worker is noticed within seconds.
         let updated = try c.ctl("cluster", "update", "default", "--heartbeat-period", "1s")
         #expect(updated.status == 0, "\(updated.output)")
@@ -106,10 +104,7 @@ import Testing
     @Test func logsLabelsExplanationsAndErrors() async throws {
         let c = try SwarmdCluster()
         try c.startManager()
-        try await c.waitFor("the manager's control socket", seconds: 30) {
-            (try? await c.control { try await $0.getCluster(.with { $0.clusterID = "default" }) }) != nil
-        }
-        let token = try await c.control { try await $0.getCluster(.with { $0.clusterID = "default" }) }.cluster.joinTokens.worker
+        let token = try await c.readyCluster().joinTokens.worker
         try c.startWorker("w1", token: token)
         try await c.waitFor("two READY nodes", seconds: 30) {
             await c.nodes().filter { $0.status.state == .ready }.count == 2

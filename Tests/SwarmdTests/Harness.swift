@@ -29,6 +29,14 @@ final class SwarmdCluster: @unchecked Sendable {
         try start("manager", ["--listen-remote-api", managerAddr, "--listen-control-api", controlSocket] + extra, environment: environment)
     }
 
+    /// The cluster object, once the manager's control API answers (waiting up to 30 s).
+    func readyCluster() async throws -> SwarmCluster {
+        try await waitFor("the manager's control socket", seconds: 30) {
+            (try? await control { try await $0.getCluster(.with { $0.clusterID = "default" }) }) != nil
+        }
+        return try await control { try await $0.getCluster(.with { $0.clusterID = "default" }) }.cluster
+    }
+
     /// Starts (or restarts, on the same state directory) a worker. `port` is its remote
     /// API, used once it is promoted.
     func startWorker(_ name: String, token: String, port: Int? = nil) throws {

@@ -8,10 +8,7 @@ import Testing
     @Test func aNewLeaderDoesNotGiveOutTakenGPUs() async throws {
         let c = try SwarmdCluster()
         try c.startManager()
-        try await c.waitFor("the first manager's control socket", seconds: 30) {
-            (try? await c.control { try await $0.getCluster(.with { $0.clusterID = "default" }) }) != nil
-        }
-        let tokens = try await c.control { try await $0.getCluster(.with { $0.clusterID = "default" }) }.cluster.joinTokens
+        let tokens = try await c.readyCluster().joinTokens
         for name in ["m2", "m3"] { try c.startWorker(name, token: tokens.manager, port: SwarmdCluster.freePort()) }
         try c.start("gpu-node", ["--join-addr", c.managerAddr, "--join-token", tokens.worker,
                                  "--generic-node-resources", "gpu=GPU-aaa,gpu=GPU-bbb"])

@@ -11,10 +11,7 @@ import Testing
         let c = try SwarmdCluster()
         let metricsPort = SwarmdCluster.freePort()
         try c.startManager(["--listen-metrics", "127.0.0.1:\(metricsPort)"])
-        try await c.waitFor("the manager's control socket", seconds: 30) {
-            (try? await c.control { try await $0.getCluster(.with { $0.clusterID = "default" }) }) != nil
-        }
-        let token = try await c.control { try await $0.getCluster(.with { $0.clusterID = "default" }) }.cluster.joinTokens.worker
+        let token = try await c.readyCluster().joinTokens.worker
         // A wrong token: the node refuses to start, says why, and learns nothing.
         try c.startWorker("intruder", token: "SWMTKN-1-0000000000000000000000000000000000000000000000000-0000000000000000000000000")
         try await c.waitFor("the intruder to give up", seconds: 20) { !c.isRunning("intruder") }
