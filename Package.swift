@@ -82,7 +82,10 @@ let package = Package(
         // The plugin ABI: include/swarm_plugin.h is all that plugins and the host share.
         .target(name: "SwarmPluginABI"),
         // Loads plugin files, checks the ABI, and registers filters, strategies, executors by name.
-        .target(name: "SwarmPluginHost", dependencies: ["SwarmPluginABI", "CFFI"]),
+        .target(
+            name: "SwarmPluginHost",
+            dependencies: ["SwarmPluginABI", "CFFI", .product(name: "Logging", package: "swift-log")]
+        ),
         // libffi (Debian libffi-dev): the host calls declarative plugins' functions through it.
         .systemLibrary(name: "CFFI", pkgConfig: "libffi", providers: [.apt(["libffi-dev"])]),
         // The Swift SDK for plugin authors.
@@ -104,24 +107,30 @@ let package = Package(
         .target(name: "SwarmProcessSupport", path: "Plugins/process-support"),
         .target(name: "SwarmProcessPlugin", dependencies: ["SwarmPluginKit", "SwarmAPI", "SwarmProcessSupport"],
                 path: "Plugins/process"),
-        // Filters, constraints, node accounting and placement (pure), plus the plugin scorer.
+        // Placement constraints (SwarmKit's expressions) and placement input errors, pure: what
+        // the orchestrator needs of placement, without the scheduler.
+        .target(name: "SwarmConstraints", dependencies: ["SwarmAPI"]),
+        // Filters, node accounting, the placement engine and the one placement pass (pure),
+        // plus the plugin scorer.
         .target(
             name: "SwarmScheduler",
             dependencies: [
-                "SwarmAPI", "SwarmPluginHost", "SwarmPluginABI",
+                "SwarmAPI", "SwarmConstraints", "SwarmGPU", "SwarmPluginHost", "SwarmPluginABI",
                 .product(name: "HeapModule", package: "swift-collections"),
             ]
         ),
         // Replicated and global reconciliation, restart policy, task history (pure).
-        .target(name: "SwarmOrchestrator", dependencies: ["SwarmAPI", "SwarmScheduler"]),
-        // The manager: control API, cluster bootstrap, and (soon) dispatcher and leader loops.
+        .target(name: "SwarmOrchestrator", dependencies: ["SwarmAPI", "SwarmConstraints"]),
+        // The manager: the control API, cluster bootstrap, the dispatcher and log broker, and the
+        // leader's loops (orchestrators, scheduler).
         .target(
             name: "SwarmManager",
             dependencies: [
-                "SwarmAPI", "SwarmRPC", "SwarmStore", "SwarmRaftNode", "SwarmScheduler", "SwarmOrchestrator",
+                "SwarmAPI", "SwarmRPC", "SwarmStore", "SwarmRaftNode", "SwarmScheduler", "SwarmConstraints", "SwarmOrchestrator",
                 "SwarmPluginHost",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // The worker side: sessions, heartbeats, assignments, task runners over executor plugins.
@@ -143,7 +152,7 @@ let package = Package(
         .executableTarget(
             name: "swarmctl",
             dependencies: [
-                "SwarmManager", "SwarmRPC", "SwarmAPI", "SwarmScheduler",
+                "SwarmManager", "SwarmRPC", "SwarmAPI", "SwarmScheduler", "SwarmConstraints",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
@@ -176,7 +185,10 @@ let package = Package(
         .testTarget(name: "SwarmRaftTests", dependencies: ["SwarmRaft", "SwarmTesting"]),
         .testTarget(name: "SwarmStoreTests", dependencies: ["SwarmStore", "SwarmAPI"]),
         .testTarget(name: "SwarmRaftNodeTests", dependencies: ["SwarmRaftNode", "SwarmRaft", "SwarmRPC", "SwarmTesting"]),
-        .testTarget(name: "SwarmPluginHostTests", dependencies: ["SwarmPluginHost", "SwarmPluginABI", "SwarmAPI"]),
+        .testTarget(
+            name: "SwarmPluginHostTests",
+            dependencies: ["SwarmPluginHost", "SwarmPluginABI", "SwarmAPI", .product(name: "Logging", package: "swift-log")]
+        ),
         .testTarget(
             name: "SwarmManagerTests",
             dependencies: [
@@ -196,8 +208,11 @@ let package = Package(
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
             ]
         ),
-        .testTarget(name: "SwarmOrchestratorTests", dependencies: ["SwarmOrchestrator", "SwarmAPI"]),
-        .testTarget(name: "SwarmSchedulerTests", dependencies: ["SwarmScheduler", "SwarmPluginHost", "SwarmPluginABI", "SwarmAPI"]),
+        .testTarget(name: "SwarmOrchestratorTests", dependencies: ["SwarmOrchestrator", "SwarmConstraints", "SwarmAPI"]),
+        .testTarget(
+            name: "SwarmSchedulerTests",
+            dependencies: ["SwarmScheduler", "SwarmConstraints", "SwarmPluginHost", "SwarmPluginABI", "SwarmAPI"]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )
@@ -211,4 +226,13 @@ let uncheckedInRelease: Set<String> = ["SwarmAPI", "SwarmStore", "SwarmScheduler
 for target in package.targets where uncheckedInRelease.contains(target.name) {
     target.swiftSettings = (target.swiftSettings ?? [])
         + [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
+}
+
+// CI (CI=true) builds this package's Swift targets with warnings as errors, so that no
+// warning is left behind; a developer can run `CI=true scripts/test.sh` to see the same.
+if Context.environment["CI"] == "true" {
+    let cTargets: Set<String> = ["SwarmPluginABI", "SwarmProcessSupport", "CFFI"]
+    for target in package.targets where target.type != .system && !cTargets.contains(target.name) {
+        target.swiftSettings = (target.swiftSettings ?? []) + [.treatAllWarnings(as: .error)]
+    }
 }

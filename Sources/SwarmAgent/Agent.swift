@@ -214,12 +214,12 @@ public final class Agent: Sendable {
 
     func apply(_ task: SwarmTask) {
         let known = recovered.withLock { $0.removeValue(forKey: task.id) }
-        if task.desiredState.rawValue > SwarmTaskState.running.rawValue {
+        if !task.isRunnable {
             if let r = runners.withLock({ $0[task.id] }) {
                 if task.desiredState == .remove { remove(task.id) } else { r.stop() }
             } else {
                 cleanUpLeftover(known?.task ?? task)
-                if let known, known.status.map({ TaskStateCheck.isLive($0.state) }) ?? true {
+                if let known, known.status.map({ $0.state.isActive }) ?? true {
                     enqueue(task.id, .with { $0.state = .shutdown; $0.message = "stopped after the node restarted" })
                 }
             }
@@ -227,8 +227,8 @@ public final class Agent: Sendable {
         }
         guard task.desiredState == .running, runners.withLock({ $0[task.id] }) == nil else { return }
         // A task the node saw end before a restart is not run again.
-        if let status = known?.status, status.state.rawValue >= SwarmTaskState.complete.rawValue { return }
-        guard TaskStateCheck.isLive(task.status.state) else { return }
+        if let status = known?.status, status.state.isTerminal { return }
+        guard task.status.state.isActive else { return }
         do {
             try db.put(task)
         } catch {
@@ -287,12 +287,5 @@ public final class Agent: Sendable {
         if newer {
             do { try db.setStatus(id, status, reported: false) } catch { logger.error("\(db.path): \(error)") }
         }
-    }
-}
-
-enum TaskStateCheck {
-    /// A task the node should (still) run: assigned and not yet ended.
-    static func isLive(_ s: SwarmTaskState) -> Bool {
-        s.rawValue >= SwarmTaskState.assigned.rawValue && s.rawValue < SwarmTaskState.complete.rawValue
     }
 }

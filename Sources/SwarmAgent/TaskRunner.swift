@@ -28,7 +28,7 @@ final class TaskRunner: Sendable {
 
     func set(_ s: SwarmTaskState, _ message: String, exitCode: Int32 = 0, pid: Int32 = 0, err: String = "") {
         let advance = state.withLock { st -> Bool in
-            guard s.rawValue > st.reported.rawValue, st.reported.rawValue < SwarmTaskState.complete.rawValue else { return false }
+            guard st.reported.canMove(to: s) else { return false }
             st.reported = s
             return true
         }

@@ -64,24 +64,54 @@ public enum GPUMath {
         guard task.cpu <= node.cpuFree, task.memory <= node.memoryFree else { return false }
         if task.isCPUOnly { return true }
         guard task.allows(model: node.model) else { return false }
-        var enough = 0
-        for f in node.gpuFree where f >= task.gpuMilli { enough += 1 }
-        return enough >= task.gpuCount
+        return enoughGPUs(task.gpuCount, milli: task.gpuMilli, gpus: node.gpuFree.count) { node.gpuFree[$0] }
     }
 
-    /// The host's default GPU choice: best fit for a fraction (least free that is still
-    /// enough, lowest index on ties), the lowest-indexed fully free GPUs otherwise.
+    /// The host's default GPU choice on a node of one model (see
+    /// ``defaultChoice(_:milli:candidates:free:)``); `[]` for a CPU-only task.
     public static func defaultGPUs(_ task: GPUTaskShape, _ node: GPUNodeState) -> [Int]? {
         if task.isCPUOnly { return [] }
-        if task.gpuCount == 1 && task.gpuMilli < 1000 {
-            var best: Int?
-            for (i, f) in node.gpuFree.enumerated() where f >= task.gpuMilli {
-                if best == nil || f < node.gpuFree[best!] { best = i }
-            }
-            return best.map { [$0] }
+        let c = candidates(milli: task.gpuMilli, gpus: node.gpuFree.count) { node.gpuFree[$0] }
+        return defaultChoice(task.gpuCount, milli: task.gpuMilli, candidates: c) { node.gpuFree[$0] }
+    }
+
+    // The GPU fit and the default choice, written once for the scheduler (whose GPUs
+    // each have a model and memory) and for the strategies and the replay (one model per
+    // node): GPUs are positions 0..<gpus, `free` gives each one's free milli, and
+    // `eligible` any further condition on a GPU (model, memory).
+
+    /// Whether at least `count` GPUs have `milli` free and are eligible (counted, nothing
+    /// allocated).
+    @inlinable
+    public static func enoughGPUs(_ count: Int, milli: Int32, gpus: Int, free: (Int) -> Int32,
+                                  eligible: (Int) -> Bool = { _ in true }) -> Bool {
+        if count <= 0 { return true }
+        var enough = 0
+        for i in 0..<gpus where free(i) >= milli && eligible(i) {
+            enough += 1
+            if enough >= count { return true }
         }
-        let free = node.gpuFree.indices.filter { node.gpuFree[$0] >= task.gpuMilli }
-        return free.count >= task.gpuCount ? Array(free.prefix(task.gpuCount)) : nil
+        return false
+    }
+
+    /// The GPUs (positions) that could take one share of `milli`.
+    @inlinable
+    public static func candidates(milli: Int32, gpus: Int, free: (Int) -> Int32,
+                                  eligible: (Int) -> Bool = { _ in true }) -> [Int] {
+        (0..<gpus).filter { free($0) >= milli && eligible($0) }
+    }
+
+    /// The host's default choice among `candidates` for `count` shares of `milli`: best
+    /// fit for a fraction of one GPU (the least free that is enough, the lowest position on
+    /// ties), the lowest-positioned candidates for whole GPUs; nil when there are too few.
+    public static func defaultChoice(_ count: Int, milli: Int32, candidates: [Int], free: (Int) -> Int32) -> [Int]? {
+        guard count > 0, candidates.count >= count else { return nil }
+        if count == 1 && milli < 1000 {
+            var best = candidates[0]
+            for i in candidates.dropFirst() where free(i) < free(best) { best = i }
+            return [best]
+        }
+        return Array(candidates.prefix(count))
     }
 
     /// The node after `task` takes `gpus`.

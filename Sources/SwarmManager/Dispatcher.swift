@@ -172,7 +172,7 @@ public final class Dispatcher: SwarmDispatcher.SimpleServiceProtocol, Sendable {
                 try await batch.update { tx in
                     guard var t = tx.get(SwarmTask.self, id: u.taskID), t.nodeID == request.nodeID else { return }
                     // Observed states only move forward; stale reports are dropped.
-                    guard TaskLifecycle.canMove(from: t.status.state, to: u.status.state) else { return }
+                    guard t.status.state.canMove(to: u.status.state) else { return }
                     t.status = u.status
                     try tx.update(t)
                 }
@@ -214,7 +214,7 @@ public final class Dispatcher: SwarmDispatcher.SimpleServiceProtocol, Sendable {
     }
 
     static func isAssignment(_ t: SwarmTask) -> Bool {
-        t.status.state.rawValue >= SwarmTaskState.assigned.rawValue || t.desiredState.rawValue > SwarmTaskState.running.rawValue
+        !t.status.state.isUnassigned || !t.isRunnable
     }
 
     // MARK: Heartbeat expiry

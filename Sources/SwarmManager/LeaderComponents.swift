@@ -18,27 +18,41 @@ public final class LeaderComponents: Sendable {
         self.logger = logger
     }
 
-    /// Follows leadership until the node stops.
+    /// Follows leadership until the node stops. Each term's loops run in one task group;
+    /// when leadership is lost they are cancelled, and awaited, before anything else
+    /// starts, so that two schedulers or orchestrators never run at once.
     public func run() async {
-        var running: [Task<Void, Never>] = []
+        var term: Task<Void, Never>?
         for await isLeader in node.leadershipChanges() {
-            for t in running { t.cancel() }
-            running = []
-            guard isLeader else { continue }
-            logger.info("became leader: starting the orchestrator and the scheduler")
-            let store = node.store
-            let plugins = self.plugins
-            do {
-                try await ClusterBootstrap.ensureCluster(store)
-            } catch {
-                logger.error("could not create the default cluster: \(error)")
+            if let running = term {
+                running.cancel()
+                await running.value
+                term = nil
+                logger.info("leadership lost: the orchestrator and the scheduler have stopped")
             }
-            running.append(Task { await OrchestratorLoop(store: store).run() })
-            running.append(Task { await SchedulerLoop(store: store, plugins: plugins).run() })
-            if let dispatcher { running.append(Task { await dispatcher.expireSessions() }) }
-            let node = self.node
-            running.append(Task { await RoleManager(node: node).run() })
+            guard isLeader else { continue }
+            term = Task { await self.lead() }
         }
-        for t in running { t.cancel() }
+        if let running = term {
+            running.cancel()
+            await running.value
+        }
+    }
+
+    /// One term as leader: the leader's loops, until cancelled.
+    func lead() async {
+        logger.info("became leader: starting the orchestrator and the scheduler")
+        let store = node.store
+        do {
+            try await ClusterBootstrap.ensureCluster(store)
+        } catch {
+            logger.error("could not create the default cluster: \(error)")
+        }
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await OrchestratorLoop(store: store).run() }
+            group.addTask { await SchedulerLoop(store: store, plugins: self.plugins).run() }
+            if let dispatcher = self.dispatcher { group.addTask { await dispatcher.expireSessions() } }
+            group.addTask { await RoleManager(node: self.node).run() }
+        }
     }
 }

@@ -42,15 +42,6 @@ public final class SchedulerLoop: Sendable {
     /// Events the scheduler's watch may hold before it is closed (and the store re-read).
     static let watchLimit = 2_000_000
 
-    static func isPending(_ t: SwarmTask) -> Bool {
-        t.desiredState == .running && t.status.state.rawValue < SwarmTaskState.assigned.rawValue
-    }
-
-    static func holdsResources(_ t: SwarmTask) -> Bool {
-        !t.nodeID.isEmpty && t.status.state.rawValue >= SwarmTaskState.assigned.rawValue
-            && t.status.state.rawValue < SwarmTaskState.complete.rawValue
-    }
-
     /// Runs until cancelled (when leadership is lost).
     public func run() async {
         while !Task.isCancelled {
@@ -62,10 +53,10 @@ public final class SchedulerLoop: Sendable {
             state.engine.reserveCapacity(nodes.count)
             for n in nodes { state.engine.setNode(n) }
             for t in view.all(SwarmTask.self) {
-                if Self.holdsResources(t) {
+                if t.holdsResources {
                     state.engine.taskAssigned(t)
                     state.accounted.insert(t.id)
-                } else if Self.isPending(t) {
+                } else if t.isWaitingForNode {
                     state.pending[t.id] = t
                 }
             }
@@ -93,8 +84,8 @@ public final class SchedulerLoop: Sendable {
         case .node(let n):
             if e.kind == .deleted { state.engine.removeNode(n.id) } else { state.engine.setNode(n) }
         case .task(let t):
-            state.pending[t.id] = e.kind != .deleted && Self.isPending(t) ? t : nil
-            let holds = e.kind != .deleted && Self.holdsResources(t)
+            state.pending[t.id] = e.kind != .deleted && t.isWaitingForNode ? t : nil
+            let holds = e.kind != .deleted && t.holdsResources
             if holds && !state.accounted.contains(t.id) {
                 state.engine.taskAssigned(t)
                 state.accounted.insert(t.id)
@@ -108,12 +99,12 @@ public final class SchedulerLoop: Sendable {
         }
     }
 
-    func scorer(_ name: String, _ state: inout State) -> PluginScorer? {
-        if let s = state.scorers[name] { return s }
+    func scorer(_ name: String, _ scorers: inout [String: PluginScorer]) -> PluginScorer? {
+        if let s = scorers[name] { return s }
         guard let strategy = plugins.strategy(name) else { return nil }
         let s = PluginScorer(strategy)
         s.timed = timePluginCalls
-        state.scorers[name] = s
+        scorers[name] = s
         return s
     }
 
@@ -123,83 +114,32 @@ public final class SchedulerLoop: Sendable {
         let pending = Array(state.pending.values)
         guard !pending.isEmpty else { return }
         let cluster = store.view().all(SwarmCluster.self).first
-        let defaultStrategy = cluster?.spec.defaultStrategy ?? "spread"
-        let defaultFilters = cluster?.spec.defaultFilters ?? []
+        let defaults = PlacementPass.Defaults(strategy: cluster?.spec.defaultStrategy ?? "spread",
+                                              filters: cluster?.spec.defaultFilters ?? [])
         let assignedStatus = Self.assignedStatus(at: Int64(Date().timeIntervalSince1970 * 1e9))
-        state.engine.assignedStatus = assignedStatus
-        defer {
-            state.engine.filters = PlacementFilter.pipeline
-            state.engine.assignedStatus = nil
-        }
-        let groups = Dictionary(grouping: pending) { GroupKey(serviceID: $0.serviceID, specVersion: $0.specVersion) }
         var updates = UpdatePipeline(store: store)
-        var prepared: Set<String> = []
-        for key in groups.keys.sorted() {
-            // Sorted by slot then ID, on keys read once (not through the messages' getters
-            // at every comparison).
-            let tasks = groups[key]!.map { (slot: $0.slot, id: $0.id, task: $0) }
-                .sorted { ($0.slot, $0.id) < ($1.slot, $1.id) }.map(\.task)
-            let first = tasks[0]
-            let name = first.spec.strategy.isEmpty ? (defaultStrategy.isEmpty ? "spread" : defaultStrategy) : first.spec.strategy
-            let req: TaskRequirements
-            do {
-                req = try TaskRequirements(serviceID: first.serviceID, serviceName: first.serviceAnnotations.name, spec: first.spec)
-            } catch {
-                for t in tasks { updates.add(pendingUpdate(t, "invalid placement: \(error)")) }
-                continue
+        // Each decision is queued for commit as soon as it is made.
+        var scorers = state.scorers
+        var accounted = state.accounted
+        let report = PlacementPass.run(&state.engine, pending: pending, defaults: defaults, assignedStatus: assignedStatus,
+                                       scorer: { name in scorer(name, &scorers) },
+                                       filter: { name in plugins.filter(name).map { .plugin(name, $0) } }) { outcome in
+            switch outcome {
+            case .assigned(let t):
+                accounted.insert(t.id)
+                updates.add(t)
+            case .pending(let t, let why, let rejections):
+                // A task that already says why it waits is not written again.
+                if t.status.message != why || t.status.state != .pending { updates.add(pendingUpdate(t, why, rejections: rejections)) }
             }
-            guard let scorer = scorer(name, &state) else {
-                for t in tasks { updates.add(pendingUpdate(t, "strategy \"\(name)\" is not loaded on this manager")) }
-                continue
-            }
-            if scorer.strategy.wantsPrepare && prepared.insert(name).inserted {
-                let workload = Self.workload(state, pending: groups)
-                scorer.prepare(&state.engine, workload: workload)
-            }
-            // Filter plugins: the cluster's defaults, then the service's own.
-            var pluginFilters: [PlacementFilter] = []
-            var missing: String?
-            for f in defaultFilters + first.spec.filters where !pluginFilters.contains(where: { $0.name == f }) {
-                guard let loaded = plugins.filter(f) else { missing = f; break }
-                pluginFilters.append(.plugin(f, loaded))
-            }
-            if let missing {
-                for t in tasks { updates.add(pendingUpdate(t, "filter \"\(missing)\" is not loaded on this manager")) }
-                continue
-            }
-            state.engine.filters = PlacementFilter.pipeline + pluginFilters
-            // Global tasks come pre-assigned to their node; they only need its approval.
-            let (preassigned, free) = (tasks.filter { !$0.nodeID.isEmpty }, tasks.filter { $0.nodeID.isEmpty })
-            for t in preassigned {
-                guard let node = state.engine.nodes[t.nodeID] else { continue }
-                if let failed = state.engine.filters.first(where: { !$0.passes(req, node) }) {
-                    updates.add(pendingUpdate(t, "no suitable node (\(failed.explanation(req, rejected: 1)))"))
-                } else {
-                    state.engine.taskAssigned(t)
-                    state.accounted.insert(t.id)
-                    updates.add(assignedUpdate(t, assignedStatus))
-                }
-            }
-            if free.isEmpty { continue }
-            // Each assignment is queued for commit as soon as it is made.
-            var placed = [Bool](repeating: false, count: free.count)
-            let result = state.engine.place(free, requirements: req, scorer: scorer) { position, assigned in
-                placed[position] = true
-                updates.add(assigned)
-            }
-            // A plugin's bad answers are contained (the engine chose, or nothing was placed)
-            // and logged, a few per pass.
-            for why in result.refusedAnswers.prefix(3) { logger.warning("strategy \"\(name)\": \(why)") }
-            if result.refusedAnswers.count > 3 {
-                logger.warning("strategy \"\(name)\": \(result.refusedAnswers.count - 3) more refused answers in this pass")
-            }
-            for (position, t) in free.enumerated() {
-                if placed[position] {
-                    state.accounted.insert(t.id)
-                } else if let why = result.unplaced[t.id], t.status.message != why {
-                    updates.add(pendingUpdate(t, why, rejections: result.rejections))
-                }
-            }
+        }
+        state.scorers = scorers
+        state.accounted = accounted
+        // A plugin's bad answers are contained (the engine chose, or nothing was placed)
+        // and logged, a few per pass and strategy.
+        for (name, answers) in Dictionary(grouping: report.refusedAnswers, by: \.strategy) {
+            for a in answers.prefix(3) { logger.warning("strategy \"\(name)\": \(a.answer)") }
+            if answers.count > 3 { logger.warning("strategy \"\(name)\": \(answers.count - 3) more refused answers in this pass") }
         }
         if timePluginCalls {
             let (calls, nanos) = state.scorers.values.reduce((0, UInt64(0))) { ($0.0 + $1.pluginCalls, $0.1 + $1.pluginNanoseconds) }
@@ -221,27 +161,6 @@ public final class SchedulerLoop: Sendable {
         }
     }
 
-    /// The cluster's expected workload for strategies that ask for it: the shape of each
-    /// service's tasks, running or waiting, weighted by how many there are.
-    static func workload(_ state: State, pending: [GroupKey: [SwarmTask]]) -> [(TaskRequirements, Int)] {
-        var counts: [GroupKey: (SwarmTask, Int)] = [:]
-        for node in state.engine.nodes.values {
-            for t in node.tasks.values { counts[GroupKey(serviceID: t.serviceID, specVersion: t.specVersion), default: (t, 0)].1 += 1 }
-        }
-        for (key, tasks) in pending { counts[key, default: (tasks[0], 0)].1 += tasks.count }
-        return counts.keys.sorted().compactMap { key in
-            let (t, n) = counts[key]!
-            return (try? TaskRequirements(serviceID: t.serviceID, serviceName: t.serviceAnnotations.name, spec: t.spec)).map { ($0, n) }
-        }
-    }
-
-    /// The tasks of one service at one spec version are placed together.
-    struct GroupKey: Hashable, Comparable {
-        var serviceID: String
-        var specVersion: UInt64
-        static func < (a: GroupKey, b: GroupKey) -> Bool { (a.serviceID, a.specVersion) < (b.serviceID, b.specVersion) }
-    }
-
     /// The status of a task the scheduler assigns.
     static func assignedStatus(at now: Int64) -> SwarmTaskStatus {
         .with {
@@ -249,14 +168,6 @@ public final class SchedulerLoop: Sendable {
             $0.message = "scheduler assigned task to node"
             $0.timestamp = now
         }
-    }
-
-    /// A task that came with its node (a global one), as assigned. The status is replaced
-    /// whole, as SwarmKit's scheduler does.
-    func assignedUpdate(_ t: SwarmTask, _ status: SwarmTaskStatus) -> SwarmTask {
-        var u = t
-        u.status = status
-        return u
     }
 
     func pendingUpdate(_ t: SwarmTask, _ why: String, rejections: [String: Int] = [:]) -> SwarmTask {

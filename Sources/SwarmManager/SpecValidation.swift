@@ -1,4 +1,5 @@
 import SwarmAPI
+import SwarmConstraints
 import SwarmScheduler
 
 /// Errors of the control API, each mapped to a gRPC status code by the service.

@@ -1,5 +1,5 @@
 import SwarmAPI
-import SwarmScheduler
+import SwarmConstraints
 
 /// The pure reconciliation of replicated and global services: the store's state in,
 /// actions out. The shell calls it when a service, one of its tasks, or a node changes.
@@ -48,7 +48,7 @@ public struct Reconciler {
     func reconcileSlot(_ tasks: [SwarmTask], service: SwarmService, nodes: [String: SwarmNode], wanted: Bool,
                        makeReplacement: (Int64) -> SwarmTask?) -> [OrchestratorAction] {
         var actions: [OrchestratorAction] = []
-        var occupying = tasks.filter(\.occupiesSlot).sorted { $0.status.timestamp > $1.status.timestamp }
+        var occupying = tasks.filter(\.isRunnable).sorted { $0.status.timestamp > $1.status.timestamp }
         if !wanted {
             return occupying.map { .setDesired(taskID: $0.id, .remove) }
         }
@@ -101,7 +101,7 @@ public struct Reconciler {
         var actions: [OrchestratorAction] = []
         for nodeID in Set(byNode.keys).union(nodes.keys).sorted() {
             let fit = fitness(nodeID, nodes)
-            let satisfies = nodes[nodeID].map { n in constraints.allSatisfy { $0.matches(NodeInfo(node: n)) } } ?? false
+            let satisfies = nodes[nodeID].map { n in constraints.allSatisfy { $0.matches(NodeFacts(n)) } } ?? false
             let wanted = fit != .gone && satisfies
             let existing = byNode[nodeID] ?? []
             let mayCreate = fit == .ok
@@ -114,7 +114,7 @@ public struct Reconciler {
 
     /// A removed service: every task that still occupies a slot is removed.
     public func serviceRemoved(tasks: [SwarmTask]) -> [OrchestratorAction] {
-        tasks.filter(\.occupiesSlot).map { .setDesired(taskID: $0.id, .remove) }
+        tasks.filter(\.isRunnable).map { .setDesired(taskID: $0.id, .remove) }
     }
 
     /// Task history: per slot, keeps the `retention` newest ended tasks and deletes older
@@ -125,7 +125,7 @@ public struct Reconciler {
         for key in groups.keys.sorted() {
             let group = groups[key]!
             for t in group where t.desiredState == .remove && t.hasEnded { actions.append(.delete(taskID: t.id)) }
-            let dead = group.filter { !$0.occupiesSlot && $0.hasEnded && $0.desiredState != .remove }
+            let dead = group.filter { !$0.isRunnable && $0.hasEnded && $0.desiredState != .remove }
                 .sorted { $0.status.timestamp > $1.status.timestamp }
             for t in dead.dropFirst(max(0, retention)) { actions.append(.delete(taskID: t.id)) }
         }

@@ -15,7 +15,7 @@ public enum RestartPolicy {
         switch policy.condition {
         case .none:
             return RestartDecision(restart: false, notBefore: 0)
-        case .onFailure where !TaskLifecycle.failed(ended.status.state):
+        case .onFailure where !ended.status.state.isFailure:
             return RestartDecision(restart: false, notBefore: 0)
         default:
             break
@@ -23,7 +23,7 @@ public enum RestartPolicy {
         if policy.maxAttempts > 0 {
             // Attempts are the slot's tasks that ended and were replaced (within the window).
             let restarted = history.filter { t in
-                t.id != ended.id && t.hasEnded && !t.occupiesSlot
+                t.id != ended.id && t.hasEnded && !t.isRunnable
                     && (policy.window <= 0 || t.status.timestamp >= now - policy.window)
             }.count
             if restarted >= Int(policy.maxAttempts) { return RestartDecision(restart: false, notBefore: 0) }

@@ -19,7 +19,7 @@ public struct ExecutorTaskStatus: Sendable, Equatable {
 }
 
 /// Calls an executor plugin: builds the C task view and turns error strings into Swift
-/// errors (releasing them with the plugin's free function).
+/// errors (copying them, then handing them back through the plugin's free_error, when it has one).
 public struct ExecutorClient: Sendable {
     public let executor: LoadedExecutor
 
@@ -32,7 +32,9 @@ public struct ExecutorClient: Sendable {
         let status = call(&error)
         if status == SWARM_OK { return }
         let message = error.map { String(cString: $0) } ?? "status \(status)"
-        if let error { executor.vtable.free_error(executor.vtable.ctx, error) }
+        // The string is the plugin's: copied above, then handed back if the table has
+        // free_error (else it stays valid until the next call on this thread).
+        if let error, let release = executor.vtable.free_error { release(executor.vtable.ctx, error) }
         throw ExecutorCallError(executor: name, operation: op, message: message)
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -125,11 +126,21 @@ public final class PluginRegistry: Sendable {
         var filters: [String: LoadedFilter] = [:]
         var executors: [String: LoadedExecutor] = [:]
         var records: [PluginRecord] = []
+        /// The library each name came from (for a private instance).
+        var libraries: [String: PluginLibrary] = [:]
     }
 
     private let state = Mutex(State())
+    /// Private strategy instances for simulations, by name; held while one runs.
+    private let simulation = Mutex<[String: LoadedStrategy]>([:])
+    /// Plugins' log lines go here, with the plugin's name in the metadata.
+    let logger: Logger
 
-    public init() {}
+    /// - Parameter logger: where plugins' log lines go; each carries the plugin's name as
+    ///   `plugin` metadata.
+    public init(logger: Logger = Logger(label: "swarm.plugins")) {
+        self.logger = logger
+    }
 
     public var records: [PluginRecord] { state.withLock { $0.records } }
     public func strategy(_ name: String) -> LoadedStrategy? { state.withLock { $0.strategies[name] } }
@@ -211,51 +222,8 @@ public final class PluginRegistry: Sendable {
         guard let symbol = dlsym(handle, SWARM_PLUGIN_ENTRY) else {
             throw fail("missing entry symbol \(SWARM_PLUGIN_ENTRY)")
         }
-        let entry = unsafeBitCast(symbol, to: swarm_plugin_init_v1_fn.self)
-        let staging = Staging()
-        let unmanaged = Unmanaged.passRetained(staging)
-        defer { unmanaged.release() }
-        var host = swarm_host_v1()
-        host.struct_size = MemoryLayout<swarm_host_v1>.size
-        host.abi_major = UInt32(SWARM_PLUGIN_ABI_MAJOR)
-        host.abi_minor = UInt32(SWARM_PLUGIN_ABI_MINOR)
-        host.host_ctx = unmanaged.toOpaque()
-        host.register_filter = { ctx, name, vtable in Staging.from(ctx).add(.filter, name, vtable.map { .filter($0.pointee) }) }
-        host.register_strategy = { ctx, name, vtable in
-            // Copy only as much as the plugin's table holds: a 1.0 table is shorter.
-            Staging.from(ctx).add(.strategy, name, vtable.map { p in
-                var copy = swarm_strategy_v1()
-                let size = min(p.pointee.struct_size, MemoryLayout<swarm_strategy_v1>.size)
-                withUnsafeMutableBytes(of: &copy) { dst in
-                    UnsafeRawPointer(p).withMemoryRebound(to: UInt8.self, capacity: size) { dst.baseAddress!.copyMemory(from: $0, byteCount: size) }
-                }
-                return .strategy(copy)
-            })
-        }
-        host.register_executor = { ctx, name, vtable in Staging.from(ctx).add(.executor, name, vtable.map { .executor($0.pointee) }) }
-        host.log = { _, level, message in
-            guard let message else { return }
-            let prefix = ["debug", "info", "warning", "error"][Int(max(0, min(3, level)))]
-            let line = "plugin \(prefix): \(String(cString: message))\n"
-            _ = line.withCString { write(2, $0, strlen($0)) }
-        }
-        var info = swarm_plugin_info()
-        info.struct_size = MemoryLayout<swarm_plugin_info>.size
-        var errorText: UnsafePointer<CChar>?
-        let status = entry(&host, &info, &errorText)
-
-        let hostMajor = UInt32(SWARM_PLUGIN_ABI_MAJOR)
-        if info.abi_major != 0 && info.abi_major != hostMajor {
-            throw fail("built for plugin ABI \(info.abi_major).\(info.abi_minor), but this host speaks \(hostMajor).\(SWARM_PLUGIN_ABI_MINOR); rebuild it against this swarm_plugin.h")
-        }
-        if status != SWARM_OK {
-            let why = errorText.map { String(cString: $0) } ?? "status \(status)"
-            throw fail("initialisation failed: \(why)")
-        }
-        if info.abi_major == 0 { throw fail("did not declare its ABI version in swarm_plugin_info") }
-        if let problem = staging.problems.first { throw fail(problem) }
-        let pluginName = info.name.map { String(cString: $0) } ?? file
-        let version = info.version.map { String(cString: $0) } ?? "unknown"
+        let library = PluginLibrary(file: file, entry: unsafeBitCast(symbol, to: swarm_plugin_init_v1_fn.self), logger: logger)
+        let staging = try library.initialize()
         try state.withLock { s throws(PluginLoadError) in
             for item in staging.items {
                 let taken: PluginRecord?
@@ -269,16 +237,163 @@ public final class PluginRegistry: Sendable {
                 }
             }
             for item in staging.items {
-                let record = PluginRecord(name: item.name, kind: item.kind, plugin: pluginName, version: version,
-                                          abiMajor: info.abi_major, abiMinor: info.abi_minor, file: file)
+                let record = library.record(item)
                 switch item.vtable {
                 case .strategy(let v): s.strategies[item.name] = LoadedStrategy(record: record, vtable: v)
                 case .filter(let v): s.filters[item.name] = LoadedFilter(record: record, vtable: v)
                 case .executor(let v): s.executors[item.name] = LoadedExecutor(record: record, vtable: v)
                 }
                 s.records.append(record)
+                s.libraries[item.name] = library
             }
         }
+    }
+
+    /// Why a strategy cannot be given to a simulation.
+    public struct PrivateInstanceError: Error, Sendable, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// Runs `body` with an instance of the strategy `name` that the scheduler never calls,
+    /// so that a simulation (a dry run) neither calls the live instance concurrently with
+    /// the scheduler nor changes its state (a seeded generator, a prepared pass).
+    ///
+    /// - A strategy without `prepare` keeps no state between calls, and its `score` may be
+    ///   called from several threads at once: the registered instance is used.
+    /// - A strategy with `prepare` from a plugin built against ABI 1.4 or later gets a
+    ///   private instance, made by calling the plugin's entry point again (the ABI's rule
+    ///   for repeated initialisation), once, and kept for later simulations.
+    /// - Any other strategy is refused with the reason.
+    ///
+    /// Simulations are serialised: `body` runs under the registry's simulation lock.
+    public func withPrivateInstance<R>(ofStrategy name: String,
+                                       _ body: (LoadedStrategy) throws -> R) throws -> R {
+        guard let live = strategy(name) else {
+            throw PrivateInstanceError(description: "strategy \"\(name)\" is not loaded on this manager")
+        }
+        if !live.wantsPrepare { return try simulation.withLock { _ in try body(live) } }
+        return try simulation.withLock { instances in
+            if let own = instances[name] { return try body(own) }
+            guard let library = state.withLock({ $0.libraries[name] }),
+                  live.record.abiMajor == UInt32(SWARM_PLUGIN_ABI_MAJOR), live.record.abiMinor >= 4 else {
+                throw PrivateInstanceError(description: "strategy \"\(name)\" keeps state between calls and its plugin (ABI \(live.record.abiMajor).\(live.record.abiMinor)) cannot make a second instance; rebuild it against swarm_plugin.h 1.4 or later to simulate it")
+            }
+            let staging: Staging
+            do {
+                staging = try library.initialize()
+            } catch {
+                throw PrivateInstanceError(description: "strategy \"\(name)\": a second initialisation failed: \(error)")
+            }
+            guard let item = staging.items.first(where: { $0.kind == .strategy && $0.name == name }),
+                  case .strategy(let v) = item.vtable else {
+                throw PrivateInstanceError(description: "strategy \"\(name)\": a second initialisation did not register it again")
+            }
+            let own = LoadedStrategy(record: library.record(item), vtable: v)
+            instances[name] = own
+            return try body(own)
+        }
+    }
+}
+
+/// One plugin file, kept for the life of the process (plugins are never unloaded): its
+/// entry point, the host table handed to it, and the logger its log lines go to. The host
+/// table and its context stay valid for good, so that a plugin may log at any time.
+final class PluginLibrary: @unchecked Sendable {
+    let file: String
+    let entry: swarm_plugin_init_v1_fn
+    /// Named after the file until the plugin says its name.
+    private let loggerBox: Mutex<Logger>
+    var logger: Logger { loggerBox.withLock { $0 } }
+    private(set) var info = swarm_plugin_info()
+    /// The registrations of the initialisation in progress (entry points are called under
+    /// `lock`, one at a time).
+    private var staging: Staging?
+    private let lock = NSLock()
+    private let host = UnsafeMutablePointer<swarm_host_v1>.allocate(capacity: 1)
+
+    init(file: String, entry: swarm_plugin_init_v1_fn, logger: Logger) {
+        self.file = file
+        self.entry = entry
+        var logger = logger
+        logger[metadataKey: "plugin"] = "\((file as NSString).lastPathComponent)"
+        loggerBox = Mutex(logger)
+        var h = swarm_host_v1()
+        h.struct_size = MemoryLayout<swarm_host_v1>.size
+        h.abi_major = UInt32(SWARM_PLUGIN_ABI_MAJOR)
+        h.abi_minor = UInt32(SWARM_PLUGIN_ABI_MINOR)
+        h.register_filter = { ctx, name, vtable in
+            PluginLibrary.from(ctx).add(.filter, name, vtable.map { .filter(Staging.copyTable($0, into: swarm_filter_v1())) })
+        }
+        // Each table is copied only as far as the plugin's struct_size says: a table built
+        // against an older header is shorter, and the fields it lacks stay zero (NULL).
+        h.register_strategy = { ctx, name, vtable in
+            PluginLibrary.from(ctx).add(.strategy, name, vtable.map { .strategy(Staging.copyTable($0, into: swarm_strategy_v1())) })
+        }
+        h.register_executor = { ctx, name, vtable in
+            PluginLibrary.from(ctx).add(.executor, name, vtable.map { .executor(Staging.copyTable($0, into: swarm_executor_v1())) })
+        }
+        h.log = { ctx, level, message in
+            guard let message else { return }
+            PluginLibrary.from(ctx).log(level, String(cString: message))
+        }
+        host.initialize(to: h)
+        host.pointee.host_ctx = Unmanaged.passRetained(self).toOpaque()  // kept for good
+    }
+
+    static func from(_ ctx: UnsafeMutableRawPointer?) -> PluginLibrary {
+        Unmanaged<PluginLibrary>.fromOpaque(ctx!).takeUnretainedValue()
+    }
+
+    func add(_ kind: PluginKind, _ name: UnsafePointer<CChar>?, _ vtable: Staging.VTable?) -> swarm_status {
+        guard let staging else {
+            log(SWARM_LOG_WARNING, "registered a \(kind.rawValue) outside its entry point; ignored")
+            return SWARM_ERR_INVALID
+        }
+        return staging.add(kind, name, vtable)
+    }
+
+    func log(_ level: Int32, _ message: String) {
+        switch level {
+        case SWARM_LOG_DEBUG: logger.debug("\(message)")
+        case SWARM_LOG_INFO: logger.info("\(message)")
+        case SWARM_LOG_WARNING: logger.warning("\(message)")
+        default: logger.error("\(message)")
+        }
+    }
+
+    func record(_ item: Staging.Item) -> PluginRecord {
+        PluginRecord(name: item.name, kind: item.kind, plugin: info.name.map { String(cString: $0) } ?? file,
+                     version: info.version.map { String(cString: $0) } ?? "unknown",
+                     abiMajor: info.abi_major, abiMinor: info.abi_minor, file: file)
+    }
+
+    /// Calls the entry point and checks what it registered. The error text of a failed
+    /// init is the plugin's, copied at once (the ABI's rule for returned strings).
+    func initialize() throws(PluginLoadError) -> Staging {
+        func fail(_ reason: String) -> PluginLoadError { PluginLoadError(file: file, reason: reason) }
+        lock.lock()
+        defer { lock.unlock() }
+        let current = Staging()
+        staging = current
+        defer { staging = nil }
+        var info = swarm_plugin_info()
+        info.struct_size = MemoryLayout<swarm_plugin_info>.size
+        var errorText: UnsafePointer<CChar>?
+        let status = entry(host, &info, &errorText)
+        let why = errorText.map { String(cString: $0) }
+
+        let hostMajor = UInt32(SWARM_PLUGIN_ABI_MAJOR)
+        if info.abi_major != 0 && info.abi_major != hostMajor {
+            throw fail("built for plugin ABI \(info.abi_major).\(info.abi_minor), but this host speaks \(hostMajor).\(SWARM_PLUGIN_ABI_MINOR); rebuild it against this swarm_plugin.h")
+        }
+        // A plugin that passes on the host's refusal of a registration fails with the
+        // host's reason, unless it gave its own.
+        if status != SWARM_OK { throw fail("initialisation failed: \(why ?? current.problems.first ?? "status \(status)")") }
+        if info.abi_major == 0 { throw fail("did not declare its ABI version in swarm_plugin_info") }
+        if let problem = current.problems.first { throw fail(problem) }
+        self.info = info
+        if let name = info.name { loggerBox.withLock { $0[metadataKey: "plugin"] = "\(String(cString: name))" } }
+        return current
     }
 }
 
@@ -299,8 +414,18 @@ final class Staging {
     var items: [Item] = []
     var problems: [String] = []
 
-    static func from(_ ctx: UnsafeMutableRawPointer?) -> Staging {
-        Unmanaged<Staging>.fromOpaque(ctx!).takeUnretainedValue()
+    /// A copy of the plugin's table, as far as its `struct_size` reaches (and no further
+    /// than the host's own table): fields the plugin's header did not have stay zero.
+    /// The copy keeps the plugin's `struct_size`, for ``validate(_:)``.
+    static func copyTable<T>(_ table: UnsafePointer<T>, into empty: T) -> T {
+        var copy = empty
+        let declared = UnsafeRawPointer(table).load(as: Int.self)
+        let size = max(0, min(declared, MemoryLayout<T>.size))
+        withUnsafeMutableBytes(of: &copy) { dst in
+            dst.baseAddress!.copyMemory(from: UnsafeRawPointer(table), byteCount: size)
+            if size < MemoryLayout<Int>.size { dst.storeBytes(of: declared, as: Int.self) }
+        }
+        return copy
     }
 
     func add(_ kind: PluginKind, _ rawName: UnsafePointer<CChar>?, _ vtable: VTable?) -> swarm_status {
@@ -328,21 +453,24 @@ final class Staging {
         return SWARM_OK
     }
 
-    /// The size of an ABI 1.0 strategy table (up to and including `score`).
+    /// The smallest tables the host accepts: ABI 1.0's, up to the last function that is
+    /// not optional (`score`, `check`, `remove`). Tables are copied by their own
+    /// `struct_size`, so a table built against any 1.x header loads.
     static let strategyV10Size = MemoryLayout<swarm_strategy_v1>.offset(of: \swarm_strategy_v1.score)! + MemoryLayout<UnsafeRawPointer>.size
+    static let filterV10Size = MemoryLayout<swarm_filter_v1>.offset(of: \swarm_filter_v1.check)! + MemoryLayout<UnsafeRawPointer>.size
+    static let executorV10Size = MemoryLayout<swarm_executor_v1>.offset(of: \swarm_executor_v1.remove)! + MemoryLayout<UnsafeRawPointer>.size
 
     static func validate(_ vtable: VTable) -> String? {
         switch vtable {
         case .strategy(let v):
-            if v.struct_size < Self.strategyV10Size { return "vtable struct_size \(v.struct_size) is too small" }
+            if v.struct_size < Self.strategyV10Size { return "vtable struct_size \(v.struct_size) is too small (at least \(Self.strategyV10Size))" }
             if v.score == nil { return "no score function" }
         case .filter(let v):
-            if v.struct_size < MemoryLayout<swarm_filter_v1>.size { return "vtable struct_size \(v.struct_size) is too small" }
+            if v.struct_size < Self.filterV10Size { return "vtable struct_size \(v.struct_size) is too small (at least \(Self.filterV10Size))" }
             if v.check == nil { return "no check function" }
         case .executor(let v):
-            if v.struct_size < MemoryLayout<swarm_executor_v1>.size { return "vtable struct_size \(v.struct_size) is too small" }
-            if v.prepare == nil || v.start == nil || v.status == nil || v.shutdown == nil || v.terminate == nil
-                || v.remove == nil || v.free_error == nil {
+            if v.struct_size < Self.executorV10Size { return "vtable struct_size \(v.struct_size) is too small (at least \(Self.executorV10Size))" }
+            if v.prepare == nil || v.start == nil || v.status == nil || v.shutdown == nil || v.terminate == nil || v.remove == nil {
                 return "missing executor functions"
             }
         }

@@ -1,3 +1,4 @@
+import SwarmConstraints
 /// A built-in placement filter: a check and the text that explains its rejections.
 public struct PlacementFilter: Sendable {
     public let name: String

@@ -1,4 +1,6 @@
 import SwarmAPI
+import SwarmConstraints
+import SwarmGPU
 import Synchronization
 
 /// What the scheduler tracks about a node: its description, what is still free, and the
@@ -93,30 +95,28 @@ public struct NodeInfo: Sendable {
     }
 
     /// Whether the GPUs can serve `req`: enough of an allowed model, with the memory asked
-    /// for, each with at least the share asked for free.
+    /// for, each with at least the share asked for free (``GPUMath/enoughGPUs(_:milli:gpus:free:eligible:)``).
     public func gpusFit(_ req: TaskRequirements) -> Bool {
         guard req.gpuCount > 0 else { return true }
-        return candidateGPUs(req).count >= Int(req.gpuCount)
+        return GPUMath.enoughGPUs(Int(req.gpuCount), milli: Int32(req.gpuMilli), gpus: gpus.count, free: { gpus[$0].freeMilli },
+                                  eligible: { eligible(gpus[$0], req) })
     }
 
     /// Positions of the GPUs that could take one share of `req`.
     public func candidateGPUs(_ req: TaskRequirements) -> [Int] {
-        gpus.indices.filter { i in
-            let g = gpus[i]
-            return g.freeMilli >= Int32(req.gpuMilli) && g.memoryMiB >= req.gpuMinMemoryMiB
-                && (req.gpuModels.isEmpty || req.gpuModels.contains(g.model))
-        }
+        GPUMath.candidates(milli: Int32(req.gpuMilli), gpus: gpus.count, free: { gpus[$0].freeMilli },
+                           eligible: { eligible(gpus[$0], req) })
     }
 
-    /// The host's GPU choice: best fit for a fraction (least free that is enough, lowest
-    /// index on ties), the lowest-indexed free GPUs for whole ones.
+    /// A GPU of an allowed model, with the memory asked for.
+    private func eligible(_ g: GPUSlot, _ req: TaskRequirements) -> Bool {
+        g.memoryMiB >= req.gpuMinMemoryMiB && (req.gpuModels.isEmpty || req.gpuModels.contains(g.model))
+    }
+
+    /// The host's GPU choice (``GPUMath/defaultChoice(_:milli:candidates:free:)``): best fit
+    /// for a fraction, the lowest-indexed free GPUs for whole ones.
     public func defaultGPUs(_ req: TaskRequirements) -> [Int]? {
-        let c = candidateGPUs(req)
-        guard c.count >= Int(req.gpuCount), req.gpuCount > 0 else { return nil }
-        if req.gpuCount == 1 && req.gpuMilli < 1000 {
-            return [c.min { (gpus[$0].freeMilli, $0) < (gpus[$1].freeMilli, $1) }!]
-        }
-        return Array(c.prefix(Int(req.gpuCount)))
+        GPUMath.defaultChoice(Int(req.gpuCount), milli: Int32(req.gpuMilli), candidates: candidateGPUs(req)) { gpus[$0].freeMilli }
     }
 
     /// Accounts for a task that runs (or will run) on this node.
@@ -234,4 +234,8 @@ public struct TaskRequirements: Sendable {
         for p in spec.placement.preferences { labels.append(try Self.spreadLabel(p.spread)) }
         spreadLabels = labels
     }
+}
+
+extension NodeInfo: ConstraintTarget {
+    public var isManager: Bool { role == .manager }
 }

@@ -10,12 +10,12 @@ extension PlacementEngine {
     /// (nil) stay pending. Returns nil when the scorer declines the group, so that it is
     /// placed task by task.
     mutating func placeAsGroup(_ tasks: [SwarmTask], requirements req: TaskRequirements, scorer: some Scorer,
-                               onAssign: (Int, SwarmTask) -> Void) -> PlacementResult? {
+                               _ pass: Pass, onAssign: (Int, SwarmTask) -> Void) -> PlacementResult? {
         var result = PlacementResult()
         var feasible: [String] = []
         for id in orderedIDs() {
             guard let at = nodes.index(forKey: id) else { continue }
-            if let failed = judge(at, req, scorer, score: false).refusedBy {
+            if let failed = judge(at, req, scorer, pass, score: false).refusedBy {
                 result.rejections[failed.name, default: 0] += 1
             } else {
                 feasible.append(id)
@@ -28,7 +28,7 @@ extension PlacementEngine {
         var refusal: String?
         for (position, task) in tasks.enumerated() where refusal == nil {
             guard position < answer.count, let k = answer[position] else {
-                result.unplaced[task.id] = feasible.isEmpty ? explain(result.rejections, req)
+                result.unplaced[task.id] = feasible.isEmpty ? explain(result.rejections, req, filters: pass.filters)
                     : "not placed: the strategy placed \(answer.prefix(tasks.count).compactMap { $0 }.count) of the group's \(tasks.count) tasks"
                 continue
             }
@@ -36,8 +36,8 @@ extension PlacementEngine {
                 refusal = "the strategy chose node \(k) of \(feasible.count) for task \(task.id)"
                 continue
             }
-            let fits = trial.judge(at, req, scorer, score: false).refusedBy == nil
-            if !fits || !trial.assign(task, position: position, to: at, req, scorer, &result, { assigned.append(($0, $1)) }) {
+            let fits = trial.judge(at, req, scorer, pass, score: false).refusedBy == nil
+            if !fits || !trial.assign(task, position: position, to: at, req, scorer, pass, &result, { assigned.append(($0, $1)) }) {
                 refusal = "the strategy chose node \(feasible[k]) for task \(task.id), which has no room left for it"
             }
         }

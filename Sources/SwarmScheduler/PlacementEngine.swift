@@ -13,9 +13,17 @@ public protocol Scorer {
     /// placement): for each of the `count` tasks, a position in `feasible` or nil (not
     /// placed). Nil instead of an answer lets the engine place the group task by task.
     func placeGroup(_ task: TaskRequirements, count: Int, feasible: [NodeInfo]) -> [Int?]?
+    /// Whether the scorer wants ``prepare(_:workload:)`` before its first score of a pass.
+    var wantsPrepare: Bool { get }
+    /// Starts a pass: the scorer sees every node (in ID order) and the expected workload,
+    /// the shape of each service's tasks with how many there are. Called at most once per
+    /// pass, before any score; it changes nothing in the engine.
+    func prepare(_ engine: inout PlacementEngine, workload: [(TaskRequirements, Int)])
 }
 
 extension Scorer {
+    public var wantsPrepare: Bool { false }
+    public func prepare(_ engine: inout PlacementEngine, workload: [(TaskRequirements, Int)]) {}
     public func assignDevices(_ task: TaskRequirements, _ node: NodeInfo) -> [Int]? { nil }
     public var placesGroups: Bool { false }
     public func placeGroup(_ task: TaskRequirements, count: Int, feasible: [NodeInfo]) -> [Int?]? { nil }
@@ -44,11 +52,6 @@ public struct PlacementResult: Sendable {
 public struct PlacementEngine: Sendable {
     public internal(set) var nodes: [String: NodeInfo] = [:]
     private var sortedIDs: [String]?
-    public var filters: [PlacementFilter] = PlacementFilter.pipeline
-    /// The status an assigned task is given along with its node, when set (replacing its
-    /// status whole): the task is changed once, instead of once here and again by the
-    /// caller.
-    public var assignedStatus: SwarmTaskStatus?
 
     public init() {}
 
@@ -105,12 +108,20 @@ public struct PlacementEngine: Sendable {
 
     /// Places `tasks` (all with `requirements`), updating node state for each assignment.
     ///
-    /// `onAssign` is called with each task's position in `tasks` and the task as assigned
-    /// (node and GPUs set) as soon as it is placed, so that a caller can start writing
-    /// assignments while the rest of the group is being placed.
+    /// - Parameters:
+    ///   - filters: the filters a node must pass, in the order rejections are attributed
+    ///     (the built-in pipeline, then any plugin filters).
+    ///   - assignedStatus: when given, the status an assigned task gets along with its node
+    ///     (replacing its status whole), so that the task is changed once, not once here
+    ///     and again by the caller.
+    ///   - onAssign: called with each task's position in `tasks` and the task as assigned
+    ///     (node and GPUs set) as soon as it is placed, so that a caller can start writing
+    ///     assignments while the rest of the group is being placed.
     public mutating func place(_ tasks: [SwarmTask], requirements req: TaskRequirements, scorer: some Scorer,
+                               filters: [PlacementFilter] = PlacementFilter.pipeline, assignedStatus: SwarmTaskStatus? = nil,
                                onAssign: (Int, SwarmTask) -> Void = { _, _ in }) -> PlacementResult {
-        if scorer.placesGroups, let grouped = placeAsGroup(tasks, requirements: req, scorer: scorer, onAssign: onAssign) {
+        let pass = Pass(filters: filters, assignedStatus: assignedStatus)
+        if scorer.placesGroups, let grouped = placeAsGroup(tasks, requirements: req, scorer: scorer, pass, onAssign: onAssign) {
             return grouped
         }
         var result = PlacementResult()
@@ -145,7 +156,7 @@ public struct PlacementEngine: Sendable {
         // than copied (a copy costs a retain and release of each of its tables).
         for id in orderedIDs() {
             guard let at = nodes.index(forKey: id) else { continue }
-            let verdict = judge(at, req, scorer)
+            let verdict = judge(at, req, scorer, pass)
             if let failed = verdict.refusedBy {
                 result.rejections[failed.name, default: 0] += 1
                 continue
@@ -166,8 +177,8 @@ public struct PlacementEngine: Sendable {
                 guard let at = nodes.index(forKey: best.node) else { continue }
                 // No filter needs to run again here: a node is put back in the heap only
                 // after it was judged anew, as it is after its last assignment.
-                guard assign(task, position: position, to: at, req, scorer, &result, onAssign) else { continue }
-                let verdict = judge(at, req, scorer)
+                guard assign(task, position: position, to: at, req, scorer, pass, &result, onAssign) else { continue }
+                let verdict = judge(at, req, scorer, pass)
                 if verdict.refusedBy == nil, let s = verdict.score, s.isFinite {
                     heaps[path]!.insert(Candidate(score: s, node: best.node))
                 }
@@ -183,7 +194,7 @@ public struct PlacementEngine: Sendable {
                         if let failed = filters.first(where: { !$0.passes(req, node) }) { now[failed.name, default: 0] += 1 }
                     }
                     now["strategy"] = result.rejections["strategy"]
-                    explanation = explain(now, req)
+                    explanation = explain(now, req, filters: filters)
                 }
                 result.unplaced[task.id] = explanation
             }
@@ -191,7 +202,13 @@ public struct PlacementEngine: Sendable {
         return result
     }
 
-    /// What ``judge(_:_:_:score:)`` found: the first filter that refuses the node, else the
+    /// The filters and the assigned status of one ``place(_:requirements:scorer:filters:assignedStatus:onAssign:)``.
+    struct Pass {
+        var filters: [PlacementFilter]
+        var assignedStatus: SwarmTaskStatus?
+    }
+
+    /// What ``judge(_:_:_:_:score:)`` found: the first filter that refuses the node, else the
     /// strategy's score (nil when it leaves the node out, or when not asked for).
     struct Verdict {
         var refusedBy: PlacementFilter?
@@ -203,9 +220,8 @@ public struct PlacementEngine: Sendable {
     /// getter returns a copy (a retain and a release of each of the node's tables, several
     /// times per node with a filter pipeline). Nothing is changed.
     mutating func judge(_ at: Dictionary<String, NodeInfo>.Index, _ req: TaskRequirements, _ scorer: some Scorer,
-                        score: Bool = true) -> Verdict {
-        let filters = self.filters
-        return Self.judge(&nodes.values[at], filters, req, scorer, score)
+                        _ pass: Pass, score: Bool = true) -> Verdict {
+        Self.judge(&nodes.values[at], pass.filters, req, scorer, score)
     }
 
     private static func judge(_ node: inout NodeInfo, _ filters: [PlacementFilter], _ req: TaskRequirements,
@@ -218,10 +234,11 @@ public struct PlacementEngine: Sendable {
     /// valid one, else the engine's), accounts it on the node and reports it. False when
     /// the node has no GPUs left for it.
     mutating func assign(_ task: SwarmTask, position: Int, to at: Dictionary<String, NodeInfo>.Index, _ req: TaskRequirements,
-                         _ scorer: some Scorer, _ result: inout PlacementResult, _ onAssign: (Int, SwarmTask) -> Void) -> Bool {
+                         _ scorer: some Scorer, _ pass: Pass, _ result: inout PlacementResult,
+                         _ onAssign: (Int, SwarmTask) -> Void) -> Bool {
         var assigned = task
         assigned.nodeID = nodes.keys[at]
-        if let status = assignedStatus { assigned.status = status }
+        if let status = pass.assignedStatus { assigned.status = status }
         if req.gpuCount > 0 {
             let chosen = nodes.values[at]
             let candidates = Set(chosen.candidateGPUs(req))
@@ -246,7 +263,8 @@ public struct PlacementEngine: Sendable {
 
     /// "no suitable node (insufficient resources on 2 nodes; 1 node not available)": the
     /// reasons by how many nodes they cover, most first.
-    public func explain(_ rejections: [String: Int], _ req: TaskRequirements) -> String {
+    public func explain(_ rejections: [String: Int], _ req: TaskRequirements,
+                        filters: [PlacementFilter] = PlacementFilter.pipeline) -> String {
         var parts: [(count: Int, order: Int, text: String)] = []
         for (k, f) in filters.enumerated() {
             if let n = rejections[f.name], n > 0 { parts.append((n, k, f.explanation(req, rejected: n))) }

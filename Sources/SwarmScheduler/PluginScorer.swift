@@ -27,7 +27,14 @@ public final class PluginScorer: Scorer {
     /// runs and waits to run, weighted by how many there are.
     ///
     /// The nodes are handed over in ID order, each read where the engine stores it.
-    public func prepare(_ engine: inout PlacementEngine, workload: [(TaskRequirements, Int)], seed: UInt64 = 0) {
+    public var wantsPrepare: Bool { strategy.wantsPrepare }
+
+    public func prepare(_ engine: inout PlacementEngine, workload: [(TaskRequirements, Int)]) {
+        prepare(&engine, workload: workload, seed: 0)
+    }
+
+    /// ``prepare(_:workload:)`` with the seed the cluster view carries.
+    public func prepare(_ engine: inout PlacementEngine, workload: [(TaskRequirements, Int)], seed: UInt64) {
         guard strategy.wantsPrepare else { return }
         var views: [CNodeView] = []
         views.reserveCapacity(engine.nodes.count)

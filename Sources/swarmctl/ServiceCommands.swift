@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SwarmAPI
+import SwarmConstraints
 import SwarmManager
 import SwarmScheduler
 
@@ -117,7 +118,7 @@ struct ServiceCommand: AsyncParsableCommand {
             print("")
             let hostnames = Dictionary(uniqueKeysWithValues: nodes.map { ($0.id, $0.description_p.hostname) })
             table(["Task ID", "Service", "Slot", "Image", "Desired State", "Last State", "Node"],
-                  tasks.filter { $0.desiredState.rawValue <= SwarmTaskState.running.rawValue }.sorted { ($0.slot, $0.nodeID) < ($1.slot, $1.nodeID) }.map { task in
+                  tasks.filter(\.isRunnable).sorted { ($0.slot, $0.nodeID) < ($1.slot, $1.nodeID) }.map { task in
                       [task.id, s.spec.annotations.name, task.slot == 0 ? "-" : String(task.slot), List.image(task.spec),
                        upper(task.desiredState), upper(task.status.state) + " " + age(task.status.timestamp),
                        hostnames[task.nodeID] ?? task.nodeID]

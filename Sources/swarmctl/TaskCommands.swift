@@ -19,7 +19,7 @@ struct TaskCommand: AsyncParsableCommand {
             }
             let filter = request
             let tasks = try await conn.call { try await $0.listTasks(filter) }.tasks
-                .filter { all || $0.desiredState.rawValue <= SwarmTaskState.running.rawValue }
+                .filter { all || $0.isRunnable }
             if conn.isJSON { return try json(tasks) }
             let nodes = try await conn.call { try await $0.listNodes(.init()) }.nodes
             let hostnames = Dictionary(uniqueKeysWithValues: nodes.map { ($0.id, $0.description_p.hostname) })
@@ -45,7 +45,7 @@ struct TaskCommand: AsyncParsableCommand {
             ]
             if !t.status.err.isEmpty { rows.append(("Error", t.status.err)) }
             if t.status.pid > 0 { rows.append(("PID", String(t.status.pid))) }
-            if t.status.state.rawValue >= SwarmTaskState.complete.rawValue { rows.append(("Exit Code", String(t.status.exitCode))) }
+            if t.status.state.isTerminal { rows.append(("Exit Code", String(t.status.exitCode))) }
             if !t.assignedGenericResources.isEmpty {
                 rows.append(("Resources", t.assignedGenericResources.map { "\($0.kind)=\($0.named.isEmpty ? String($0.value) : $0.named)" }.joined(separator: ", ")))
             }

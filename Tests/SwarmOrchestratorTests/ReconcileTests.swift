@@ -54,7 +54,7 @@ import Testing
     static func run(_ tasks: [SwarmTask], on node: String = "n1") -> [SwarmTask] {
         tasks.map { t in
             var t = t
-            if t.occupiesSlot && t.status.state == .new {
+            if t.isRunnable && t.status.state == .new {
                 t.status.state = .running
                 if t.nodeID.isEmpty { t.nodeID = node }
             }
@@ -62,7 +62,7 @@ import Testing
         }
     }
 
-    static func occupied(_ tasks: [SwarmTask]) -> [UInt64] { tasks.filter(\.occupiesSlot).map(\.slot).sorted() }
+    static func occupied(_ tasks: [SwarmTask]) -> [UInt64] { tasks.filter(\.isRunnable).map(\.slot).sorted() }
 
     @Test func createsOneTaskPerSlotAndIsIdempotent() {
         let ids = IDs()
@@ -97,7 +97,7 @@ import Testing
         tasks[0].status.timestamp = 101 * Self.sec
         let now = 102 * Self.sec
         tasks = Self.apply(reconciler(now, ids).reconcileReplicated(svc, tasks: tasks, nodes: nodes), to: tasks)
-        let replacement = tasks.first { $0.occupiesSlot }!
+        let replacement = tasks.first { $0.isRunnable }!
         #expect(replacement.slot == 1 && replacement.id != "t1")
         #expect(replacement.desiredState == .ready, "waits for the restart delay")
         #expect(replacement.startAfter == 106 * Self.sec)
@@ -133,7 +133,7 @@ import Testing
         var replacements = 0
         for _ in 0..<4 {
             now += Self.sec
-            tasks = tasks.map { var t = $0; if t.occupiesSlot { t.status.state = .failed; t.status.timestamp = now }; return t }
+            tasks = tasks.map { var t = $0; if t.isRunnable { t.status.state = .failed; t.status.timestamp = now }; return t }
             let actions = reconciler(now, ids).reconcileReplicated(svc, tasks: tasks, nodes: nodes)
             replacements += actions.filter { if case .create = $0 { true } else { false } }.count
             tasks = Self.run(Self.apply(actions, to: tasks))
@@ -157,9 +157,9 @@ import Testing
         let actions = r.reconcileReplicated(Self.service(replicas: 3), tasks: tasks, nodes: nodes)
         tasks = Self.apply(actions, to: tasks)
         #expect(tasks.filter { $0.desiredState == .shutdown }.map(\.nodeID).sorted() == ["down", "drained"])
-        let fresh = tasks.filter { $0.occupiesSlot && $0.nodeID.isEmpty }
+        let fresh = tasks.filter { $0.isRunnable && $0.nodeID.isEmpty }
         #expect(fresh.map(\.slot).sorted() == [1, 2], "replacements wait for the scheduler in the same slots")
-        #expect(tasks.contains { $0.nodeID == "paused" && $0.occupiesSlot })
+        #expect(tasks.contains { $0.nodeID == "paused" && $0.isRunnable })
     }
 
     @Test func globalServiceFollowsEligibleNodes() throws {
@@ -173,13 +173,13 @@ import Testing
         tasks = Self.run(tasks)
         nodes["e"] = Self.node("e")
         tasks = try Self.apply(r.reconcileGlobal(svc, tasks: tasks, nodes: nodes), to: tasks)
-        #expect(tasks.filter(\.occupiesSlot).map(\.nodeID).sorted() == ["a", "e"])
+        #expect(tasks.filter(\.isRunnable).map(\.nodeID).sorted() == ["a", "e"])
         tasks = Self.run(tasks)
         nodes["a"] = Self.node("a", availability: .drain)
         nodes["e"] = nil
         let actions = try r.reconcileGlobal(svc, tasks: tasks, nodes: nodes)
         tasks = Self.apply(actions, to: tasks)
-        #expect(tasks.filter(\.occupiesSlot).isEmpty, "drained and removed nodes lose their tasks")
+        #expect(tasks.filter(\.isRunnable).isEmpty, "drained and removed nodes lose their tasks")
         #expect(throws: Error.self) { try r.reconcileGlobal(Self.service(replicas: nil, constraints: ["bad"]), tasks: [], nodes: nodes) }
     }
 
@@ -210,10 +210,10 @@ import Testing
     }
 
     @Test func statesOnlyMoveForward() {
-        #expect(TaskLifecycle.canMove(from: .new, to: .pending))
-        #expect(TaskLifecycle.canMove(from: .running, to: .failed))
-        #expect(!TaskLifecycle.canMove(from: .running, to: .starting))
-        #expect(!TaskLifecycle.canMove(from: .complete, to: .failed))
-        #expect(!TaskLifecycle.canMove(from: .running, to: .running))
+        #expect(SwarmTaskState.new.canMove(to: .pending))
+        #expect(SwarmTaskState.running.canMove(to: .failed))
+        #expect(!SwarmTaskState.running.canMove(to: .starting))
+        #expect(!SwarmTaskState.complete.canMove(to: .failed))
+        #expect(!SwarmTaskState.running.canMove(to: .running))
     }
 }

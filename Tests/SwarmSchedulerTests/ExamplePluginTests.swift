@@ -1,5 +1,6 @@
 import Foundation
 import SwarmAPI
+import SwarmConstraints
 import SwarmPluginABI
 import SwarmPluginHost
 @testable import SwarmScheduler
@@ -44,11 +45,11 @@ import Testing
         var spareNode = PlacementTests.node("n3")
         spareNode.description_p.hostname = "spare-3"
         engine.setNode(spareNode)
-        engine.filters = PlacementFilter.pipeline + [.plugin("maintenance", maintenance), .plugin("spare-nodes", spare)]
+        let filters = PlacementFilter.pipeline + [.plugin("maintenance", maintenance), .plugin("spare-nodes", spare)]
 
         // Only n2 is neither under maintenance nor a spare.
         let (tasks, req) = PlacementTests.tasks(3)
-        let r = engine.place(tasks, requirements: req, scorer: try PlacementTests.spread())
+        let r = engine.place(tasks, requirements: req, scorer: try PlacementTests.spread(), filters: filters)
         #expect(Set(r.assignments.map(\.node)) == ["n2"])
         #expect(r.assignments.count == 3)
 
@@ -57,7 +58,7 @@ import Testing
         full.description_p.resources.nanoCpus = 0
         engine.setNode(full)
         let (more, req2) = PlacementTests.tasks(1, service: "other", cpus: 1)
-        let r2 = engine.place(more, requirements: req2, scorer: try PlacementTests.spread())
+        let r2 = engine.place(more, requirements: req2, scorer: try PlacementTests.spread(), filters: filters)
         let why = r2.unplaced.first?.1 ?? ""
         #expect(why.contains("1 node under maintenance (filter maintenance)"), "\(why)")
         #expect(why.contains("kept free as spare nodes (filter spare-nodes)"), "\(why)")
@@ -65,7 +66,7 @@ import Testing
         // A service named spare-... may use the spare node (n2 has no CPU left).
         var spareService = PlacementTests.tasks(1, service: "spare-batch", cpus: 1)
         spareService.1 = try TaskRequirements(serviceID: "spare-batch", serviceName: "spare-batch", spec: spareService.0[0].spec)
-        let r3 = engine.place(spareService.0, requirements: spareService.1, scorer: try PlacementTests.spread())
+        let r3 = engine.place(spareService.0, requirements: spareService.1, scorer: try PlacementTests.spread(), filters: filters)
         #expect(r3.assignments.map(\.node) == ["n3"])
     }
 }
@@ -91,13 +92,15 @@ import Testing
 
         // gpu-room as a filter (ahead of the built-in ones, so that it is the one that says
         // no): no node has GPUs, so a GPU task is refused, a CPU task is not.
-        engine.filters = [.plugin("gpu-room", gpuRoom)] + PlacementFilter.pipeline
+        let filters = [.plugin("gpu-room", gpuRoom)] + PlacementFilter.pipeline
         var spec = SwarmTaskSpec()
         spec.resources.gpu = .with { $0.count = 1; $0.milli = 500 }
         let gpuTask = SwarmTask.with { $0.id = "g1"; $0.serviceID = "gpu"; $0.spec = spec }
         let cpuTask = SwarmTask.with { $0.id = "c1"; $0.serviceID = "cpu" }
-        let g = engine.place([gpuTask], requirements: try TaskRequirements(serviceID: "gpu", spec: spec), scorer: PluginScorer(roomy))
-        let c = engine.place([cpuTask], requirements: try TaskRequirements(serviceID: "cpu", spec: SwarmTaskSpec()), scorer: PluginScorer(roomy))
+        let g = engine.place([gpuTask], requirements: try TaskRequirements(serviceID: "gpu", spec: spec), scorer: PluginScorer(roomy),
+                             filters: filters)
+        let c = engine.place([cpuTask], requirements: try TaskRequirements(serviceID: "cpu", spec: SwarmTaskSpec()), scorer: PluginScorer(roomy),
+                             filters: filters)
         #expect(g.assignments.isEmpty && (g.unplaced["g1"] ?? "").contains("filter gpu-room"), "\(g.unplaced)")
         #expect(c.assignments.count == 1)
     }

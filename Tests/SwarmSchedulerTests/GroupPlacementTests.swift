@@ -1,5 +1,6 @@
 import Foundation
 import SwarmAPI
+import SwarmPluginABI
 import SwarmPluginHost
 @testable import SwarmScheduler
 import Testing
@@ -63,7 +64,7 @@ import Testing
     static func gang() throws -> PluginScorer {
         let gang = try P.strategy("gang")
         #expect(gang.wantsPlaceGroup)
-        #expect(gang.record.abiMinor == 3)
+        #expect(gang.record.abiMinor == UInt32(SWARM_PLUGIN_ABI_MINOR))
         return PluginScorer(gang)
     }
 

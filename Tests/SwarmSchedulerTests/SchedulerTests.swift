@@ -1,5 +1,6 @@
 import Foundation
 import SwarmAPI
+import SwarmConstraints
 import SwarmPluginHost
 @testable import SwarmScheduler
 import Testing
@@ -103,16 +104,15 @@ import Testing
         for id in ["n1", "n2"] { engine.setNode(Self.node(id)) }
         var (tasks, req) = Self.tasks(3)
         tasks[0].status.err = "from an earlier attempt"
-        engine.assignedStatus = .with { $0.state = .assigned; $0.message = "assigned by test"; $0.timestamp = 42 }
+        let status = SwarmTaskStatus.with { $0.state = .assigned; $0.message = "assigned by test"; $0.timestamp = 42 }
         var reported: [SwarmTask] = []
-        let r = engine.place(tasks, requirements: req, scorer: try Self.spread()) { reported.append($1) }
+        let r = engine.place(tasks, requirements: req, scorer: try Self.spread(), assignedStatus: status) { reported.append($1) }
         #expect(r.assignments.count == 3 && reported.count == 3)
         for t in reported {
-            #expect(t.status == engine.assignedStatus, "the status is replaced whole")
+            #expect(t.status == status, "the status is replaced whole")
             #expect(!t.nodeID.isEmpty && engine.nodes[t.nodeID]?.tasks[t.id]?.status.state == .assigned)
         }
         // Without one, the task keeps its status: the caller sets it.
-        engine.assignedStatus = nil
         var extra = tasks[1]
         extra.id = "svc-extra"
         extra.status = .with { $0.state = .pending; $0.message = "waiting" }

@@ -13,13 +13,29 @@
  *    the duration of that call.
  *  - Versioning: every struct begins with struct_size. Structs and tables only grow, by
  *    appending fields (minor version); a reader checks struct_size before touching a
- *    field added later. A different major version is refused.
- *  - Errors: functions return swarm_status. Error text returned by a plugin is owned by
- *    the plugin and released through the matching free function; nothing unwinds across
- *    the boundary.
+ *    field added later. The host copies each table a plugin registers as far as the
+ *    plugin's struct_size reaches, so a table built against an older 1.x header loads,
+ *    with the fields it lacks read as NULL; the smallest table accepted is 1.0's, up to the
+ *    last function that is not optional (score, check, remove). A different major
+ *    version is refused.
+ *  - Strings a plugin hands the host (the entry point's *error, explain's result, an
+ *    executor call's *error) follow one rule: they are the plugin's. The host copies the
+ *    text before it makes any other call into the plugin on that thread, and never frees
+ *    it itself. Where the table has a free function (free_error), the host hands the
+ *    string back through it once copied; where it has none, the string must stay valid
+ *    until the plugin's next call on the same thread (a static or thread-local buffer).
+ *    Nothing unwinds across the boundary.
  *  - Threads: filter and strategy callbacks may be called from several threads at once,
  *    but never concurrently with the plugin's init. Executor callbacks for one task are
  *    never called concurrently; callbacks for different tasks may be.
+ *  - ABI 1.4: the host may call the entry point more than once (it makes a private
+ *    strategy instance for simulations such as `service create --dry-run`). A plugin that
+ *    declares abi_minor 4 or more registers new, independent instances (new ctx) at each
+ *    call, so that calls into one never change what another returns. The host never
+ *    makes a second instance of a strategy with prepare from an older plugin.
+ *  - The host table and its host_ctx stay valid for the life of the process: log may be
+ *    called at any time, from any thread. Its lines go to the host's log with the
+ *    plugin's name.
  *  - Plugins are never unloaded.
  */
 #ifndef SWARM_PLUGIN_H
@@ -33,7 +49,7 @@ extern "C" {
 #endif
 
 #define SWARM_PLUGIN_ABI_MAJOR 1
-#define SWARM_PLUGIN_ABI_MINOR 3
+#define SWARM_PLUGIN_ABI_MINOR 4
 #define SWARM_PLUGIN_ENTRY "swarm_plugin_init_v1"
 
 typedef int32_t swarm_status;
@@ -145,8 +161,9 @@ typedef struct swarm_filter_v1 {
     void *ctx;
     /* 1 if `task` may run on `node`, 0 if not. */
     int32_t (*check)(void *ctx, const swarm_task_view *task, const swarm_node_view *node);
-    /* A NUL-terminated explanation for `rejected` nodes, owned by the plugin and valid
-     * until the next call of explain on the same thread. May be NULL. */
+    /* Optional (NULL, or left out of a shorter table). A NUL-terminated explanation for
+     * `rejected` nodes, owned by the plugin (the strings rule above): valid until the
+     * plugin's next call on the same thread. May return NULL. */
     const char *(*explain)(void *ctx, uint32_t rejected);
 } swarm_filter_v1;
 
@@ -234,7 +251,8 @@ typedef struct swarm_exec_status {
 } swarm_exec_status;
 
 /* An executor. Each call returns SWARM_OK, or an error with *error set to a NUL-terminated
- * message that the host releases with free_error. */
+ * message, owned by the plugin (the strings rule above): the host copies it, then hands
+ * it back through free_error. */
 typedef struct swarm_executor_v1 {
     size_t struct_size;
     void *ctx;
@@ -246,6 +264,9 @@ typedef struct swarm_executor_v1 {
     swarm_status (*shutdown)(void *ctx, swarm_str task_id, int64_t grace_ns, char **error);
     swarm_status (*terminate)(void *ctx, swarm_str task_id, char **error);
     swarm_status (*remove)(void *ctx, swarm_str task_id, char **error);
+    /* Optional (NULL, or left out of a shorter table): releases an error string once the
+     * host has copied it. Without it, error strings must stay valid until the plugin's
+     * next call on the same thread. */
     void (*free_error)(void *ctx, char *error);
 } swarm_executor_v1;
 
@@ -278,7 +299,8 @@ typedef struct swarm_host_v1 {
     void (*log)(void *host_ctx, int32_t level, const char *message);
 } swarm_host_v1;
 
-/* The entry point. On failure the plugin may set *error to a static NUL-terminated message. */
+/* The entry point. On failure the plugin may set *error to a NUL-terminated message, owned
+ * by the plugin (the strings rule above: static, or valid until its next call). */
 typedef swarm_status (*swarm_plugin_init_v1_fn)(const swarm_host_v1 *host, swarm_plugin_info *info, const char **error);
 
 #ifdef __cplusplus

@@ -1,5 +1,38 @@
 import SwarmAPI
 
+/// What a constraint reads of a node. The scheduler's node accounting and
+/// ``NodeFacts`` (a stored node as it is) conform.
+public protocol ConstraintTarget {
+    var id: String { get }
+    var hostname: String { get }
+    var isManager: Bool { get }
+    var os: String { get }
+    var arch: String { get }
+    var labels: [String: String] { get }
+    var engineLabels: [String: String] { get }
+}
+
+/// A stored node's facts, for matching constraints without the scheduler's accounting.
+public struct NodeFacts: ConstraintTarget, Sendable {
+    public var id: String
+    public var hostname: String
+    public var isManager: Bool
+    public var os: String
+    public var arch: String
+    public var labels: [String: String]
+    public var engineLabels: [String: String]
+
+    public init(_ node: SwarmNode) {
+        id = node.id
+        hostname = node.description_p.hostname
+        isManager = node.role == .manager
+        os = node.description_p.platform.os
+        arch = node.description_p.platform.architecture
+        labels = node.spec.annotations.labels
+        engineLabels = node.description_p.engineLabels
+    }
+}
+
 /// A placement constraint, as in SwarmKit: `node.labels.zone==east`, `node.role!=manager`.
 public struct Constraint: Sendable, Equatable, CustomStringConvertible {
     public enum Key: Sendable, Equatable {
@@ -73,13 +106,14 @@ public struct Constraint: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// Whether `node` satisfies the constraint. A missing label never equals anything.
-    public func matches(_ node: NodeInfo) -> Bool {
+    @inlinable
+    public func matches(_ node: some ConstraintTarget) -> Bool {
         let actual: String?
         var caseInsensitive = false
         switch key {
         case .nodeID: actual = node.id
         case .hostname: actual = node.hostname; caseInsensitive = true
-        case .role: actual = node.role == .manager ? "manager" : "worker"; caseInsensitive = true
+        case .role: actual = node.isManager ? "manager" : "worker"; caseInsensitive = true
         case .os: actual = node.os; caseInsensitive = true
         case .arch: actual = node.arch; caseInsensitive = true
         case .nodeLabel(let l): actual = node.labels[l]
