@@ -28,6 +28,8 @@ let package = Package(
         .library(name: "SwarmReplay", targets: ["SwarmReplay"]),
         .library(name: "SwarmManager", targets: ["SwarmManager"]),
         .library(name: "SwarmScheduler", targets: ["SwarmScheduler"]),
+        .library(name: "SwarmConstraints", targets: ["SwarmConstraints"]),
+        .library(name: "SwarmClient", targets: ["SwarmClient"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
@@ -40,6 +42,7 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // Protocol definitions (proto/) and the committed generated code (Generated/).
@@ -61,7 +64,8 @@ let package = Package(
             name: "SwarmStore",
             dependencies: [
                 "SwarmAPI",
-                .product(name: "Collections", package: "swift-collections"),
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "HashTreeCollections", package: "swift-collections"),
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]
         ),
@@ -72,7 +76,7 @@ let package = Package(
         // The Raft shell: durable storage, transport, proposals and the apply loop.
         .target(
             name: "SwarmRaftNode",
-            dependencies: [
+            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf"), 
                 "SwarmRaft", "SwarmStore", "SwarmAPI", "SwarmRPC",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
@@ -81,10 +85,11 @@ let package = Package(
         ),
         // The plugin ABI: include/swarm_plugin.h is all that plugins and the host share.
         .target(name: "SwarmPluginABI"),
-        // Loads plugin files, checks the ABI, and registers filters, strategies, executors by name.
+        // Loads plugin files, checks the ABI, and registers filters, strategies, executors by name;
+        // builds the C views of nodes and tasks; adapts plugins to the placement engine.
         .target(
             name: "SwarmPluginHost",
-            dependencies: ["SwarmPluginABI", "CFFI", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["SwarmPluginABI", "SwarmScheduler", "SwarmAPI", "CFFI", .product(name: "Logging", package: "swift-log")]
         ),
         // libffi (Debian libffi-dev): the host calls declarative plugins' functions through it.
         .systemLibrary(name: "CFFI", pkgConfig: "libffi", providers: [.apt(["libffi-dev"])]),
@@ -105,17 +110,17 @@ let package = Package(
         // GPU-sharing arithmetic (fits, GPU choice, FGD fragmentation), pure.
         .target(name: "SwarmGPU", dependencies: ["SwarmRandom"]),
         .target(name: "SwarmProcessSupport", path: "Plugins/process-support"),
-        .target(name: "SwarmProcessPlugin", dependencies: ["SwarmPluginKit", "SwarmAPI", "SwarmProcessSupport"],
+        .target(name: "SwarmProcessPlugin", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf"), "SwarmPluginKit", "SwarmAPI", "SwarmProcessSupport"],
                 path: "Plugins/process"),
         // Placement constraints (SwarmKit's expressions) and placement input errors, pure: what
         // the orchestrator needs of placement, without the scheduler.
         .target(name: "SwarmConstraints", dependencies: ["SwarmAPI"]),
-        // Filters, node accounting, the placement engine and the one placement pass (pure),
-        // plus the plugin scorer.
+        // Filters, node accounting, the placement engine and the one placement pass: pure, with
+        // no dependency on the plugin host, the ABI or libffi (the host adapts plugins to it).
         .target(
             name: "SwarmScheduler",
-            dependencies: [
-                "SwarmAPI", "SwarmConstraints", "SwarmGPU", "SwarmPluginHost", "SwarmPluginABI",
+            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf"), 
+                "SwarmAPI", "SwarmConstraints", "SwarmGPU",
                 .product(name: "HeapModule", package: "swift-collections"),
             ]
         ),
@@ -125,8 +130,9 @@ let package = Package(
         // leader's loops (orchestrators, scheduler).
         .target(
             name: "SwarmManager",
-            dependencies: [
-                "SwarmAPI", "SwarmRPC", "SwarmStore", "SwarmRaftNode", "SwarmScheduler", "SwarmConstraints", "SwarmOrchestrator",
+            dependencies: ["SwarmRaft", .product(name: "SwiftProtobuf", package: "swift-protobuf"), 
+                "SwarmAPI", "SwarmRPC", "SwarmClient", "SwarmStore", "SwarmRaftNode", "SwarmScheduler", "SwarmConstraints",
+                "SwarmOrchestrator",
                 "SwarmPluginHost",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
@@ -136,7 +142,7 @@ let package = Package(
         // The worker side: sessions, heartbeats, assignments, task runners over executor plugins.
         .target(
             name: "SwarmAgent",
-            dependencies: [
+            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf"), 
                 "SwarmAPI", "SwarmRPC", "SwarmPluginHost",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
@@ -149,10 +155,20 @@ let package = Package(
         // Seeded cluster simulator and linearizability checker used by the tests.
         .target(name: "SwarmTesting", dependencies: ["SwarmRaft", "SwarmRandom"]),
         .executableTarget(name: "swarm-sim", dependencies: ["SwarmRaft", "SwarmTesting"]),
+        // The client side of the control API: the connection helper over the generated client.
+        .target(
+            name: "SwarmClient",
+            dependencies: [
+                "SwarmAPI", "SwarmRPC",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+            ]
+        ),
+        // The CLI: the client module and the placement input checks, nothing of the manager.
         .executableTarget(
             name: "swarmctl",
             dependencies: [
-                "SwarmManager", "SwarmRPC", "SwarmAPI", "SwarmScheduler", "SwarmConstraints",
+                "SwarmClient", "SwarmRPC", "SwarmAPI", "SwarmConstraints",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
@@ -161,7 +177,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "swarmd",
-            dependencies: [
+            dependencies: [.product(name: "UnixSignals", package: "swift-service-lifecycle"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"), "SwarmConstraints", "SwarmRaft", "SwarmStore", .product(name: "SwiftProtobuf", package: "swift-protobuf"), 
                 "SwarmManager", "SwarmAgent", "SwarmRaftNode", "SwarmPluginHost", "SwarmScheduler", "SwarmAPI",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -183,35 +199,35 @@ let package = Package(
             ]
         ),
         .testTarget(name: "SwarmRaftTests", dependencies: ["SwarmRaft", "SwarmTesting"]),
-        .testTarget(name: "SwarmStoreTests", dependencies: ["SwarmStore", "SwarmAPI"]),
-        .testTarget(name: "SwarmRaftNodeTests", dependencies: ["SwarmRaftNode", "SwarmRaft", "SwarmRPC", "SwarmTesting"]),
+        .testTarget(name: "SwarmStoreTests", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf"), "SwarmStore", "SwarmAPI"]),
+        .testTarget(name: "SwarmRaftNodeTests", dependencies: ["SwarmAPI", "SwarmStore", .product(name: "SwiftProtobuf", package: "swift-protobuf"), .product(name: "GRPCCore", package: "grpc-swift-2"), .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"), "SwarmRaftNode", "SwarmRaft", "SwarmRPC", "SwarmTesting"]),
         .testTarget(
             name: "SwarmPluginHostTests",
-            dependencies: ["SwarmPluginHost", "SwarmPluginABI", "SwarmAPI", .product(name: "Logging", package: "swift-log")]
+            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf"), "SwarmPluginHost", "SwarmPluginABI", "SwarmAPI", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
             name: "SwarmManagerTests",
-            dependencies: [
+            dependencies: ["SwarmClient", "SwarmPluginHost", "SwarmStore", .product(name: "SwiftProtobuf", package: "swift-protobuf"), 
                 "SwarmManager", "SwarmAgent", "SwarmAPI", "SwarmRPC", "SwarmRaftNode",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
             ]
         ),
         .testTarget(name: "SwarmReplayTests", dependencies: ["SwarmReplay", "SwarmGPU", "SwarmPluginHost"]),
-        .testTarget(name: "SwarmAgentTests", dependencies: ["SwarmAgent", "SwarmAPI", "SwarmManager"]),
+        .testTarget(name: "SwarmAgentTests", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf"), .product(name: "GRDB", package: "GRDB.swift"), "SwarmAgent", "SwarmAPI", "SwarmManager"]),
         // Real swarmd and swarmctl processes on loopback.
         .testTarget(
             name: "SwarmdTests",
-            dependencies: [
+            dependencies: ["SwarmClient", .product(name: "SwiftProtobuf", package: "swift-protobuf"), 
                 "SwarmManager", "SwarmAPI", "SwarmRPC", "SwarmTesting",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
             ]
         ),
-        .testTarget(name: "SwarmOrchestratorTests", dependencies: ["SwarmOrchestrator", "SwarmConstraints", "SwarmAPI"]),
+        .testTarget(name: "SwarmOrchestratorTests", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf"), "SwarmOrchestrator", "SwarmConstraints", "SwarmAPI"]),
         .testTarget(
             name: "SwarmSchedulerTests",
-            dependencies: ["SwarmScheduler", "SwarmConstraints", "SwarmPluginHost", "SwarmPluginABI", "SwarmAPI"]
+            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf"), "SwarmScheduler", "SwarmConstraints", "SwarmPluginHost", "SwarmPluginABI", "SwarmAPI"]
         ),
     ],
     swiftLanguageModes: [.v6]
@@ -226,6 +242,14 @@ let uncheckedInRelease: Set<String> = ["SwarmAPI", "SwarmStore", "SwarmScheduler
 for target in package.targets where uncheckedInRelease.contains(target.name) {
     target.swiftSettings = (target.swiftSettings ?? [])
         + [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
+}
+
+// The upcoming-feature settings that swift-nio and grpc-swift use, on every Swift target.
+for target in package.targets where target.type != .system && !["SwarmPluginABI", "SwarmProcessSupport", "CFFI"].contains(target.name) {
+    target.swiftSettings = (target.swiftSettings ?? []) + [
+        .enableUpcomingFeature("ExistentialAny"),
+        .enableUpcomingFeature("MemberImportVisibility"),
+    ]
 }
 
 // CI (CI=true) builds this package's Swift targets with warnings as errors, so that no

@@ -2,7 +2,7 @@
 # Installs the Debian packages the project needs, idempotently. Safe to run as root in CI
 # (no standard input) and on a developer machine.
 set -euo pipefail
-packages=(libsqlite3-dev libffi-dev procps psmisc gcc)
+packages=(libsqlite3-dev libffi-dev procps psmisc gcc python3)
 # The Rust example plugin needs rustc; Debian's is used when there is no rustup one.
 if ! command -v rustc >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/rustc" ]; then packages+=(rustc); fi
 missing=()

@@ -1,3 +1,4 @@
+import SwarmGPU
 import SwarmPluginKit
 
 /// The openb baseline "BestFit": the node with the least CPU and GPU left after placing

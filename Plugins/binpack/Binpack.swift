@@ -1,3 +1,4 @@
+import SwarmGPU
 import SwarmPluginKit
 
 /// Most-allocated first, by dominant share: the node whose busiest resource (CPU, memory

@@ -1,3 +1,4 @@
+import SwarmGPU
 import SwarmPluginKit
 
 /// The openb baseline "DotProd" (Tetris-like, inverted): the smallest dot product of the

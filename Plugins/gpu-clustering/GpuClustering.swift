@@ -1,3 +1,4 @@
+import SwarmGPU
 import SwarmPluginKit
 
 /// The openb baseline "GpuClustering": put GPU tasks with tasks of their own kind (shared

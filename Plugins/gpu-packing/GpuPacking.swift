@@ -1,3 +1,4 @@
+import SwarmGPU
 import SwarmPluginKit
 
 /// The openb baseline "GpuPacking": tight fits on partly used GPUs first, then free GPUs

@@ -4,6 +4,7 @@ import Glibc
 import SwarmAPI
 import SwarmPluginKit
 import SwarmProcessSupport
+import SwiftProtobuf
 import Synchronization
 
 /// Runs a task's command as a child process in its own process group, with stdout and

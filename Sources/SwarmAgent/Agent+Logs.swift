@@ -1,8 +1,11 @@
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
+import Logging
 import SwarmAPI
 import SwarmRPC
+import SwiftProtobuf
+import Synchronization
 
 extension Agent {
     /// Serves the manager's log subscriptions for the duration of a session: each one gets

@@ -5,6 +5,7 @@ import Logging
 import SwarmAPI
 import SwarmPluginHost
 import SwarmRPC
+import SwiftProtobuf
 import Synchronization
 
 /// A worker's agent: one session to a manager (reconnecting to any known manager with
@@ -236,7 +237,7 @@ public final class Agent: Sendable {
             enqueue(task.id, .with { $0.state = .rejected; $0.err = "the node cannot record the task: \(error)" })
             return
         }
-        let runtime = task.spec.runtimeName.isEmpty ? "process" : task.spec.runtimeName
+        let runtime = task.spec.executorName
         guard let executor = plugins.executor(runtime) else {
             enqueue(task.id, .with { $0.state = .rejected; $0.err = "executor \"\(runtime)\" is not loaded on this node" })
             return
@@ -255,7 +256,7 @@ public final class Agent: Sendable {
     func cleanUpLeftover(_ task: SwarmTask) {
         let workDir = "\(config.stateDir)/tasks/\(task.id)"
         guard FileManager.default.fileExists(atPath: workDir),
-              let executor = plugins.executor(task.spec.runtimeName.isEmpty ? "process" : task.spec.runtimeName) else { return }
+              let executor = plugins.executor(task.spec.executorName) else { return }
         let client = ExecutorClient(executor)
         let proto: [UInt8] = (try? task.serializedBytes()) ?? []
         do {

@@ -1,5 +1,6 @@
 import Foundation
 import SwarmAPI
+import SwiftProtobuf
 
 /// Reads a task's output from the files its executor keeps in the task's work directory:
 /// `stdout.log` and `stderr.log`, with rotated older files `stdout.log.1` (newest) up to

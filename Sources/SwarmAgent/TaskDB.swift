@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import SwarmAPI
+import SwiftProtobuf
 
 /// The agent's local record of its assigned tasks and their last observed states, in
 /// SQLite. After a restart the agent reads it back: it re-adopts the tasks that must still

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import SwarmAPI
 import SwarmPluginHost
+import SwiftProtobuf
 import Synchronization
 
 /// Drives one task through its executor: ACCEPTED, PREPARING, READY, STARTING, RUNNING,

@@ -1,6 +1,9 @@
 import SwarmAPI
+import SwarmConstraints
 import SwarmPluginHost
 import SwarmScheduler
+import SwarmStore
+import SwiftProtobuf
 
 extension ControlService {
     /// Places a would-be service's tasks with the scheduler's own pass

@@ -1,4 +1,5 @@
 import GRPCCore
+import SwarmClient
 import SwarmAPI
 import SwarmRPC
 
@@ -50,3 +51,5 @@ extension ControlService {
 }
 
 import Foundation
+import SwarmStore
+import SwiftProtobuf

@@ -1,11 +1,13 @@
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
+import SwarmClient
 import SwarmAPI
 import SwarmPluginHost
 import SwarmRaftNode
 import SwarmRPC
 import SwarmStore
+import SwiftProtobuf
 
 /// The control API. Writes go through the replicated store; a manager that is not the
 /// leader forwards each call to the leader.
@@ -263,22 +265,5 @@ public struct ControlService: SwarmControl.SimpleServiceProtocol {
         } catch let e as RaftNodeError {
             throw RPCError(code: .unavailable, message: e.description)
         }
-    }
-}
-
-/// Runs `body` with a control client connected to `addr` ("host:port", or "unix:PATH").
-public func withControlClient<R: Sendable>(_ addr: String,
-                                           _ body: (SwarmControl.Client<HTTP2ClientTransport.Posix>) async throws -> R) async throws -> R {
-    let target: any ResolvableTarget
-    if addr.hasPrefix("unix:") {
-        target = .unixDomainSocket(path: String(addr.dropFirst(5)))
-    } else {
-        guard let (host, port) = NetworkAddress.split(addr) else {
-            throw RPCError(code: .invalidArgument, message: "bad address \(addr)")
-        }
-        target = .dns(host: host, port: port)
-    }
-    return try await withGRPCClient(transport: try .http2NIOPosix(target: target, transportSecurity: .plaintext)) {
-        try await body(SwarmControl.Client(wrapping: $0))
     }
 }

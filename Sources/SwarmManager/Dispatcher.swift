@@ -6,6 +6,7 @@ import SwarmOrchestrator
 import SwarmRaftNode
 import SwarmRPC
 import SwarmStore
+import SwiftProtobuf
 import Synchronization
 
 /// Serves agents on the leader: sessions (with the join-token check for new nodes),

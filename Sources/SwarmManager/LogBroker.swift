@@ -1,4 +1,5 @@
 import SwarmAPI
+import SwiftProtobuf
 import Synchronization
 
 /// Routes task output from the nodes that hold it to the callers who asked for it, as

@@ -1,7 +1,9 @@
 import Logging
 import SwarmAPI
+import SwarmRaft
 import SwarmRaftNode
 import SwarmStore
+import SwiftProtobuf
 
 /// Keeps node roles and Raft membership in step, on the leader (SwarmKit's role manager):
 /// records which nodes are managers (with their Raft ID, address, leadership and

@@ -4,6 +4,7 @@ import SwarmAPI
 import SwarmPluginHost
 import SwarmScheduler
 import SwarmStore
+import SwiftProtobuf
 import Synchronization
 
 /// The leader's scheduler: keeps a ``PlacementEngine`` in step with the store, and after

@@ -44,12 +44,8 @@ public struct SpecValidation: Sendable {
         return alnum(first) && name.unicodeScalars.allSatisfy { alnum($0) || $0 == "-" || $0 == "_" || $0 == "." }
     }
 
-    /// The executor a task spec needs: its explicit runtime, or the default for its spec.
-    public static func runtime(of task: SwarmTaskSpec) -> String {
-        if !task.runtimeName.isEmpty { return task.runtimeName }
-        if case .container? = task.runtime { return "docker" }
-        return "process"
-    }
+    /// The executor a task spec needs (``SwarmTaskSpec/executorName``).
+    public static func runtime(of task: SwarmTaskSpec) -> String { task.executorName }
 
     public func validate(_ spec: SwarmServiceSpec) throws(ControlError) {
         let name = spec.annotations.name

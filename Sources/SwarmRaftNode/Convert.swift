@@ -1,9 +1,10 @@
 import SwarmAPI
 import SwarmRaft
+import SwiftProtobuf
 
 /// Conversions between the core's messages and their wire form.
 extension SwarmRaftMessage {
-    init(_ m: Message) {
+    init(_ m: SwarmRaft.Message) {
         self.init()
         type = UInt32(m.type.rawValue)
         to = m.to
@@ -27,7 +28,7 @@ extension SwarmRaftMessage {
     }
 
     /// The core message, or nil if the wire form is invalid.
-    func toCore(snapshotData: [UInt8]? = nil) -> Message? {
+    func toCore(snapshotData: [UInt8]? = nil) -> SwarmRaft.Message? {
         guard let t = MessageType(rawValue: UInt8(truncatingIfNeeded: type)), type <= 255 else { return nil }
         var entries: [Entry] = []
         entries.reserveCapacity(self.entries.count)

@@ -1,7 +1,9 @@
 import Foundation
+import Logging
 import SwarmAPI
 import SwarmRaft
 import SwarmStore
+import SwiftProtobuf
 
 /// State owned by the loop task alone.
 struct LoopState: @unchecked Sendable {

@@ -3,6 +3,7 @@ import Logging
 import SwarmAPI
 import SwarmRaft
 import SwarmStore
+import SwiftProtobuf
 import Synchronization
 
 /// A manager's Raft member: the pure ``RaftCore`` driven by a single loop that persists
@@ -26,6 +27,7 @@ public final class RaftNode: Sendable {
     struct Shared {
         var status: RaftNodeStatus
         var leadershipWatchers: [UUID: AsyncStream<Bool>.Continuation] = [:]
+        var removalWatchers: [UUID: AsyncStream<Void>.Continuation] = [:]
         var stopped = false
     }
 
@@ -128,11 +130,12 @@ public final class RaftNode: Sendable {
     public func stop() {
         let watchers = shared.withLock { s in
             s.stopped = true
-            defer { s.leadershipWatchers = [:] }
-            return Array(s.leadershipWatchers.values)
+            defer { (s.leadershipWatchers, s.removalWatchers) = ([:], [:]) }
+            return (Array(s.leadershipWatchers.values), Array(s.removalWatchers.values))
         }
         // Finished outside the lock: a stream's termination handler takes the lock too.
-        for c in watchers { c.finish() }
+        for c in watchers.0 { c.finish() }
+        for c in watchers.1 { c.finish() }
         for input in inbox.close() { Self.fail(input, .stopped) }
         peers.stop()
     }
@@ -140,7 +143,8 @@ public final class RaftNode: Sendable {
     var isStopped: Bool { shared.withLock { $0.stopped } }
 
     public var status: RaftNodeStatus { shared.withLock { $0.status } }
-    public var isLeader: Bool { status.role == .leader }
+    /// Whether this member leads the group; false once the node is stopped.
+    public var isLeader: Bool { shared.withLock { !$0.stopped && $0.status.role == .leader } }
 
     /// Yields true when this member becomes leader and false when it stops being leader,
     /// so that leader-only components can start and stop.
@@ -152,6 +156,21 @@ public final class RaftNode: Sendable {
             continuation.yield(s.status.role == .leader)
         }
         continuation.onTermination = { [weak self] _ in _ = self?.shared.withLock { $0.leadershipWatchers.removeValue(forKey: key) } }
+        return stream
+    }
+
+    /// Yields once when this member learns that it was removed from the group (at once if
+    /// it already knows), then finishes; finishes without yielding when the node stops.
+    public func removal() -> AsyncStream<Void> {
+        let (stream, continuation) = AsyncStream.makeStream(of: Void.self)
+        let key = UUID()
+        let removed = shared.withLock { s -> Bool in
+            if !s.status.removed && !s.stopped { s.removalWatchers[key] = continuation }
+            return s.status.removed
+        }
+        if removed { continuation.yield() }
+        if removed || isStopped { continuation.finish() }
+        continuation.onTermination = { [weak self] _ in _ = self?.shared.withLock { $0.removalWatchers.removeValue(forKey: key) } }
         return stream
     }
 
@@ -174,7 +193,7 @@ public final class RaftNode: Sendable {
     /// Asks the leader to hand leadership to `target`.
     public func transferLeadership(to target: RaftID) { inbox.push(.transfer(target)) }
 
-    func deliver(_ message: Message) { inbox.push(.message(message)) }
+    func deliver(_ message: SwarmRaft.Message) { inbox.push(.message(message)) }
 
     func reportSnapshot(_ peer: RaftID, success: Bool) { inbox.push(.snapshotReport(peer, success)) }
 
@@ -198,11 +217,19 @@ public final class RaftNode: Sendable {
     }
 
     func publish(_ update: (inout RaftNodeStatus) -> Void) {
-        shared.withLock { s in
-            let wasLeader = s.status.role == .leader
+        let removal = shared.withLock { s -> [AsyncStream<Void>.Continuation] in
+            let (wasLeader, wasRemoved) = (s.status.role == .leader, s.status.removed)
             update(&s.status)
             let isLeader = s.status.role == .leader
             if wasLeader != isLeader { for c in s.leadershipWatchers.values { c.yield(isLeader) } }
+            guard !wasRemoved && s.status.removed else { return [] }
+            defer { s.removalWatchers = [:] }
+            return Array(s.removalWatchers.values)
+        }
+        // Finished outside the lock: a stream's termination handler takes the lock too.
+        for c in removal {
+            c.yield()
+            c.finish()
         }
     }
 }

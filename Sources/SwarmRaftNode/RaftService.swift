@@ -1,9 +1,12 @@
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
+import Logging
 import SwarmAPI
 import SwarmRPC
 import SwarmRaft
+import SwarmStore
+import SwiftProtobuf
 
 /// The manager-to-manager gRPC service: Raft message streams, chunked snapshots, and
 /// membership. Join, leave and propose sent to a follower are forwarded to the leader.

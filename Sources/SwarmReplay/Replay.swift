@@ -71,42 +71,21 @@ public final class ClusterReplay {
         let n = nodes.count
         var state = nodes.map { GPUNodeState(cpuFree: $0.cpuMilli, memoryFree: $0.memoryMiB,
                                              gpuFree: [Int32](repeating: 1000, count: $0.gpus), model: $0.model) }
-        // The C views: one array of nodes, one of all GPUs.
-        let gpuTotal = nodes.reduce(0) { $0 + $1.gpus }
-        let gpuViews = UnsafeMutablePointer<swarm_gpu_view>.allocate(capacity: max(1, gpuTotal))
-        let nodeViews = UnsafeMutablePointer<swarm_node_view>.allocate(capacity: n)
-        let nodePointers = UnsafeMutablePointer<UnsafePointer<swarm_node_view>?>.allocate(capacity: n)
-        defer { gpuViews.deallocate(); nodeViews.deallocate(); nodePointers.deallocate() }
-        var gpuBase = [Int](repeating: 0, count: n)
-        var next = 0
-        for (i, node) in nodes.enumerated() {
-            gpuBase[i] = next
-            for g in 0..<node.gpus {
-                var v = swarm_gpu_view()
-                v.struct_size = MemoryLayout<swarm_gpu_view>.size
-                v.uuid = str("\(node.name)-gpu\(g)")
-                v.index = UInt32(g)
-                v.model = str(node.model)
-                v.topology_group = str("")
-                v.free_milli = 1000
-                (gpuViews + next).initialize(to: v)
-                next += 1
-            }
-            var v = swarm_node_view()
-            v.struct_size = MemoryLayout<swarm_node_view>.size
-            v.id = str(node.name)
-            v.hostname = v.id
-            v.os = str("linux")
-            v.arch = str("x86_64")
-            v.nano_cpus_total = node.cpuMilli * 1_000_000
-            v.nano_cpus_free = v.nano_cpus_total
-            v.memory_bytes_total = node.memoryMiB << 20
-            v.memory_bytes_free = v.memory_bytes_total
-            v.gpus = UnsafePointer(gpuViews + gpuBase[i])
-            v.gpus_count = node.gpus
-            (nodeViews + i).initialize(to: v)
-            nodePointers[i] = UnsafePointer(nodeViews + i)
+        // The C views, made by the host's one builder; only the chosen node's numbers are
+        // set again after each placement.
+        let views = nodes.map { node in
+            let view = CNodeView(NodeViewDescription(id: node.name, hostname: node.name, gpus: (0..<node.gpus).map { g in
+                .init(uuid: "\(node.name)-gpu\(g)", index: UInt32(g), model: node.model, memoryMiB: 0, topologyGroup: "")
+            }))
+            view.setResources(nanoCPUsTotal: node.cpuMilli * 1_000_000, nanoCPUsFree: node.cpuMilli * 1_000_000,
+                              memoryBytesTotal: node.memoryMiB << 20, memoryBytesFree: node.memoryMiB << 20)
+            return view
         }
+        let nodePointers = UnsafeMutablePointer<UnsafePointer<swarm_node_view>?>.allocate(capacity: max(1, n))
+        defer { nodePointers.deallocate() }
+        for (i, view) in views.enumerated() { nodePointers[i] = view.pointer }
+        var tasksOn = [Int](repeating: 0, count: n)
+        var gpuClasses = [UInt32](repeating: 0, count: n)
 
         // The workload classes, and the cluster view, for prepare.
         let modelLists = typical.map { $0.shape.models.map { str($0) } }
@@ -151,6 +130,7 @@ public final class ClusterReplay {
         let started = clock.now
         var feasible: [Int] = []
         feasible.reserveCapacity(n)
+        var taskView = CTaskView()
         for (k, pod) in workload.arrivals.enumerated() {
             if k % 1000 == 0 { progress(Double(k) / Double(count)) }
             if k > 0 && k % Self.tickPods == 0 { prepare() }
@@ -162,38 +142,29 @@ public final class ClusterReplay {
             var chosen: Int?
             var gpus: [Int] = []
             if !feasible.isEmpty {
-                let modelStrs = shape.models.map { str($0) }
-                modelStrs.withUnsafeBufferPointer { models in
-                    var task = swarm_task_view()
-                    task.struct_size = MemoryLayout<swarm_task_view>.size
-                    task.id = str(pod.name)
-                    task.reserved_nano_cpus = pod.cpuMilli * 1_000_000
-                    task.reserved_memory_bytes = pod.memoryMiB << 20
-                    task.gpu_count = UInt32(pod.gpuCount)
-                    task.gpu_milli = UInt32(pod.gpuMilli)
-                    task.gpu_models = models.baseAddress
-                    task.gpu_models_count = models.count
-                    withUnsafePointer(to: &task) { tp in
-                        if feasible.count == 1 {
-                            chosen = feasible[0]
-                        } else {
-                            var best = -Double.infinity
-                            for i in feasible {
-                                let s = strategy.score(tp, nodePointers[i]!)
-                                guard s.isFinite else { continue }
-                                if chosen == nil || s > best || (s == best && workload.rank[i] < workload.rank[chosen!]) {
-                                    best = s
-                                    chosen = i
-                                }
+                taskView.update(id: pod.name, serviceID: "", serviceName: "", runtime: "", nanoCPUs: pod.cpuMilli * 1_000_000,
+                                memoryBytes: pod.memoryMiB << 20, gpuCount: UInt32(pod.gpuCount), gpuMilli: UInt32(pod.gpuMilli),
+                                gpuModels: shape.models)
+                taskView.withPointer { tp in
+                    if feasible.count == 1 {
+                        chosen = feasible[0]
+                    } else {
+                        var best = -Double.infinity
+                        for i in feasible {
+                            let s = strategy.score(tp, nodePointers[i]!)
+                            guard s.isFinite else { continue }
+                            if chosen == nil || s > best || (s == best && workload.rank[i] < workload.rank[chosen!]) {
+                                best = s
+                                chosen = i
                             }
                         }
-                        if let c = chosen, shape.gpuCount > 0 {
-                            let proposed = strategy.assignDevices(tp, nodePointers[c]!).map { $0.map(Int.init) }
-                            if let p = proposed, p.allSatisfy({ state[c].gpuFree[$0] >= shape.gpuMilli }) {
-                                gpus = p
-                            } else {
-                                gpus = GPUMath.defaultGPUs(shape, state[c]) ?? []
-                            }
+                    }
+                    if let c = chosen, shape.gpuCount > 0 {
+                        let proposed = strategy.assignDevices(tp, nodePointers[c]!).map { $0.map(Int.init) }
+                        if let p = proposed, p.allSatisfy({ state[c].gpuFree[$0] >= shape.gpuMilli }) {
+                            gpus = p
+                        } else {
+                            gpus = GPUMath.defaultGPUs(shape, state[c]) ?? []
                         }
                     }
                 }
@@ -201,13 +172,15 @@ public final class ClusterReplay {
             latencies.append((clock.now - t0).seconds)
             if let c = chosen {
                 state[c] = GPUMath.placing(shape, on: state[c], gpus: gpus)
-                nodeViews[c].nano_cpus_free = state[c].cpuFree * 1_000_000
-                nodeViews[c].memory_bytes_free = state[c].memoryFree << 20
-                nodeViews[c].tasks_total += 1
-                for g in gpus { gpuViews[gpuBase[c] + g].free_milli = UInt32(state[c].gpuFree[g]) }
+                let node = nodes[c]
+                views[c].setResources(nanoCPUsTotal: node.cpuMilli * 1_000_000, nanoCPUsFree: state[c].cpuFree * 1_000_000,
+                                      memoryBytesTotal: node.memoryMiB << 20, memoryBytesFree: state[c].memoryFree << 20)
+                tasksOn[c] += 1
                 if shape.gpuCount > 0 {
-                    nodeViews[c].gpu_task_classes |= shape.isSharing ? SWARM_GPU_CLASS_SHARED : UInt32(1) << UInt32(min(shape.gpuCount, 31))
+                    gpuClasses[c] |= shape.isSharing ? SWARM_GPU_CLASS_SHARED : UInt32(1) << UInt32(min(shape.gpuCount, 31))
                 }
+                views[c].setTasks(total: tasksOn[c], ofService: 0, recentFailures: 0, gpuTaskClasses: gpuClasses[c])
+                for g in gpus { views[c].setGPUFree(g, milli: state[c].gpuFree[g]) }
                 allocated += shape.demand
                 let f = GPUMath.fragmentation(state[c], typical)
                 fragSum += f - frag[c]

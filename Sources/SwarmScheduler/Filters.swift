@@ -1,3 +1,4 @@
+import SwarmAPI
 import SwarmConstraints
 /// A built-in placement filter: a check and the text that explains its rejections.
 public struct PlacementFilter: Sendable {

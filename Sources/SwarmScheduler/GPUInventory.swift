@@ -1,4 +1,6 @@
+import Foundation
 import SwarmAPI
+import SwiftProtobuf
 
 /// A node's GPUs: discovered with `nvidia-smi`, or declared as named `gpu` generic
 /// resources (`--generic-node-resources gpu=UUID1,gpu=UUID2`).

@@ -1,3 +1,4 @@
+import Foundation
 import SwarmAPI
 import SwarmConstraints
 import SwarmGPU
@@ -194,25 +195,13 @@ public struct TaskRequirements: Sendable {
     /// Node label keys to spread over, outermost first (placement preferences).
     public var spreadLabels: [String]
 
-    /// The label key of a preference `spread=node.labels.KEY` (or `node.labels.KEY`).
+    /// The label key of a preference (``PlacementInput/spreadLabel(_:)``).
     public static func spreadLabel(_ descriptor: String) throws(PlacementError) -> String {
-        var d = descriptor.trimmingCharacters(in: .whitespaces)
-        if d.hasPrefix("spread=") { d = String(d.dropFirst(7)) }
-        guard d.hasPrefix("node.labels."), d.count > "node.labels.".count else {
-            throw .malformedConstraint(descriptor, "a placement preference spreads over node.labels.KEY")
-        }
-        return String(d.dropFirst("node.labels.".count))
+        try PlacementInput.spreadLabel(descriptor)
     }
 
-    /// Checks a GPU request: a fraction (1...999 milli) is of one GPU only, and at most
-    /// 1000 milli of each GPU can be asked for.
-    public static func validate(gpu: SwarmGPURequest) throws(PlacementError) {
-        if gpu.milli > 1000 { throw .impossibleGPURequest("\(gpu.milli) milli is more than a whole GPU (1000)") }
-        if gpu.milli > 0 && gpu.milli < 1000 && gpu.count > 1 {
-            throw .impossibleGPURequest("a fraction (\(gpu.milli) milli) can only be of one GPU, not \(gpu.count)")
-        }
-        if gpu.count == 0 && gpu.milli > 0 { throw .impossibleGPURequest("\(gpu.milli) milli of no GPU") }
-    }
+    /// Checks a GPU request (``PlacementInput/validate(gpu:)``).
+    public static func validate(gpu: SwarmGPURequest) throws(PlacementError) { try PlacementInput.validate(gpu: gpu) }
 
     /// Reads the requirements from a task spec; malformed constraints are an error.
     public init(serviceID: String, serviceName: String = "", spec: SwarmTaskSpec) throws(PlacementError) {
@@ -222,7 +211,7 @@ public struct TaskRequirements: Sendable {
         memoryBytes = spec.resources.reservations.memoryBytes
         generic = GenericResources.totals(spec.resources.reservations.generic)
         constraints = try Constraint.parse(all: spec.placement.constraints)
-        runtime = spec.runtimeName.isEmpty ? "process" : spec.runtimeName
+        runtime = spec.executorName
         maxReplicasPerNode = spec.placement.maxReplicas
         hostPorts = spec.ports.map(\.publishedPort).filter { $0 != 0 }
         try Self.validate(gpu: spec.resources.gpu)

@@ -1,5 +1,6 @@
 import HeapModule
 import SwarmAPI
+import SwiftProtobuf
 
 /// Ranks feasible nodes. Higher is better; nil or a non-finite value leaves the node out.
 public protocol Scorer {
@@ -83,6 +84,17 @@ public struct PlacementEngine: Sendable {
         sortedIDs = ids
         return ids
     }
+
+    /// Calls `body` with every node in ID order, each read where the engine stores it (the
+    /// dictionary's getter would copy it: a retain and a release of each of its tables).
+    public mutating func visitNodesInIDOrder(_ body: (borrowing NodeInfo) -> Void) {
+        for id in orderedIDs() {
+            guard let at = nodes.index(forKey: id) else { continue }
+            Self.visit(&nodes.values[at], body)
+        }
+    }
+
+    private static func visit(_ node: inout NodeInfo, _ body: (borrowing NodeInfo) -> Void) { body(node) }
 
     /// Accounts for a task assigned to a node (on start-up, or by another scheduler pass).
     public mutating func taskAssigned(_ task: SwarmTask) {

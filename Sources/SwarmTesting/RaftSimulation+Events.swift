@@ -1,4 +1,5 @@
 import SwarmRaft
+import SwarmRandom
 
 extension RaftSimulation {
     // MARK: Faults

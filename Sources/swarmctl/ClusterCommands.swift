@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import SwarmAPI
+import SwarmRPC
+import SwiftProtobuf
 
 struct ClusterCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "cluster", abstract: "Inspect and configure the cluster",

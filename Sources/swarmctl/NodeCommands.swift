@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import SwarmAPI
+import SwarmRPC
+import SwiftProtobuf
 
 struct NodeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -2,8 +2,8 @@ import ArgumentParser
 import Foundation
 import SwarmAPI
 import SwarmConstraints
-import SwarmManager
-import SwarmScheduler
+import SwarmRPC
+import SwiftProtobuf
 
 struct ServiceCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -93,7 +93,7 @@ struct ServiceCommand: AsyncParsableCommand {
             if case .global? = s.spec.mode { rows.append(("Mode", "GLOBAL")) } else {
                 rows += [("Mode", "REPLICATED"), ("Replicas", String(s.spec.replicated.replicas))]
             }
-            rows.append(("Runtime", SpecValidation.runtime(of: t)))
+            rows.append(("Runtime", t.executorName))
             if case .container(let c)? = t.runtime {
                 rows.append(("Image", c.image))
                 if !c.args.isEmpty { rows.append(("Args", c.args.joined(separator: " "))) }
@@ -227,7 +227,7 @@ struct ServiceFlags: ParsableArguments {
         }
         if !placementPref.isEmpty {
             for p in placementPref {
-                do { _ = try TaskRequirements.spreadLabel(p) } catch { throw ValidationError(error.description) }
+                do { _ = try PlacementInput.spreadLabel(p) } catch { throw ValidationError(error.description) }
             }
             spec.task.placement.preferences = placementPref.map { p in .with { $0.spread = p.hasPrefix("spread=") ? String(p.dropFirst(7)) : p } }
         }
@@ -262,7 +262,7 @@ struct ServiceFlags: ParsableArguments {
         if let gpuModels { spec.task.resources.gpu.models = gpuModels.split(separator: "|").map(String.init) }
         if let gpuMinMemory { spec.task.resources.gpu.minMemoryMib = UInt64(try quantity(Quantities.bytes, gpuMinMemory) >> 20) }
         do {
-            try TaskRequirements.validate(gpu: spec.task.resources.gpu)
+            try PlacementInput.validate(gpu: spec.task.resources.gpu)
         } catch {
             throw ValidationError(error.description)
         }

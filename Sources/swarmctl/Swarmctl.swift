@@ -3,7 +3,7 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import SwarmAPI
-import SwarmManager
+import SwarmClient
 import SwarmRPC
 import SwiftProtobuf
 

@@ -1,6 +1,9 @@
 import ArgumentParser
 import Foundation
+import GRPCCore
 import SwarmAPI
+import SwarmRPC
+import SwiftProtobuf
 
 struct TaskCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "task", abstract: "Inspect tasks",

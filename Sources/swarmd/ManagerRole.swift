@@ -7,6 +7,14 @@ import SwarmAPI
 import SwarmManager
 import SwarmPluginHost
 import SwarmRaftNode
+import ServiceLifecycle
+import SwarmStore
+
+/// Why a node could not serve as a manager.
+struct ManagerRoleError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
 
 /// The manager side of a node: the Raft member, the remote API (Raft, control, dispatcher),
 /// the control socket and the leader's components. It runs while the node is a manager,
@@ -28,9 +36,18 @@ struct ManagerRole: Sendable {
         self.logger = logger
     }
 
-    /// Serves as a manager until cancelled (returns nil) or removed from the managers
-    /// (returns the addresses of the remaining managers, for the node's agent).
-    func run(joined: SwarmJoinResponse?) async -> [String]? {
+    /// How a term as manager ended.
+    enum Outcome: Sendable {
+        /// Shut down (SIGTERM).
+        case stopped
+        /// Removed from the managers (demoted), with the addresses of those that remain,
+        /// for the node's agent.
+        case removed(remaining: [String])
+    }
+
+    /// Serves as a manager until shut down or removed from the managers. Throws when a part
+    /// fails (the manager's state cannot be opened, the remote API cannot listen).
+    func run(joined: SwarmJoinResponse?) async throws -> Outcome {
         var config = RaftNodeConfig(stateDir: options.stateDir + "/raft", advertiseAddr: advertise)
         config.electionTick = options.electionTick
         config.heartbeatTick = options.heartbeatTick
@@ -39,8 +56,7 @@ struct ManagerRole: Sendable {
         do {
             node = try RaftNode(config: config, joined: joined, forceNewCluster: options.forceNewCluster, logger: Logger(label: "swarm.raft"))
         } catch {
-            logger.critical("cannot open the manager's state: \(error)")
-            return nil
+            throw ManagerRoleError("cannot open the manager's state: \(error)")
         }
         let plugins = self.plugins
         let dispatcher = Dispatcher(node: node)
@@ -50,8 +66,7 @@ struct ManagerRole: Sendable {
                                   filters: Set(plugins.names(.filter)))
         }
         guard let (host, port) = NetworkAddress.split(options.listenRemoteAPI) else {
-            logger.critical("bad --listen-remote-api \(options.listenRemoteAPI)")
-            return nil
+            throw ManagerRoleError("bad --listen-remote-api \(options.listenRemoteAPI)")
         }
         let remote = GRPCServer(transport: .http2NIOPosix(address: .ipv4(host: host, port: port), transportSecurity: .plaintext),
                                 services: [RaftService(node: node), control, dispatcher])
@@ -66,45 +81,62 @@ struct ManagerRole: Sendable {
         let advertise = self.advertise
         let nodeID = self.nodeID
         agent.setManagers([advertise])
-        return await withTaskGroup(of: Void.self) { group -> [String]? in
-            group.addTask {
-                do { try await remote.serve() } catch { logger.critical("remote API on \(host):\(port): \(error)") }
+        // Each part is a service of one group. The group ends when any part ends, a failed
+        // one (a remote API that cannot listen) included: its error is returned. Removal
+        // from the managers ends the `membership` part, and with it the group.
+        // A group shuts its services down in reverse order: first the leader's loops, then
+        // the Raft member (so that the dispatcher's session streams end), then the servers,
+        // which finish the calls they have.
+        var parts: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if let metrics { parts.append(.ending(NodePart("metrics", shutdown: { metrics.stop() }) { await metrics.run() })) }
+        parts += [
+            .ending(.server("remote API on \(host):\(port)", remote)),
+            .ending(.server("control socket \(socket)", local)),
+            .ending(NodePart("raft node", shutdown: { node.stop() }) {
+                node.start()
+                logger.info("manager \(nodeID) serving on \(host):\(port), control socket \(socket)")
+                try await gracefulShutdown()
+            }),
+            .ending(NodePart("leader components") { await leader.run() }),
+            .ending(NodePart("manager join token") {
+                await Self.waitForManagerToken(node.store, agent)
+                try await gracefulShutdown()
+            }),
+            .ending(NodePart("membership") { for await _ in node.removal() { return } }),
+        ]
+        let group = ServiceGroup(configuration: .init(services: parts, logger: logger))
+        var failure: (any Error)?
+        do {
+            // The outer group's graceful shutdown (SIGTERM) reaches this one.
+            try await withGracefulShutdownHandler { try await group.run() } onGracefulShutdown: {
+                Task { await group.triggerGracefulShutdown() }
             }
-            group.addTask {
-                do { try await local.serve() } catch { logger.critical("control socket \(socket): \(error)") }
-            }
-            if let metrics { group.addTask { await metrics.run() } }
-            node.start()
-            logger.info("manager \(nodeID) serving on \(host):\(port), control socket \(socket)")
-            group.addTask { await leader.run() }
-            group.addTask {
-                // The node's agent joins with the manager token once the cluster exists.
-                while agent.joinToken.isEmpty && !Task.isCancelled {
-                    if let token = node.store.view().find(SwarmCluster.self).first?.joinTokens.manager, !token.isEmpty {
-                        agent.joinToken = token
-                    }
-                    try? await Task.sleep(for: .milliseconds(200))
-                }
-            }
-            // Until shut down, or removed from the managers (demoted).
-            var remaining: [String]?
-            while !Task.isCancelled {
-                let s = node.status
-                if s.removed {
-                    remaining = s.members.filter { $0.key != s.id }.map(\.value).sorted()
-                    break
-                }
-                try? await Task.sleep(for: .milliseconds(200))
-            }
-            node.stop()
-            remote.beginGracefulShutdown()
-            local.beginGracefulShutdown()
-            metrics?.stop()
-            group.cancelAll()
-            await group.waitForAll()
-            unlink(socket)
-            return remaining
+        } catch {
+            failure = error
         }
+        unlink(socket)
+        let s = node.status
+        if s.removed { return .removed(remaining: s.members.filter { $0.key != s.id }.map(\.value).sorted()) }
+        if let failure { throw failure }
+        return .stopped
+    }
+
+    /// Hands the node's agent the manager token once the cluster exists, watching the
+    /// store for it rather than polling.
+    static func waitForManagerToken(_ store: MemoryStore, _ agent: Agent) async {
+        let (view, watcher) = store.viewAndWatch(WatchFilter(tables: [.clusters]))
+        defer { watcher.cancel() }
+        if let token = view.find(SwarmCluster.self).first?.joinTokens.manager, !token.isEmpty {
+            agent.joinToken = token
+            return
+        }
+        do {
+            for try await message in watcher {
+                guard case .event(let e) = message, case .cluster(let c) = e.object, !c.joinTokens.manager.isEmpty else { continue }
+                agent.joinToken = c.joinTokens.manager
+                return
+            }
+        } catch {}
     }
 
     /// Waits (as a worker) until the cluster asks this node to be a manager, then joins

@@ -5,7 +5,9 @@ import NIOHTTP1
 import NIOPosix
 import Prometheus
 import SwarmAPI
+import SwarmRaft
 import SwarmRaftNode
+import SwarmStore
 import Synchronization
 
 /// Serves a manager's metrics in the Prometheus text format on `GET /metrics`

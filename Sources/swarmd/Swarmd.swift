@@ -5,10 +5,14 @@ import GRPCNIOTransportHTTP2
 import Logging
 import SwarmAgent
 import SwarmAPI
+import SwarmConstraints
 import SwarmManager
 import SwarmPluginHost
 import SwarmRaftNode
 import SwarmScheduler
+import ServiceLifecycle
+import SwiftProtobuf
+import UnixSignals
 
 /// swarmd: one binary for managers and workers.
 ///
@@ -128,31 +132,36 @@ struct Swarmd: AsyncParsableCommand, Sendable {
         if !isManager { logger.info("joining \(joinAddr!) as worker \(nodeID)") }
         let startAsManager = isManager
         let firstJoin = joined
-        try await runUntilTerminated {
-            await withDiscardingTaskGroup { group in
-                group.addTask { await agent.run() }
-                group.addTask {
-                    // Switches between manager and worker as the cluster asks.
-                    var managing = startAsManager
-                    var join = firstJoin
-                    while !Task.isCancelled {
-                        if managing {
-                            guard let others = await manager.run(joined: join) else { break }
-                            logger.notice("demoted: this node is now a worker")
-                            try? FileManager.default.removeItem(atPath: raftDir)
-                            agent.setManagers(others)
-                            managing = false
-                            join = nil
-                        } else {
-                            guard let next = await manager.waitForPromotion(roleRequests) else { break }
-                            logger.notice("promoted: this node is now a manager")
-                            join = next
-                            managing = true
-                        }
-                    }
+        // The node's long-lived parts, in one service group that shuts down gracefully on
+        // SIGTERM or SIGINT: the agent, and the role loop that runs the manager's parts
+        // (their own group) while this node is a manager.
+        let roles = NodePart("role", onShutdown: .followedByBody) {
+            // Switches between manager and worker as the cluster asks.
+            var managing = startAsManager
+            var join = firstJoin
+            while !Task.isCancelled {
+                if managing {
+                    guard case .removed(let others) = try await manager.run(joined: join) else { return }
+                    logger.notice("demoted: this node is now a worker")
+                    try? FileManager.default.removeItem(atPath: raftDir)
+                    agent.setManagers(others)
+                    managing = false
+                    join = nil
+                } else {
+                    // Ends (nil) when the node shuts down.
+                    let promoted = await cancelWhenGracefulShutdown { await manager.waitForPromotion(roleRequests) }
+                    guard let next = promoted else { return }
+                    logger.notice("promoted: this node is now a manager")
+                    join = next
+                    managing = true
                 }
             }
         }
+        let group = ServiceGroup(configuration: .init(
+            services: [.ending(NodePart("agent") { await agent.run() }), .ending(roles)],
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        // A part that failed (a remote API that cannot listen) ends swarmd with its error.
+        try await group.run()
     }
 
     func loadPlugins(_ logger: Logger) throws -> PluginRegistry {
@@ -176,28 +185,6 @@ struct Swarmd: AsyncParsableCommand, Sendable {
         let id = Identifiers.make()
         try (id + "\n").write(toFile: path, atomically: true, encoding: .utf8)
         return id
-    }
-
-    /// Runs `body` until it returns or SIGTERM/SIGINT arrives; then calls `onStop`.
-    func runUntilTerminated(_ body: @escaping @Sendable () async -> Void, onStop: @escaping @Sendable () -> Void = {}) async throws {
-        signal(SIGTERM, SIG_IGN)
-        signal(SIGINT, SIG_IGN)
-        let work = Task { await body() }
-        let (signals, cont) = AsyncStream.makeStream(of: Int32.self)
-        let sources = [SIGTERM, SIGINT].map { sig -> DispatchSourceSignal in
-            let s = DispatchSource.makeSignalSource(signal: sig)
-            s.setEventHandler { cont.yield(sig) }
-            s.resume()
-            return s
-        }
-        Task { await work.value; cont.finish() }
-        defer { withExtendedLifetime(sources) {} }
-        for await sig in signals {
-            Logger(label: "swarmd").notice("signal \(sig): shutting down")
-            onStop()
-            work.cancel()
-            break
-        }
     }
 }
 

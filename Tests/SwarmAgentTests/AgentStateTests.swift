@@ -1,7 +1,9 @@
 import Foundation
+import GRDB
 import SwarmAPI
 @testable import SwarmAgent
 import SwarmManager
+import SwiftProtobuf
 import Testing
 
 /// The agent's SQLite task database, its log reader, and the manager's log broker.

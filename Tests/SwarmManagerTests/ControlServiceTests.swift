@@ -1,10 +1,13 @@
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
+import SwarmClient
 import SwarmAPI
 @testable import SwarmManager
 import SwarmRaftNode
 import SwarmRPC
+import SwarmStore
+import SwiftProtobuf
 import Testing
 
 /// The control API over real gRPC (TCP and a unix socket) against a one-manager cluster.

@@ -1,12 +1,15 @@
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
+import SwarmClient
 import SwarmAgent
 import SwarmAPI
 @testable import SwarmManager
 import SwarmPluginHost
 import SwarmRaftNode
 import SwarmRPC
+import SwarmStore
+import SwiftProtobuf
 import Testing
 
 /// A manager and two agents in one process, over real gRPC on loopback, with the real

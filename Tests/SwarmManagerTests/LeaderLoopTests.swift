@@ -4,6 +4,7 @@ import SwarmAPI
 import SwarmPluginHost
 import SwarmRaftNode
 import SwarmStore
+import SwiftProtobuf
 import Testing
 
 /// The orchestrator and the scheduler on a one-manager cluster, with worker nodes written

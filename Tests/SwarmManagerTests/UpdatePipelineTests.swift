@@ -1,6 +1,8 @@
+import Foundation
 import SwarmAPI
 @testable import SwarmManager
 import SwarmStore
+import SwiftProtobuf
 import Testing
 
 /// The scheduler's commit pipeline writes in order, one transaction per chunk, and reports

@@ -1,5 +1,7 @@
 import SwarmAPI
+import SwarmConstraints
 @testable import SwarmOrchestrator
+import SwiftProtobuf
 import Testing
 
 @Suite struct ReconcileTests {
@@ -180,7 +182,7 @@ import Testing
         let actions = try r.reconcileGlobal(svc, tasks: tasks, nodes: nodes)
         tasks = Self.apply(actions, to: tasks)
         #expect(tasks.filter(\.isRunnable).isEmpty, "drained and removed nodes lose their tasks")
-        #expect(throws: Error.self) { try r.reconcileGlobal(Self.service(replicas: nil, constraints: ["bad"]), tasks: [], nodes: nodes) }
+        #expect(throws: PlacementError.self) { try r.reconcileGlobal(Self.service(replicas: nil, constraints: ["bad"]), tasks: [], nodes: nodes) }
     }
 
     @Test func reaperKeepsFiveEndedTasksPerSlot() {

@@ -1,6 +1,7 @@
 import Foundation
 import SwarmAPI
 @testable import SwarmPluginHost
+import SwiftProtobuf
 import Testing
 
 /// The `process` executor plugin, loaded from its .so, running real child processes.

@@ -5,6 +5,7 @@ import SwarmAPI
 import SwarmRPC
 import SwarmRaftNode
 import SwarmTesting
+import SwiftProtobuf
 import Testing
 
 /// Three managers as separate `swarm-raftd` processes on loopback: commit writes, kill the

@@ -4,6 +4,7 @@ import SwarmConstraints
 import SwarmPluginABI
 import SwarmPluginHost
 @testable import SwarmScheduler
+import SwiftProtobuf
 import Testing
 
 /// The example filters written in C and in Rust, built by the project's script, loaded by

@@ -1,8 +1,10 @@
 import Foundation
 import SwarmAPI
+import SwarmConstraints
 import SwarmPluginABI
 import SwarmPluginHost
 @testable import SwarmScheduler
+import SwiftProtobuf
 import Testing
 
 /// Group placement (`place_group`, ABI 1.2): the engine offers the feasible nodes once and

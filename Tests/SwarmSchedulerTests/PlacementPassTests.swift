@@ -1,5 +1,6 @@
 import SwarmAPI
 @testable import SwarmScheduler
+import SwiftProtobuf
 import Testing
 
 /// The one pass that the scheduler and the dry run share.

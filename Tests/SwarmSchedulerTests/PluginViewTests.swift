@@ -1,6 +1,9 @@
 import SwarmAPI
+import SwarmConstraints
 import SwarmPluginABI
+@testable import SwarmPluginHost
 @testable import SwarmScheduler
+import SwiftProtobuf
 import Testing
 
 /// The C views the host hands to plugins carry what the ABI promises, kept up to date as

@@ -3,6 +3,7 @@ import SwarmAPI
 import SwarmConstraints
 import SwarmPluginHost
 @testable import SwarmScheduler
+import SwiftProtobuf
 import Testing
 
 @Suite struct ConstraintAndResourceParsingTests {

@@ -1,6 +1,8 @@
 import Foundation
 import GRPCCore
 import SwarmAPI
+import SwarmRPC
+import SwiftProtobuf
 import Testing
 
 /// One manager and two workers, each a real `swarmd` process, driven with `swarmctl`: the

@@ -1,10 +1,12 @@
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
+import SwarmClient
 import SwarmAPI
 import SwarmManager
 import SwarmRPC
 import SwarmTesting
+import SwiftProtobuf
 import Testing
 
 /// Real `swarmd` processes on loopback, driven with `swarmctl` and the control API.

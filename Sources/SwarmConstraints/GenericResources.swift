@@ -1,5 +1,4 @@
 import SwarmAPI
-import SwarmConstraints
 
 /// SwarmKit's generic resource syntax: `fpga=2,gpu=UUID1,gpu=UUID2`. A numeric value is a
 /// discrete count; anything else names one unit of a named set.
