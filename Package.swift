@@ -131,7 +131,7 @@ let package = Package(
         .target(
             name: "SwarmManager",
             dependencies: ["SwarmRaft", .product(name: "SwiftProtobuf", package: "swift-protobuf"), 
-                "SwarmAPI", "SwarmRPC", "SwarmClient", "SwarmStore", "SwarmRaftNode", "SwarmScheduler", "SwarmConstraints",
+                "SwarmAPI", "SwarmRPC", "SwarmStore", "SwarmRaftNode", "SwarmScheduler", "SwarmConstraints",
                 "SwarmOrchestrator",
                 "SwarmPluginHost",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),

@@ -1,29 +1,13 @@
 import GRPCCore
-import SwarmClient
 import SwarmAPI
 import SwarmRPC
 
 extension ControlService {
     /// Streams the output of tasks (by ID or prefix) or of a service's tasks. The leader
-    /// asks the nodes that hold them through the ``LogBroker``; other managers forward.
+    /// asks the nodes that hold them through the ``LogBroker`` (other managers forward the
+    /// call, through ``LeaderInterceptor``).
     public func taskLogs(request: SwarmTaskLogsRequest, response: RPCWriter<SwarmTaskLogsResponse>, context: ServerContext) async throws {
-        if let addr = try leaderAddress() {
-            try await withControlClient(addr) { client in
-                try await client.taskLogs(request) { upstream in
-                    for try await message in upstream.messages { try await response.write(message) }
-                }
-            }
-            return
-        }
-        let tasks: [SwarmTask]
-        do {
-            tasks = try logTasks(request)
-        } catch let e as ControlError {
-            switch e {
-            case .notFound(let m): throw RPCError(code: .notFound, message: m)
-            default: throw RPCError(code: .invalidArgument, message: e.description)
-            }
-        }
+        let tasks = try logTasks(request)
         let id = Identifiers.make()
         let events = logs.subscribe(id: id, tasks: tasks, follow: request.follow, tail: request.tail)
         defer { logs.unsubscribe(id) }

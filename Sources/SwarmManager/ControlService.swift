@@ -1,7 +1,6 @@
 import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
-import SwarmClient
 import SwarmAPI
 import SwarmPluginHost
 import SwarmRaftNode
@@ -9,8 +8,8 @@ import SwarmRPC
 import SwarmStore
 import SwiftProtobuf
 
-/// The control API. Writes go through the replicated store; a manager that is not the
-/// leader forwards each call to the leader.
+/// The control API. Writes go through the replicated store. The handlers run on the
+/// leader: on any other manager, ``LeaderInterceptor`` forwards each call to the leader.
 public struct ControlService: SwarmControl.SimpleServiceProtocol {
     let node: RaftNode
     let validation: @Sendable () -> SpecValidation
@@ -34,147 +33,123 @@ public struct ControlService: SwarmControl.SimpleServiceProtocol {
     // MARK: Services
 
     public func createService(request: SwarmCreateServiceRequest, context: ServerContext) async throws -> SwarmCreateServiceResponse {
-        try await leader({ try await $0.createService(request) }) {
-            try validation().validate(request.spec)
-            var service = SwarmService()
-            service.id = Identifiers.make()
-            service.spec = request.spec
-            service.specVersion = 1
-            if store.view().find(SwarmService.self, .name(request.spec.annotations.name)).first != nil {
-                throw ControlError.invalidArgument("service name \"\(request.spec.annotations.name)\" is already in use")
-            }
-            if request.dryRun { return try dryRun(service) }
-            try await write { try $0.create(service) }
-            return .with { $0.service = store.view().get(SwarmService.self, id: service.id) ?? service }
+        try validation().validate(request.spec)
+        var service = SwarmService()
+        service.id = Identifiers.make()
+        service.spec = request.spec
+        service.specVersion = 1
+        if store.view().find(SwarmService.self, .name(request.spec.annotations.name)).first != nil {
+            throw ControlError.invalidArgument("service name \"\(request.spec.annotations.name)\" is already in use")
         }
+        if request.dryRun { return try dryRun(service) }
+        try await write { try $0.create(service) }
+        return .with { $0.service = store.view().get(SwarmService.self, id: service.id) ?? service }
     }
 
     public func getService(request: SwarmGetServiceRequest, context: ServerContext) async throws -> SwarmGetServiceResponse {
-        try await leader({ try await $0.getService(request) }) {
-            try .with { $0.service = try lookup(SwarmService.self, request.serviceID) }
-        }
+        try .with { $0.service = try lookup(SwarmService.self, request.serviceID) }
     }
 
     public func updateService(request: SwarmUpdateServiceRequest, context: ServerContext) async throws -> SwarmUpdateServiceResponse {
-        try await leader({ try await $0.updateService(request) }) {
-            try validation().validate(request.spec)
-            var service = try lookup(SwarmService.self, request.serviceID)
-            if request.serviceVersion != 0 && request.serviceVersion != service.meta.version {
-                throw ControlError.failedPrecondition("update out of sequence: service is at version \(service.meta.version), the update was based on \(request.serviceVersion)")
-            }
-            if request.spec.annotations.name != service.spec.annotations.name,
-               store.view().find(SwarmService.self, .name(request.spec.annotations.name)).first != nil {
-                throw ControlError.invalidArgument("service name \"\(request.spec.annotations.name)\" is already in use")
-            }
-            service.previousSpec = service.spec
-            service.spec = request.spec
-            service.specVersion += 1
-            try await write { try $0.update(service) }
-            return .with { $0.service = store.view().get(SwarmService.self, id: service.id) ?? service }
+        try validation().validate(request.spec)
+        var service = try lookup(SwarmService.self, request.serviceID)
+        if request.serviceVersion != 0 && request.serviceVersion != service.meta.version {
+            throw ControlError.failedPrecondition("update out of sequence: service is at version \(service.meta.version), the update was based on \(request.serviceVersion)")
         }
+        if request.spec.annotations.name != service.spec.annotations.name,
+           store.view().find(SwarmService.self, .name(request.spec.annotations.name)).first != nil {
+            throw ControlError.invalidArgument("service name \"\(request.spec.annotations.name)\" is already in use")
+        }
+        service.previousSpec = service.spec
+        service.spec = request.spec
+        service.specVersion += 1
+        try await write { try $0.update(service) }
+        return .with { $0.service = store.view().get(SwarmService.self, id: service.id) ?? service }
     }
 
     public func removeService(request: SwarmRemoveServiceRequest, context: ServerContext) async throws -> SwarmRemoveServiceResponse {
-        try await leader({ try await $0.removeService(request) }) {
-            let service = try lookup(SwarmService.self, request.serviceID)
-            try await write { try $0.delete(SwarmService.self, id: service.id) }
-            return SwarmRemoveServiceResponse()
-        }
+        let service = try lookup(SwarmService.self, request.serviceID)
+        try await write { try $0.delete(SwarmService.self, id: service.id) }
+        return SwarmRemoveServiceResponse()
     }
 
     public func listServices(request: SwarmListServicesRequest, context: ServerContext) async throws -> SwarmListServicesResponse {
-        try await leader({ try await $0.listServices(request) }) {
-            let view = store.view()
-            let services = request.namePrefix.isEmpty ? view.find(SwarmService.self) : view.find(SwarmService.self, .namePrefix(request.namePrefix))
-            return .with { $0.services = services }
-        }
+        let view = store.view()
+        let services = request.namePrefix.isEmpty ? view.find(SwarmService.self) : view.find(SwarmService.self, .namePrefix(request.namePrefix))
+        return .with { $0.services = services }
     }
 
     // MARK: Tasks
 
     public func listTasks(request: SwarmListTasksRequest, context: ServerContext) async throws -> SwarmListTasksResponse {
-        try await leader({ try await $0.listTasks(request) }) {
-            let view = store.view()
-            var tasks: [SwarmTask]
-            if !request.serviceIds.isEmpty {
-                let ids = try request.serviceIds.map { try lookup(SwarmService.self, $0).id }
-                tasks = ids.flatMap { view.find(SwarmTask.self, .service($0)) }
-            } else {
-                tasks = view.find(SwarmTask.self)
-            }
-            if !request.nodeIds.isEmpty {
-                let nodes = Set(try request.nodeIds.map { try lookup(SwarmNode.self, $0).id })
-                tasks = tasks.filter { nodes.contains($0.nodeID) }
-            }
-            if !request.desiredStates.isEmpty {
-                let states = Set(request.desiredStates)
-                tasks = tasks.filter { states.contains($0.desiredState) }
-            }
-            return .with { $0.tasks = tasks }
+        let view = store.view()
+        var tasks: [SwarmTask]
+        if !request.serviceIds.isEmpty {
+            let ids = try request.serviceIds.map { try lookup(SwarmService.self, $0).id }
+            tasks = ids.flatMap { view.find(SwarmTask.self, .service($0)) }
+        } else {
+            tasks = view.find(SwarmTask.self)
         }
+        if !request.nodeIds.isEmpty {
+            let nodes = Set(try request.nodeIds.map { try lookup(SwarmNode.self, $0).id })
+            tasks = tasks.filter { nodes.contains($0.nodeID) }
+        }
+        if !request.desiredStates.isEmpty {
+            let states = Set(request.desiredStates)
+            tasks = tasks.filter { states.contains($0.desiredState) }
+        }
+        return .with { $0.tasks = tasks }
     }
 
     public func getTask(request: SwarmGetTaskRequest, context: ServerContext) async throws -> SwarmGetTaskResponse {
-        try await leader({ try await $0.getTask(request) }) {
-            try .with { $0.task = try lookup(SwarmTask.self, request.taskID) }
-        }
+        try .with { $0.task = try lookup(SwarmTask.self, request.taskID) }
     }
 
     // MARK: Nodes
 
     public func listNodes(request: SwarmListNodesRequest, context: ServerContext) async throws -> SwarmListNodesResponse {
-        try await leader({ try await $0.listNodes(request) }) {
-            .with { $0.nodes = store.view().find(SwarmNode.self) }
-        }
+        .with { $0.nodes = store.view().find(SwarmNode.self) }
     }
 
     public func getNode(request: SwarmGetNodeRequest, context: ServerContext) async throws -> SwarmGetNodeResponse {
-        try await leader({ try await $0.getNode(request) }) {
-            try .with { $0.node = try lookup(SwarmNode.self, request.nodeID) }
-        }
+        try .with { $0.node = try lookup(SwarmNode.self, request.nodeID) }
     }
 
     public func updateNode(request: SwarmUpdateNodeRequest, context: ServerContext) async throws -> SwarmUpdateNodeResponse {
-        try await leader({ try await $0.updateNode(request) }) {
-            var n = try lookup(SwarmNode.self, request.nodeID)
-            if request.nodeVersion != 0 && request.nodeVersion != n.meta.version {
-                throw ControlError.failedPrecondition("update out of sequence: node is at version \(n.meta.version), the update was based on \(request.nodeVersion)")
-            }
-            if n.spec.desiredRole == .manager && request.spec.desiredRole == .worker {
-                let managers = store.view().find(SwarmNode.self).filter { $0.spec.desiredRole == .manager }
-                if managers.count <= 1 { throw ControlError.failedPrecondition("cannot demote the last manager of the cluster") }
-            }
-            n.spec = request.spec
-            try await write { try $0.update(n) }
-            return .with { $0.node = store.view().get(SwarmNode.self, id: n.id) ?? n }
+        var n = try lookup(SwarmNode.self, request.nodeID)
+        if request.nodeVersion != 0 && request.nodeVersion != n.meta.version {
+            throw ControlError.failedPrecondition("update out of sequence: node is at version \(n.meta.version), the update was based on \(request.nodeVersion)")
         }
+        if n.spec.desiredRole == .manager && request.spec.desiredRole == .worker {
+            let managers = store.view().find(SwarmNode.self).filter { $0.spec.desiredRole == .manager }
+            if managers.count <= 1 { throw ControlError.failedPrecondition("cannot demote the last manager of the cluster") }
+        }
+        n.spec = request.spec
+        try await write { try $0.update(n) }
+        return .with { $0.node = store.view().get(SwarmNode.self, id: n.id) ?? n }
     }
 
     public func removeNode(request: SwarmRemoveNodeRequest, context: ServerContext) async throws -> SwarmRemoveNodeResponse {
-        try await leader({ try await $0.removeNode(request) }) {
-            let n = try lookup(SwarmNode.self, request.nodeID)
-            if n.spec.desiredRole == .manager || n.role == .manager {
-                let managers = store.view().find(SwarmNode.self).filter { $0.role == .manager || $0.spec.desiredRole == .manager }
-                if managers.count <= 1 { throw ControlError.failedPrecondition("cannot remove the last manager of the cluster") }
-                throw ControlError.failedPrecondition("node \(n.id) is a manager: demote it before removing it")
-            }
-            if n.status.state == .ready && !request.force {
-                throw ControlError.failedPrecondition("node \(n.id) is not down and can't be removed (use force to remove it anyway)")
-            }
-            try await write { try $0.delete(SwarmNode.self, id: n.id) }
-            return SwarmRemoveNodeResponse()
+        let n = try lookup(SwarmNode.self, request.nodeID)
+        if n.spec.desiredRole == .manager || n.role == .manager {
+            let managers = store.view().find(SwarmNode.self).filter { $0.role == .manager || $0.spec.desiredRole == .manager }
+            if managers.count <= 1 { throw ControlError.failedPrecondition("cannot remove the last manager of the cluster") }
+            throw ControlError.failedPrecondition("node \(n.id) is a manager: demote it before removing it")
         }
+        if n.status.state == .ready && !request.force {
+            throw ControlError.failedPrecondition("node \(n.id) is not down and can't be removed (use force to remove it anyway)")
+        }
+        try await write { try $0.delete(SwarmNode.self, id: n.id) }
+        return SwarmRemoveNodeResponse()
     }
 
     public func listPlugins(request: SwarmListPluginsRequest, context: ServerContext) async throws -> SwarmListPluginsResponse {
-        try await leader({ try await $0.listPlugins(request) }) {
-            .with {
-                $0.nodes = store.view().find(SwarmNode.self).map { n in
-                    SwarmNodePlugins.with {
-                        $0.nodeID = n.id
-                        $0.hostname = n.description_p.hostname
-                        $0.plugins = n.description_p.plugins
-                    }
+        .with {
+            $0.nodes = store.view().find(SwarmNode.self).map { n in
+                SwarmNodePlugins.with {
+                    $0.nodeID = n.id
+                    $0.hostname = n.description_p.hostname
+                    $0.plugins = n.description_p.plugins
                 }
             }
         }
@@ -183,33 +158,29 @@ public struct ControlService: SwarmControl.SimpleServiceProtocol {
     // MARK: Clusters
 
     public func getCluster(request: SwarmGetClusterRequest, context: ServerContext) async throws -> SwarmGetClusterResponse {
-        try await leader({ try await $0.getCluster(request) }) {
-            try .with { $0.cluster = try lookup(SwarmCluster.self, request.clusterID) }
-        }
+        try .with { $0.cluster = try lookup(SwarmCluster.self, request.clusterID) }
     }
 
     public func updateCluster(request: SwarmUpdateClusterRequest, context: ServerContext) async throws -> SwarmUpdateClusterResponse {
-        try await leader({ try await $0.updateCluster(request) }) {
-            var c = try lookup(SwarmCluster.self, request.clusterID)
-            if request.clusterVersion != 0 && request.clusterVersion != c.meta.version {
-                throw ControlError.failedPrecondition("update out of sequence: cluster is at version \(c.meta.version), the update was based on \(request.clusterVersion)")
-            }
-            let v = validation()
-            if !request.spec.defaultStrategy.isEmpty && !v.strategies.contains(request.spec.defaultStrategy) {
-                throw ControlError.invalidArgument("unknown strategy \"\(request.spec.defaultStrategy)\" (loaded: \(v.strategies.sorted().joined(separator: ", ")))")
-            }
-            try v.validate(filters: request.spec.defaultFilters)
-            if request.spec.dispatcher.heartbeatPeriod < 0 || request.spec.orchestration.taskHistoryRetentionLimit < 0 {
-                throw ControlError.invalidArgument("heartbeat period and task history retention must not be negative")
-            }
-            var spec = request.spec
-            spec.annotations.name = c.spec.annotations.name
-            c.spec = spec
-            if request.rotateWorkerToken { c.joinTokens.worker = ClusterBootstrap.rotated(c.joinTokens.worker) }
-            if request.rotateManagerToken { c.joinTokens.manager = ClusterBootstrap.rotated(c.joinTokens.manager) }
-            try await write { try $0.update(c) }
-            return .with { $0.cluster = store.view().get(SwarmCluster.self, id: c.id) ?? c }
+        var c = try lookup(SwarmCluster.self, request.clusterID)
+        if request.clusterVersion != 0 && request.clusterVersion != c.meta.version {
+            throw ControlError.failedPrecondition("update out of sequence: cluster is at version \(c.meta.version), the update was based on \(request.clusterVersion)")
         }
+        let v = validation()
+        if !request.spec.defaultStrategy.isEmpty && !v.strategies.contains(request.spec.defaultStrategy) {
+            throw ControlError.invalidArgument("unknown strategy \"\(request.spec.defaultStrategy)\" (loaded: \(v.strategies.sorted().joined(separator: ", ")))")
+        }
+        try v.validate(filters: request.spec.defaultFilters)
+        if request.spec.dispatcher.heartbeatPeriod < 0 || request.spec.orchestration.taskHistoryRetentionLimit < 0 {
+            throw ControlError.invalidArgument("heartbeat period and task history retention must not be negative")
+        }
+        var spec = request.spec
+        spec.annotations.name = c.spec.annotations.name
+        c.spec = spec
+        if request.rotateWorkerToken { c.joinTokens.worker = ClusterBootstrap.rotated(c.joinTokens.worker) }
+        if request.rotateManagerToken { c.joinTokens.manager = ClusterBootstrap.rotated(c.joinTokens.manager) }
+        try await write { try $0.update(c) }
+        return .with { $0.cluster = store.view().get(SwarmCluster.self, id: c.id) ?? c }
     }
 
     // MARK: Plumbing
@@ -224,46 +195,9 @@ public struct ControlService: SwarmControl.SimpleServiceProtocol {
         }
     }
 
+    /// Writes through the replicated store; its errors map themselves to RPC errors.
     func write(_ body: (inout WriteTx) throws -> Void) async throws {
-        do {
-            try await store.update { tx in try body(&tx) }
-        } catch let e as StoreError {
-            switch e {
-            case .nameConflict: throw ControlError.invalidArgument(e.description)
-            case .sequenceConflict: throw ControlError.failedPrecondition(e.description)
-            case .notFound: throw ControlError.notFound(e.description)
-            default: throw ControlError.invalidArgument(e.description)
-            }
-        }
+        try await store.update { tx in try body(&tx) }
     }
 
-    /// The leader's address, when this manager is not the leader.
-    func leaderAddress() throws -> String? {
-        if node.isLeader { return nil }
-        let s = node.status
-        guard s.leader != 0, let addr = s.members[s.leader] else {
-            throw RPCError(code: .unavailable, message: "no leader is known; the cluster may have lost its quorum")
-        }
-        return addr
-    }
-
-    /// Runs `body` on the leader (mapping errors to gRPC codes), or forwards to it.
-    func leader<R: Sendable>(_ forward: (SwarmControl.Client<HTTP2ClientTransport.Posix>) async throws -> R,
-                             _ body: () async throws -> R) async throws -> R {
-        if let addr = try leaderAddress() {
-            return try await withControlClient(addr, forward)
-        }
-        do {
-            return try await body()
-        } catch let e as ControlError {
-            switch e {
-            case .invalidArgument(let m): throw RPCError(code: .invalidArgument, message: m)
-            case .notFound(let m): throw RPCError(code: .notFound, message: m)
-            case .failedPrecondition(let m): throw RPCError(code: .failedPrecondition, message: m)
-            case .unavailable(let m): throw RPCError(code: .unavailable, message: m)
-            }
-        } catch let e as RaftNodeError {
-            throw RPCError(code: .unavailable, message: e.description)
-        }
-    }
 }

@@ -39,16 +39,6 @@ public final class Dispatcher: SwarmDispatcher.SimpleServiceProtocol, Sendable {
         return (.nanoseconds(period), grace, period)
     }
 
-    func requireLeader() throws {
-        guard node.isLeader else {
-            let s = node.status
-            var metadata = Metadata()
-            if let leader = s.members[s.leader] { metadata.addString(leader, forKey: SwarmMetadataKey.leaderAddress) }
-            throw RPCError(code: .unavailable, message: "not the leader; the leader is at \(s.members[s.leader] ?? "an unknown address")",
-                           metadata: metadata)
-        }
-    }
-
     func checkSession(_ nodeID: String, _ sessionID: String) throws {
         guard sessions.withLock({ $0[nodeID]?.id }) == sessionID else {
             throw RPCError(code: .notFound, message: "session is no longer valid; open a new one")
@@ -58,7 +48,6 @@ public final class Dispatcher: SwarmDispatcher.SimpleServiceProtocol, Sendable {
     // MARK: RPCs
 
     public func session(request: SwarmSessionRequest, response: RPCWriter<SwarmSessionMessage>, context: ServerContext) async throws {
-        try requireLeader()
         guard !request.nodeID.isEmpty else { throw RPCError(code: .invalidArgument, message: "node ID is required") }
         let view = store.view()
         var role: SwarmNodeSpec.Role = .worker
@@ -120,7 +109,6 @@ public final class Dispatcher: SwarmDispatcher.SimpleServiceProtocol, Sendable {
     }
 
     public func heartbeat(request: SwarmHeartbeatRequest, context: ServerContext) async throws -> SwarmHeartbeatResponse {
-        try requireLeader()
         let hb = heartbeat
         let ok = sessions.withLock { s -> Bool in
             guard s[request.nodeID]?.id == request.sessionID else { return false }
@@ -132,7 +120,6 @@ public final class Dispatcher: SwarmDispatcher.SimpleServiceProtocol, Sendable {
     }
 
     public func assignments(request: SwarmAssignmentsRequest, response: RPCWriter<SwarmAssignmentsMessage>, context: ServerContext) async throws {
-        try requireLeader()
         try checkSession(request.nodeID, request.sessionID)
         let (view, watcher) = store.viewAndWatch(WatchFilter(tables: [.tasks], nodeID: request.nodeID, commits: true))
         defer { watcher.cancel() }
@@ -166,7 +153,6 @@ public final class Dispatcher: SwarmDispatcher.SimpleServiceProtocol, Sendable {
     }
 
     public func updateTaskStatus(request: SwarmUpdateTaskStatusRequest, context: ServerContext) async throws -> SwarmUpdateTaskStatusResponse {
-        try requireLeader()
         try checkSession(request.nodeID, request.sessionID)
         try await store.batch { batch in
             for u in request.updates {
@@ -183,7 +169,6 @@ public final class Dispatcher: SwarmDispatcher.SimpleServiceProtocol, Sendable {
     }
 
     public func subscriptions(request: SwarmSubscriptionsRequest, response: RPCWriter<SwarmLogSubscription>, context: ServerContext) async throws {
-        try requireLeader()
         try checkSession(request.nodeID, request.sessionID)
         let store = self.store
         let (token, stream) = logs.register(node: request.nodeID) { node in
@@ -206,7 +191,6 @@ public final class Dispatcher: SwarmDispatcher.SimpleServiceProtocol, Sendable {
     }
 
     public func publishLogs(request: RPCAsyncSequence<SwarmPublishLogsRequest, any Error>, context: ServerContext) async throws -> SwarmPublishLogsResponse {
-        try requireLeader()
         for try await message in request {
             try checkSession(message.nodeID, message.sessionID)
             logs.publish(node: message.nodeID, message)

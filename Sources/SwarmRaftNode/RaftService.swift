@@ -124,9 +124,9 @@ public struct RaftService: SwarmRaftTransport.SimpleServiceProtocol {
             let index = try await node.propose(tx)
             return .with { $0.index = index }
         } catch let e as RaftNodeError {
-            throw RPCError(code: e.rpcCode, message: e.description)
+            throw e
         } catch {
-            throw RPCError(code: .aborted, message: "\(error)")
+            throw RPCError(code: .aborted, message: "\(error)", cause: error)
         }
     }
 
@@ -155,8 +155,20 @@ public struct RaftService: SwarmRaftTransport.SimpleServiceProtocol {
     }
 }
 
-extension RaftNodeError {
-    var rpcCode: RPCError.Code {
+/// A Raft node's errors map themselves to RPC errors (grpc-swift converts them wherever
+/// a handler throws one) and keep themselves as the cause.
+extension RaftNodeError: RPCErrorConvertible {
+    public var rpcErrorMessage: String { description }
+    public var rpcErrorCause: (any Error)? { self }
+
+    /// A manager that is not the leader says where the leader is, when it knows.
+    public var rpcErrorMetadata: Metadata {
+        var metadata = Metadata()
+        if case .notLeader(_, let addr?) = self { metadata.addString(addr, forKey: SwarmMetadataKey.leaderAddress) }
+        return metadata
+    }
+
+    public var rpcErrorCode: RPCError.Code {
         switch self {
         case .notLeader: return .unavailable
         case .lostLeadership, .timeout: return .unavailable

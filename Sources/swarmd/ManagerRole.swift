@@ -69,11 +69,13 @@ struct ManagerRole: Sendable {
             throw ManagerRoleError("bad --listen-remote-api \(options.listenRemoteAPI)")
         }
         let remote = GRPCServer(transport: .http2NIOPosix(address: .ipv4(host: host, port: port), transportSecurity: .plaintext),
-                                services: [RaftService(node: node), control, dispatcher])
+                                services: [RaftService(node: node), control, dispatcher],
+            interceptorPipeline: LeaderInterceptor.pipeline(node))
         let socket = options.listenControlAPI ?? options.stateDir + "/swarmd.sock"
         unlink(socket)
         let local = GRPCServer(transport: .http2NIOPosix(address: .unixDomainSocket(path: socket), transportSecurity: .plaintext),
-                               services: [control])
+                               services: [control],
+            interceptorPipeline: LeaderInterceptor.pipeline(node))
         let leader = LeaderComponents(node: node, plugins: plugins, dispatcher: dispatcher)
         let logger = self.logger
         let metrics = options.listenMetrics.map { MetricsServer(address: $0, node: node, logger: logger) }

@@ -26,10 +26,12 @@ import Testing
             node = try RaftNode(config: config)
             let control = ControlService(node: node) { SpecValidation(strategies: ["spread", "binpack"], runtimes: ["process"]) }
             tcp = GRPCServer(transport: .http2NIOPosix(address: .ipv4(host: "127.0.0.1", port: 0), transportSecurity: .plaintext),
-                             services: [control, RaftService(node: node)])
+                             services: [control, RaftService(node: node)],
+            interceptorPipeline: LeaderInterceptor.pipeline(node))
             socket = dir + ".sock"
             unix = GRPCServer(transport: .http2NIOPosix(address: .unixDomainSocket(path: socket), transportSecurity: .plaintext),
-                              services: [control])
+                              services: [control],
+            interceptorPipeline: LeaderInterceptor.pipeline(node))
             let (t, u) = (tcp, unix)
             Task { try await t.serve() }
             Task { try await u.serve() }

@@ -26,7 +26,8 @@ import Testing
             node = try RaftNode(config: config)
             let dispatcher = Dispatcher(node: node)
             server = GRPCServer(transport: .http2NIOPosix(address: .ipv4(host: "127.0.0.1", port: 0), transportSecurity: .plaintext),
-                                services: [dispatcher])
+                                services: [dispatcher],
+            interceptorPipeline: LeaderInterceptor.pipeline(node))
             let s = server
             Task { try await s.serve() }
             port = try await server.listeningAddress?.ipv4?.port ?? 0

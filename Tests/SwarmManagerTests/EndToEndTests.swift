@@ -38,7 +38,8 @@ import Testing
             let dispatcher = Dispatcher(node: node)
             let control = ControlService(node: node) { SpecValidation(strategies: Set(plugins.names(.strategy)), runtimes: ["process"]) }
             server = GRPCServer(transport: .http2NIOPosix(address: .ipv4(host: "127.0.0.1", port: 0), transportSecurity: .plaintext),
-                                services: [dispatcher, control])
+                                services: [dispatcher, control],
+            interceptorPipeline: LeaderInterceptor.pipeline(node))
             let s = server
             tasks.append(Task { try? await s.serve() })
             addr = "127.0.0.1:\(try await server.listeningAddress?.ipv4?.port ?? 0)"

@@ -37,6 +37,9 @@ import Testing
         try await c.waitFor("w1's control socket", seconds: 20) { FileManager.default.fileExists(atPath: w1Socket) }
         let viaW1 = try c.ctl("node", "ls", "--socket", w1Socket)
         #expect(viaW1.status == 0 && viaW1.output.contains("Leader") && viaW1.output.contains("Reachable"), "\(viaW1.output)")
+        // w1 is not the leader: its control calls are forwarded, the leader's errors with them.
+        let missing = try c.ctl("service", "inspect", "no-such-service", "--socket", w1Socket)
+        #expect(missing.status != 0 && missing.output.contains("no-such-service not found"), "\(missing.output)")
 
         // Demote: w1 leaves the managers and goes on as a worker.
         #expect(try c.ctl("node", "demote", "w1").status == 0)
