@@ -11,7 +11,7 @@ import SwiftProtobuf
 /// The control API. Writes go through the replicated store. The handlers run on the
 /// leader: on any other manager, ``LeaderInterceptor`` forwards each call to the leader.
 public struct ControlService: SwarmControl.SimpleServiceProtocol {
-    let node: RaftNode
+    let node: any ManagerNode
     let validation: @Sendable () -> SpecValidation
     let logs: LogBroker
     let plugins: PluginRegistry?
@@ -20,7 +20,7 @@ public struct ControlService: SwarmControl.SimpleServiceProtocol {
     ///   - logs: the broker the dispatcher feeds with the nodes' task output.
     ///   - plugins: the manager's plugins, for dry runs of placement.
     ///   - validation: what specs are checked against (the loaded strategies and runtimes).
-    public init(node: RaftNode, logs: LogBroker = LogBroker(), plugins: PluginRegistry? = nil,
+    public init(node: any ManagerNode, logs: LogBroker = LogBroker(), plugins: PluginRegistry? = nil,
                 validation: @escaping @Sendable () -> SpecValidation) {
         self.node = node
         self.logs = logs

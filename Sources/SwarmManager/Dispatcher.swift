@@ -13,7 +13,7 @@ import Synchronization
 /// heartbeats that keep a node READY (DOWN after period × grace without one), the
 /// assignments stream (a complete set, then changes) and batched task status updates.
 public final class Dispatcher: SwarmDispatcher.SimpleServiceProtocol, Sendable {
-    let node: RaftNode
+    let node: any ManagerNode
     let logger: Logger
     struct Session {
         var id: String
@@ -23,7 +23,7 @@ public final class Dispatcher: SwarmDispatcher.SimpleServiceProtocol, Sendable {
     /// Task output flows from the nodes through here to `swarmctl ... logs`.
     public let logs: LogBroker
 
-    public init(node: RaftNode, logs: LogBroker = LogBroker(), logger: Logger = Logger(label: "swarm.dispatcher")) {
+    public init(node: any ManagerNode, logs: LogBroker = LogBroker(), logger: Logger = Logger(label: "swarm.dispatcher")) {
         self.node = node
         self.logs = logs
         self.logger = logger

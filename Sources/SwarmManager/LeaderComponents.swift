@@ -5,12 +5,12 @@ import SwarmRaftNode
 /// Starts the leader-only components (cluster bootstrap, orchestrator, scheduler) when this
 /// manager becomes leader, and stops them when it is no longer leader.
 public final class LeaderComponents: Sendable {
-    let node: RaftNode
+    let node: any ManagerMembership
     let plugins: PluginRegistry
     let dispatcher: Dispatcher?
     let logger: Logger
 
-    public init(node: RaftNode, plugins: PluginRegistry, dispatcher: Dispatcher? = nil,
+    public init(node: any ManagerMembership, plugins: PluginRegistry, dispatcher: Dispatcher? = nil,
                 logger: Logger = Logger(label: "swarm.manager")) {
         self.node = node
         self.plugins = plugins

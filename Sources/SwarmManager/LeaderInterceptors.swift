@@ -20,10 +20,10 @@ public struct LeaderInterceptor: ServerInterceptor {
         case require
     }
 
-    let node: RaftNode
+    let node: any ManagerNode
     let mode: Mode
 
-    public init(node: RaftNode, mode: Mode) {
+    public init(node: any ManagerNode, mode: Mode) {
         self.node = node
         self.mode = mode
     }
@@ -155,7 +155,7 @@ struct PassThroughDeserializer<Message>: MessageDeserializer {
 extension LeaderInterceptor {
     /// What a manager's servers apply: the control API forwarded to the leader, the
     /// dispatcher refused away from it. (The Raft API forwards proposals itself.)
-    public static func pipeline(_ node: RaftNode) -> [ConditionalInterceptor<any ServerInterceptor>] {
+    public static func pipeline(_ node: any ManagerNode) -> [ConditionalInterceptor<any ServerInterceptor>] {
         [
             .apply(LeaderInterceptor(node: node, mode: .forward), to: .services([SwarmControl.descriptor])),
             .apply(LeaderInterceptor(node: node, mode: .require), to: .services([SwarmDispatcher.descriptor])),

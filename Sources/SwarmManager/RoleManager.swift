@@ -11,10 +11,10 @@ import SwiftProtobuf
 /// worker, one at a time and only while a quorum remains. Promotion is carried out by the
 /// node itself, which joins the group with the manager token its session hands it.
 public struct RoleManager: Sendable {
-    let node: RaftNode
+    let node: any ManagerMembership
     let logger: Logger
 
-    public init(node: RaftNode, logger: Logger = Logger(label: "swarm.roles")) {
+    public init(node: any ManagerMembership, logger: Logger = Logger(label: "swarm.roles")) {
         self.node = node
         self.logger = logger
     }
