@@ -126,7 +126,7 @@ public final class PluginRegistry: Sendable {
         var filters: [String: LoadedFilter] = [:]
         var executors: [String: LoadedExecutor] = [:]
         var records: [PluginRecord] = []
-        /// The library each name came from (for a private instance).
+        /// The library each strategy came from (for a private instance).
         var libraries: [String: PluginLibrary] = [:]
     }
 
@@ -244,7 +244,7 @@ public final class PluginRegistry: Sendable {
                 case .executor(let v): s.executors[item.name] = LoadedExecutor(record: record, vtable: v)
                 }
                 s.records.append(record)
-                s.libraries[item.name] = library
+                if item.kind == .strategy { s.libraries[item.name] = library }
             }
         }
     }

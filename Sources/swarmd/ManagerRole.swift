@@ -116,6 +116,9 @@ struct ManagerRole: Sendable {
         } catch {
             failure = error
         }
+        // However the group ended (a cancelled group skips the parts' shutdown), the Raft
+        // member stops with it; stopping twice is harmless.
+        node.stop()
         unlink(socket)
         let s = node.status
         if s.removed { return .removed(remaining: s.members.filter { $0.key != s.id }.map(\.value).sorted()) }
