@@ -110,20 +110,29 @@ public final class RaftNode: Sendable {
 
     // MARK: Life cycle
 
-    /// Starts the loop, the ticker and the peer senders. Returns at once.
-    public func start() {
+    /// Runs the member: its loop, its ticker and a sender per peer, as child tasks, until
+    /// ``stop()``; returns once they have all ended. Runs once: a second call returns at
+    /// once.
+    public func run() async {
         guard let state = loopState.withLock({ s -> LoopState? in defer { s = nil }; return s }) else { return }
-        peers.start(node: self)
         let inbox = self.inbox
         let interval = config.tickInterval
-        Task.detached { [self] in await self.runLoop(state) }
-        Task.detached { [weak self] in
-            while true {
-                try? await Task.sleep(for: interval)
-                guard let self, !self.isStopped else { return }
-                inbox.push(.tick)
+        await withDiscardingTaskGroup { group in
+            group.addTask { await self.peers.run(node: self) }
+            group.addTask { await self.runLoop(state) }
+            group.addTask {
+                while !self.isStopped {
+                    try? await Task.sleep(for: interval)
+                    inbox.push(.tick)
+                }
             }
         }
+    }
+
+    /// Starts ``run()`` in a task of its own and returns at once, for callers with no task
+    /// to run it in (tests, `swarm-raftd`); `swarmd` runs it as one of its services.
+    public func start() {
+        Task { await run() }
     }
 
     /// Stops the node: pending proposals fail with ``RaftNodeError/stopped``.

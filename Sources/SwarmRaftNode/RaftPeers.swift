@@ -28,20 +28,27 @@ final class RaftPeers: Sendable {
     let selfID: RaftID
     let logger: Logger
     private let senders = Mutex<[RaftID: PeerSender]>([:])
-    private let node = Mutex<Weak<RaftNode>?>(nil)
+    /// Senders to run, in the order they were made; ``run(node:)`` runs each as a child.
+    private let launches: AsyncStream<PeerSender>
+    private let launch: AsyncStream<PeerSender>.Continuation
 
     init(selfID: RaftID, logger: Logger) {
         self.selfID = selfID
         self.logger = logger
+        (launches, launch) = AsyncStream.makeStream(of: PeerSender.self)
     }
 
-    func start(node n: RaftNode) {
-        node.withLock { $0 = Weak(n) }
-        for s in senders.withLock({ Array($0.values) }) { s.start(node: n) }
+    /// Runs every sender, those made later included, as child tasks, until ``stop()``;
+    /// returns once they have all ended.
+    func run(node: RaftNode) async {
+        await withDiscardingTaskGroup { group in
+            for await sender in launches {
+                group.addTask { await sender.serve(node: node) }
+            }
+        }
     }
 
     func set(_ peer: RaftID, addr: String) {
-        let started = node.withLock { $0?.value }
         let sender: PeerSender? = senders.withLock { all in
             if let existing = all[peer], existing.addr == addr { return nil }
             all[peer]?.stop()
@@ -49,7 +56,7 @@ final class RaftPeers: Sendable {
             all[peer] = s
             return s
         }
-        if let sender, let started { sender.start(node: started) }
+        if let sender { launch.yield(sender) }
     }
 
     /// Stops the senders of peers that are no longer members.
@@ -71,6 +78,7 @@ final class RaftPeers: Sendable {
     }
 
     func stop() {
+        launch.finish()
         senders.withLock { all in
             for s in all.values { s.stop() }
             all = [:]
@@ -97,7 +105,8 @@ final class PeerSender: Sendable {
         var messages: [Message] = []
         var waiter: CheckedContinuation<Void, Never>?
         var stopped = false
-        var task: Task<Void, Never>?
+        /// Tasks waiting in ``waitUntilStopped()``.
+        var stopWaiters: [CheckedContinuation<Void, Never>] = []
         var reachable = false
     }
     private let queue = Mutex(Queue())
@@ -140,19 +149,45 @@ final class PeerSender: Sendable {
         }
     }
 
-    func start(node: RaftNode) {
-        let task = Task.detached { [self] in await self.run(node: node) }
-        queue.withLock { $0.task = task }
+    /// Sends until stopped: the sending loop, cancelled when ``stop()`` is called (which
+    /// ends a stream or a connection attempt in flight).
+    func serve(node: RaftNode) async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.run(node: node) }
+            group.addTask { await self.waitUntilStopped() }
+            await group.next()
+            group.cancelAll()
+        }
+    }
+
+    /// Returns once the sender is stopped, or the task is cancelled.
+    private func waitUntilStopped() async {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                let now = queue.withLock { q -> Bool in
+                    if q.stopped || Task.isCancelled { return true }
+                    q.stopWaiters.append(c)
+                    return false
+                }
+                if now { c.resume() }
+            }
+        } onCancel: {
+            let waiters = queue.withLock { q in
+                defer { q.stopWaiters = [] }
+                return q.stopWaiters
+            }
+            for w in waiters { w.resume() }
+        }
     }
 
     func stop() {
-        let (waiter, task) = queue.withLock { q in
+        let (waiter, stopWaiters) = queue.withLock { q in
             q.stopped = true
-            defer { q.waiter = nil }
-            return (q.waiter, q.task)
+            defer { (q.waiter, q.stopWaiters) = (nil, []) }
+            return (q.waiter, q.stopWaiters)
         }
         waiter?.resume()
-        task?.cancel()
+        for w in stopWaiters { w.resume() }
     }
 
     private var stopped: Bool { queue.withLock { $0.stopped } }

@@ -95,9 +95,8 @@ struct ManagerRole: Sendable {
             .ending(.server("remote API on \(host):\(port)", remote)),
             .ending(.server("control socket \(socket)", local)),
             .ending(NodePart("raft node", shutdown: { node.stop() }) {
-                node.start()
                 logger.info("manager \(nodeID) serving on \(host):\(port), control socket \(socket)")
-                try await gracefulShutdown()
+                await node.run()
             }),
             .ending(NodePart("leader components") { await leader.run() }),
             .ending(NodePart("manager join token") {
