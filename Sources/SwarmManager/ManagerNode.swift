@@ -20,6 +20,9 @@ public protocol ManagerNode: AnyObject, Sendable {
 /// What the role manager uses besides: reachability, and the changes of membership it
 /// carries out on the leader.
 public protocol ManagerMembership: ManagerNode {
+    /// Yields when the member's view of the group changes: role, leader, members,
+    /// reachability.
+    func groupChanges() -> AsyncStream<Void>
     func isReachable(_ member: RaftID) -> Bool
     func transferLeadership(to member: RaftID)
     func removeMember(_ member: RaftID) async throws

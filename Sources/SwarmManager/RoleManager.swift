@@ -19,10 +19,33 @@ public struct RoleManager: Sendable {
         self.logger = logger
     }
 
+    /// Reconciles at once, then whenever the nodes in the store or the Raft group's view
+    /// change (its members, leader or reachability), until cancelled.
     public func run() async {
-        while !Task.isCancelled {
-            await reconcile()
-            try? await Task.sleep(for: .milliseconds(300))
+        let (wakes, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        let store = node.store
+        let changes = node.groupChanges()
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await _ in changes { wake.yield() }
+            }
+            group.addTask {
+                while !Task.isCancelled {
+                    let (_, watcher) = store.viewAndWatch(WatchFilter(tables: [.nodes]))
+                    do {
+                        for try await message in watcher { if case .event = message { wake.yield() } }
+                    } catch {
+                        wake.yield()  // fell behind: read everything again
+                    }
+                    watcher.cancel()
+                }
+            }
+            wake.yield()
+            for await _ in wakes {
+                if Task.isCancelled { break }
+                await reconcile()
+            }
+            group.cancelAll()
         }
     }
 

@@ -28,6 +28,7 @@ public final class RaftNode: Sendable {
         var status: RaftNodeStatus
         var leadershipWatchers: [UUID: AsyncStream<Bool>.Continuation] = [:]
         var removalWatchers: [UUID: AsyncStream<Void>.Continuation] = [:]
+        var changeWatchers: [UUID: AsyncStream<Void>.Continuation] = [:]
         var stopped = false
     }
 
@@ -139,12 +140,13 @@ public final class RaftNode: Sendable {
     public func stop() {
         let watchers = shared.withLock { s in
             s.stopped = true
-            defer { (s.leadershipWatchers, s.removalWatchers) = ([:], [:]) }
-            return (Array(s.leadershipWatchers.values), Array(s.removalWatchers.values))
+            defer { (s.leadershipWatchers, s.removalWatchers, s.changeWatchers) = ([:], [:], [:]) }
+            return (Array(s.leadershipWatchers.values), Array(s.removalWatchers.values), Array(s.changeWatchers.values))
         }
         // Finished outside the lock: a stream's termination handler takes the lock too.
         for c in watchers.0 { c.finish() }
         for c in watchers.1 { c.finish() }
+        for c in watchers.2 { c.finish() }
         for input in inbox.close() { Self.fail(input, .stopped) }
         peers.stop()
     }
@@ -181,6 +183,26 @@ public final class RaftNode: Sendable {
         if removed || isStopped { continuation.finish() }
         continuation.onTermination = { [weak self] _ in _ = self?.shared.withLock { $0.removalWatchers.removeValue(forKey: key) } }
         return stream
+    }
+
+    /// Yields when the member's view of the group changes (its role, the leader, the
+    /// members, their node IDs and addresses, or whether a peer is reachable), coalescing
+    /// changes that come faster than they are read; finishes when the node stops.
+    public func groupChanges() -> AsyncStream<Void> {
+        let (stream, continuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        let key = UUID()
+        let stopped = shared.withLock { s -> Bool in
+            if !s.stopped { s.changeWatchers[key] = continuation }
+            return s.stopped
+        }
+        if stopped { continuation.finish() }
+        continuation.onTermination = { [weak self] _ in _ = self?.shared.withLock { $0.changeWatchers.removeValue(forKey: key) } }
+        return stream
+    }
+
+    /// A peer became reachable or unreachable.
+    func peerReachabilityChanged() {
+        shared.withLock { s in for c in s.changeWatchers.values { c.yield() } }
     }
 
     // MARK: Proposals
@@ -228,9 +250,11 @@ public final class RaftNode: Sendable {
     func publish(_ update: (inout RaftNodeStatus) -> Void) {
         let removal = shared.withLock { s -> [AsyncStream<Void>.Continuation] in
             let (wasLeader, wasRemoved) = (s.status.role == .leader, s.status.removed)
+            let before = GroupView(s.status)
             update(&s.status)
             let isLeader = s.status.role == .leader
             if wasLeader != isLeader { for c in s.leadershipWatchers.values { c.yield(isLeader) } }
+            if !s.changeWatchers.isEmpty && GroupView(s.status) != before { for c in s.changeWatchers.values { c.yield() } }
             guard !wasRemoved && s.status.removed else { return [] }
             defer { s.removalWatchers = [:] }
             return Array(s.removalWatchers.values)
@@ -256,5 +280,22 @@ final class LoopProposer: StoreProposer {
     func propose(_ request: SwarmInternalRaftRequest) async throws -> UInt64 {
         guard let n = node.withLock({ $0?.value }) else { throw RaftNodeError.stopped }
         return try await n.propose(request)
+    }
+}
+
+/// The parts of a member's status that ``RaftNode/groupChanges()`` reports changes of.
+struct GroupView: Equatable {
+    var role: RaftRole
+    var leader: RaftID
+    var voters: [RaftID]
+    var learners: [RaftID]
+    var members: [RaftID: String]
+    var memberNodeIDs: [RaftID: String]
+    var removed: Bool
+    var removedMembers: Set<RaftID>
+
+    init(_ s: RaftNodeStatus) {
+        (role, leader, voters, learners, members) = (s.role, s.leader, s.voters, s.learners, s.members)
+        (memberNodeIDs, removed, removedMembers) = (s.memberNodeIDs, s.removed, s.removedMembers)
     }
 }

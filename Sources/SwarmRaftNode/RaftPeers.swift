@@ -192,7 +192,14 @@ final class PeerSender: Sendable {
 
     private var stopped: Bool { queue.withLock { $0.stopped } }
     var reachable: Bool { queue.withLock { $0.reachable } }
-    private func markReachable(_ r: Bool) { queue.withLock { $0.reachable = r } }
+    /// Records whether the peer answers, and tells the node when that changes.
+    private func markReachable(_ r: Bool, _ node: RaftNode) {
+        let changed = queue.withLock { q -> Bool in
+            defer { q.reachable = r }
+            return q.reachable != r
+        }
+        if changed { node.peerReachabilityChanged() }
+    }
 
     private func run(node: RaftNode) async {
         while !stopped {
@@ -227,7 +234,7 @@ final class PeerSender: Sendable {
                                 bytes += size
                             }
                             if !wire.messages.isEmpty { try await writer.write(wire) }
-                            self.markReachable(true)
+                            self.markReachable(true, node)
                         }
                     } onResponse: { response in
                         for try await _ in response.messages {}
@@ -240,7 +247,7 @@ final class PeerSender: Sendable {
                 return
             } catch {
                 if stopped { return }
-                markReachable(false)
+                markReachable(false, node)
                 logger.debug("stream to \(String(peer, radix: 16)) at \(addr) failed: \(error)")
                 node.reportUnreachable(peer)
                 try? await Task.sleep(for: .milliseconds(100))

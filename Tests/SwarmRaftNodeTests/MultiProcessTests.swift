@@ -77,7 +77,10 @@ import Testing
         return try? await call(addr) { try await $0.status(.with { $0.includeStore = store }, options: options) }
     }
 
-    static func write(_ addr: String, key: String) async throws -> UInt64 {
+    /// Proposes a create of `key` through `addr`. The timeout is generous by default: what
+    /// the tests assert is what commits, not how fast (a whole-suite run on a loaded
+    /// two-core machine has taken over 3 s for one of the writes before a failover).
+    static func write(_ addr: String, key: String, timeout: Duration = .seconds(10)) async throws -> UInt64 {
         var config = SwarmConfig()
         config.id = key
         config.annotations.name = key
@@ -89,7 +92,7 @@ import Testing
         tx.actions = [action]
         let data = Data(try tx.serializedBytes() as [UInt8])
         var o = CallOptions.defaults
-        o.timeout = .seconds(3)
+        o.timeout = timeout
         let options = o
         return try await call(addr) { try await $0.propose(.with { $0.data = data }, options: options).index }
     }
@@ -151,7 +154,7 @@ import Testing
         while committedAt == nil && Date().timeIntervalSince(killedAt) < 15 {
             let target = survivors[attempt % survivors.count]
             attempt += 1
-            if (try? await Self.write(c.addr(target), key: "after")) != nil {
+            if (try? await Self.write(c.addr(target), key: "after", timeout: .seconds(3))) != nil {
                 committedAt = Date()
             } else {
                 try await Task.sleep(for: .milliseconds(20))
