@@ -20,7 +20,7 @@ scripts/demo.sh stop
 left=""
 for p in /proc/[0-9]*; do
   pid=${p#/proc/}
-  cmd=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null || true)
+  cmd=$( { tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null || true)  # the process may be gone by now
   cwd=$(readlink "$p/cwd" 2>/dev/null || true)
   case "$cmd" in *"$demo/"*|*"hello from task"*) left="$left $pid" ; continue ;; esac
   case "$cwd" in "$demo"/*) left="$left $pid" ;; esac

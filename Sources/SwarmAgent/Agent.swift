@@ -35,6 +35,9 @@ public final class Agent: Sendable {
     let logger: Logger
     let db: TaskDB
     private let runners = Mutex<[String: TaskRunner]>([:])
+    /// Runners to run, as ``run()``'s child tasks.
+    private let launches: AsyncStream<TaskRunner>
+    private let launch: AsyncStream<TaskRunner>.Continuation
     private let outbox: Mutex<[String: SwarmTaskStatus]>
     private let managers: Mutex<[String]>
     /// Tasks recorded before this process started that no runner has taken over yet.
@@ -56,6 +59,7 @@ public final class Agent: Sendable {
         self.config = config
         self.plugins = plugins
         self.logger = logger
+        (launches, launch) = AsyncStream.makeStream(of: TaskRunner.self)
         try FileManager.default.createDirectory(atPath: config.stateDir, withIntermediateDirectories: true)
         db = try TaskDB(path: config.stateDir + "/tasks.db")
         let records = try db.all()
@@ -70,8 +74,22 @@ public final class Agent: Sendable {
     /// Tasks the agent is running, by ID.
     public var taskIDs: [String] { runners.withLock { Array($0.keys).sorted() } }
 
-    /// Runs until cancelled.
+    /// Runs until cancelled: the sessions with the managers, and a child task for each
+    /// task runner; returns once the runners have ended too.
     public func run() async {
+        await withDiscardingTaskGroup { group in
+            group.addTask {
+                await self.sessions()
+                self.launch.finish()
+            }
+            for await runner in launches {
+                group.addTask { await runner.serve() }
+            }
+        }
+    }
+
+    /// Keeps a session with a manager until cancelled, then stops the tasks.
+    func sessions() async {
         var attempt = 0
         // The leader a manager that is not the leader pointed to, tried next.
         var redirect: String?
@@ -247,7 +265,7 @@ public final class Agent: Sendable {
             self?.enqueue(id, status)
         }
         runners.withLock { $0[task.id] = runner }
-        runner.start()
+        launch.yield(runner)
     }
 
     /// A task this agent does not track, that must not run: after a restart of the node its
