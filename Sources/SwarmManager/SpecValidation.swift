@@ -44,8 +44,6 @@ public struct SpecValidation: Sendable {
         return alnum(first) && name.unicodeScalars.allSatisfy { alnum($0) || $0 == "-" || $0 == "_" || $0 == "." }
     }
 
-    /// The executor a task spec needs (``SwarmTaskSpec/executorName``).
-    public static func runtime(of task: SwarmTaskSpec) -> String { task.executorName }
 
     public func validate(_ spec: SwarmServiceSpec) throws(ControlError) {
         let name = spec.annotations.name
@@ -69,7 +67,7 @@ public struct SpecValidation: Sendable {
         default:
             break
         }
-        let runtime = Self.runtime(of: task)
+        let runtime = task.executorName
         if !runtimes.contains(runtime) {
             throw .invalidArgument("unknown runtime \"\(runtime)\" (known: \(runtimes.sorted().joined(separator: ", ")))")
         }
@@ -89,8 +87,8 @@ public struct SpecValidation: Sendable {
             }
         }
         do {
-            try TaskRequirements.validate(gpu: task.resources.gpu)
-            for p in task.placement.preferences { _ = try TaskRequirements.spreadLabel(p.spread) }
+            try PlacementInput.validate(gpu: task.resources.gpu)
+            for p in task.placement.preferences { _ = try PlacementInput.spreadLabel(p.spread) }
         } catch {
             throw .invalidArgument(error.description)
         }

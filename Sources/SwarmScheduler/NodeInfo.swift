@@ -195,14 +195,6 @@ public struct TaskRequirements: Sendable {
     /// Node label keys to spread over, outermost first (placement preferences).
     public var spreadLabels: [String]
 
-    /// The label key of a preference (``PlacementInput/spreadLabel(_:)``).
-    public static func spreadLabel(_ descriptor: String) throws(PlacementError) -> String {
-        try PlacementInput.spreadLabel(descriptor)
-    }
-
-    /// Checks a GPU request (``PlacementInput/validate(gpu:)``).
-    public static func validate(gpu: SwarmGPURequest) throws(PlacementError) { try PlacementInput.validate(gpu: gpu) }
-
     /// Reads the requirements from a task spec; malformed constraints are an error.
     public init(serviceID: String, serviceName: String = "", spec: SwarmTaskSpec) throws(PlacementError) {
         self.serviceID = serviceID
@@ -214,13 +206,13 @@ public struct TaskRequirements: Sendable {
         runtime = spec.executorName
         maxReplicasPerNode = spec.placement.maxReplicas
         hostPorts = spec.ports.map(\.publishedPort).filter { $0 != 0 }
-        try Self.validate(gpu: spec.resources.gpu)
+        try PlacementInput.validate(gpu: spec.resources.gpu)
         gpuCount = spec.resources.gpu.count
         gpuMilli = spec.resources.gpu.count == 0 ? 0 : (spec.resources.gpu.milli == 0 ? 1000 : spec.resources.gpu.milli)
         gpuMinMemoryMiB = spec.resources.gpu.minMemoryMib
         gpuModels = spec.resources.gpu.models
         var labels: [String] = []
-        for p in spec.placement.preferences { labels.append(try Self.spreadLabel(p.spread)) }
+        for p in spec.placement.preferences { labels.append(try PlacementInput.spreadLabel(p.spread)) }
         spreadLabels = labels
     }
 }
