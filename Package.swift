@@ -72,11 +72,13 @@ let package = Package(
         // The pure Raft core: no I/O, no clock, no dependencies.
         // A seeded generator, the one dependency of the pure Raft core and the GPU maths.
         .target(name: "SwarmRandom"),
+        // Small structured-concurrency helpers (a one-shot stop signal for child tasks).
+        .target(name: "SwarmConcurrency"),
         .target(name: "SwarmRaft", dependencies: ["SwarmRandom"]),
         // The Raft shell: durable storage, transport, proposals and the apply loop.
         .target(
             name: "SwarmRaftNode",
-            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf"), 
+            dependencies: ["SwarmConcurrency", .product(name: "SwiftProtobuf", package: "swift-protobuf"), 
                 "SwarmRaft", "SwarmStore", "SwarmAPI", "SwarmRPC",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
@@ -142,7 +144,7 @@ let package = Package(
         // The worker side: sessions, heartbeats, assignments, task runners over executor plugins.
         .target(
             name: "SwarmAgent",
-            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf"), 
+            dependencies: ["SwarmConcurrency", .product(name: "SwiftProtobuf", package: "swift-protobuf"), 
                 "SwarmAPI", "SwarmRPC", "SwarmPluginHost",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
@@ -200,7 +202,7 @@ let package = Package(
         ),
         .testTarget(name: "SwarmRaftTests", dependencies: ["SwarmRaft", "SwarmTesting"]),
         .testTarget(name: "SwarmStoreTests", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf"), "SwarmStore", "SwarmAPI"]),
-        .testTarget(name: "SwarmRaftNodeTests", dependencies: ["SwarmAPI", "SwarmStore", .product(name: "SwiftProtobuf", package: "swift-protobuf"), .product(name: "GRPCCore", package: "grpc-swift-2"), .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"), "SwarmRaftNode", "SwarmRaft", "SwarmRPC", "SwarmTesting"]),
+        .testTarget(name: "SwarmRaftNodeTests", dependencies: ["SwarmConcurrency", "SwarmAPI", "SwarmStore", .product(name: "SwiftProtobuf", package: "swift-protobuf"), .product(name: "GRPCCore", package: "grpc-swift-2"), .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"), "SwarmRaftNode", "SwarmRaft", "SwarmRPC", "SwarmTesting"]),
         .testTarget(
             name: "SwarmPluginHostTests",
             dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf"), "SwarmPluginHost", "SwarmPluginABI", "SwarmAPI", .product(name: "Logging", package: "swift-log")]

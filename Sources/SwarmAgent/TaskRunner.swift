@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import SwarmAPI
+import SwarmConcurrency
 import SwarmPluginHost
 import SwiftProtobuf
 import Synchronization
@@ -14,8 +15,8 @@ final class TaskRunner: Sendable {
     let report: @Sendable (String, SwarmTaskStatus) -> Void
     let logger: Logger
     private let state = Mutex<(reported: SwarmTaskState, stopRequested: Bool, removed: Bool)>((.assigned, false, false))
-    /// Set once ``stop()`` has asked the executor to stop the task; ``serve()`` then ends.
-    private let stopped = Mutex<(done: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+    /// Fired once ``stop()`` has asked the executor to stop the task; ``serve()`` then ends.
+    private let stopped = StopSignal()
 
     init(task: SwarmTask, executor: ExecutorClient, workDir: String, logger: Logger,
          report: @escaping @Sendable (String, SwarmTaskStatus) -> Void) {
@@ -49,34 +50,7 @@ final class TaskRunner: Sendable {
 
     /// Starts (or, after a node restart, adopts) the task and follows it until it ends or
     /// ``stop()`` is called; the agent runs this as one of its child tasks.
-    func serve() async {
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { await self.run() }
-            group.addTask { await self.waitUntilStopped() }
-            await group.next()
-            group.cancelAll()
-        }
-    }
-
-    /// Returns once ``stop()`` has run, or the task is cancelled.
-    private func waitUntilStopped() async {
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-                let now = stopped.withLock { s -> Bool in
-                    if s.done || Task.isCancelled { return true }
-                    s.waiters.append(c)
-                    return false
-                }
-                if now { c.resume() }
-            }
-        } onCancel: {
-            let waiters = stopped.withLock { s in
-                defer { s.waiters = [] }
-                return s.waiters
-            }
-            for w in waiters { w.resume() }
-        }
-    }
+    func serve() async { await stopped.run { await self.run() } }
 
     private func run() async {
         set(.accepted, "accepted")
@@ -122,12 +96,7 @@ final class TaskRunner: Sendable {
         } catch {
             // Not started yet, or already gone: nothing left to stop.
         }
-        let waiters = stopped.withLock { s in
-            s.done = true
-            defer { s.waiters = [] }
-            return s.waiters
-        }
-        for w in waiters { w.resume() }
+        stopped.fire()
         let code = (try? executor.status(taskID: task.id))?.exitCode ?? 0
         set(.shutdown, "shut down", exitCode: code)
     }

@@ -3,6 +3,7 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
 import SwarmAPI
+import SwarmConcurrency
 import SwarmRPC
 import SwarmRaft
 import Synchronization
@@ -105,11 +106,11 @@ final class PeerSender: Sendable {
         var messages: [Message] = []
         var waiter: CheckedContinuation<Void, Never>?
         var stopped = false
-        /// Tasks waiting in ``waitUntilStopped()``.
-        var stopWaiters: [CheckedContinuation<Void, Never>] = []
         var reachable = false
     }
     private let queue = Mutex(Queue())
+    /// Fired by ``stop()``; ends ``serve(node:)``.
+    private let stopSignal = StopSignal()
 
     init(peer: RaftID, addr: String, from: RaftID, logger: Logger) {
         self.peer = peer
@@ -151,43 +152,16 @@ final class PeerSender: Sendable {
 
     /// Sends until stopped: the sending loop, cancelled when ``stop()`` is called (which
     /// ends a stream or a connection attempt in flight).
-    func serve(node: RaftNode) async {
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { await self.run(node: node) }
-            group.addTask { await self.waitUntilStopped() }
-            await group.next()
-            group.cancelAll()
-        }
-    }
-
-    /// Returns once the sender is stopped, or the task is cancelled.
-    private func waitUntilStopped() async {
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-                let now = queue.withLock { q -> Bool in
-                    if q.stopped || Task.isCancelled { return true }
-                    q.stopWaiters.append(c)
-                    return false
-                }
-                if now { c.resume() }
-            }
-        } onCancel: {
-            let waiters = queue.withLock { q in
-                defer { q.stopWaiters = [] }
-                return q.stopWaiters
-            }
-            for w in waiters { w.resume() }
-        }
-    }
+    func serve(node: RaftNode) async { await stopSignal.run { await self.run(node: node) } }
 
     func stop() {
-        let (waiter, stopWaiters) = queue.withLock { q in
+        let waiter = queue.withLock { q in
             q.stopped = true
-            defer { (q.waiter, q.stopWaiters) = (nil, []) }
-            return (q.waiter, q.stopWaiters)
+            defer { q.waiter = nil }
+            return q.waiter
         }
         waiter?.resume()
-        for w in stopWaiters { w.resume() }
+        stopSignal.fire()
     }
 
     private var stopped: Bool { queue.withLock { $0.stopped } }
