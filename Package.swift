@@ -170,7 +170,7 @@ let package = Package(
         .executableTarget(
             name: "swarmctl",
             dependencies: [
-                "SwarmClient", "SwarmRPC", "SwarmAPI", "SwarmConstraints",
+                "SwarmClient", "SwarmRPC", "SwarmAPI", "SwarmConstraints", "SwarmOrchestrator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),

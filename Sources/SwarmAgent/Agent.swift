@@ -299,7 +299,9 @@ public final class Agent: Sendable {
 
     func enqueue(_ id: String, _ status: SwarmTaskStatus) {
         let newer = outbox.withLock { o -> Bool in
-            guard (o[id]?.state.rawValue ?? 0) < status.state.rawValue else { return false }
+            // Newer states replace older ones; a running task's health may change alone.
+            if let old = o[id], old.state.rawValue >= status.state.rawValue,
+               !(old.state == status.state && old.health != status.health) { return false }
             o[id] = status
             return true
         }

@@ -14,7 +14,16 @@ final class TaskRunner: Sendable {
     let workDir: String
     let report: @Sendable (String, SwarmTaskStatus) -> Void
     let logger: Logger
-    private let state = Mutex<(reported: SwarmTaskState, stopRequested: Bool, removed: Bool)>((.assigned, false, false))
+    private let state = Mutex(RunnerState())
+    struct RunnerState {
+        var reported: SwarmTaskState = .assigned
+        var stopRequested = false
+        var removed = false
+        var pid: Int32 = 0
+        var health: SwarmTaskStatus.Health = .none
+        /// Set when the health check failed and the runner stopped the task.
+        var unhealthy: String?
+    }
     /// Fired once ``stop()`` has asked the executor to stop the task; ``serve()`` then ends.
     private let stopped = StopSignal()
 
@@ -30,19 +39,20 @@ final class TaskRunner: Sendable {
     var proto: [UInt8] { (try? task.serializedBytes()) ?? [] }
 
     func set(_ s: SwarmTaskState, _ message: String, exitCode: Int32 = 0, pid: Int32 = 0, err: String = "") {
-        let advance = state.withLock { st -> Bool in
-            guard st.reported.canMove(to: s) else { return false }
+        let health = state.withLock { st -> SwarmTaskStatus.Health? in
+            guard st.reported.canMove(to: s) else { return nil }
             st.reported = s
-            return true
+            return st.health
         }
-        guard advance else { return }
+        guard let health else { return }
         var status = SwarmTaskStatus()
+        status.health = health
         status.state = s
         status.message = message
         status.err = err
         status.exitCode = exitCode
         status.pid = pid
-        status.timestamp = Int64(Date().timeIntervalSince1970 * 1e9)
+        status.timestamp = Self.now()
         report(task.id, status)
     }
 
@@ -62,11 +72,35 @@ final class TaskRunner: Sendable {
             set(.starting, "starting")
             try executor.start(taskID: task.id, serviceID: task.serviceID, workDir: workDir, taskProto: proto)
             let pid = try executor.status(taskID: task.id).pid
+            let probe = healthProbe
+            state.withLock {
+                $0.pid = pid
+                if probe != nil { $0.health = .starting }
+            }
             set(.running, "started", pid: pid)
+            guard let probe else { return try await follow() }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { await self.monitorHealth(probe) }
+                try await self.follow()
+                group.cancelAll()
+            }
+        } catch is CancellationError {
+            return
+        } catch {
+            if stopRequested { return }  // stop() reports the outcome
+            logger.warning("task \(task.id): \(error)")
+            set(.rejected, "executor refused the task", err: "\(error)")
+        }
+    }
+
+    /// Follows the running task until it exits, and reports how it ended.
+    private func follow() async throws {
             while true {
                 let s = try executor.status(taskID: task.id)
                 if s.exited {
-                    if stopRequested {
+                    if let reason = state.withLock({ $0.unhealthy }) {
+                        set(.failed, "unhealthy: \(reason)", exitCode: s.exitCode, pid: s.pid, err: "task unhealthy: \(reason)")
+                    } else if stopRequested {
                         set(.shutdown, "shut down", exitCode: s.exitCode, pid: s.pid)
                     } else if s.exitCode == 0 {
                         set(.complete, "finished", exitCode: 0, pid: s.pid)
@@ -78,21 +112,53 @@ final class TaskRunner: Sendable {
                 }
                 try await Task.sleep(for: .milliseconds(100))
             }
-        } catch is CancellationError {
-            return
-        } catch {
-            if stopRequested { return }  // stop() reports the outcome
-            logger.warning("task \(task.id): \(error)")
-            set(.rejected, "executor refused the task", err: "\(error)")
+    }
+
+    /// The health check of a process task (the docker executor leaves health to the engine).
+    var healthProbe: HealthProbe? {
+        guard !task.spec.healthcheck.test.isEmpty, case .process(let p)? = task.spec.runtime else { return nil }
+        return HealthProbe(task.spec.healthcheck, env: p.env, directory: p.dir.isEmpty ? workDir : p.dir)
+    }
+
+    /// Runs the health check every interval, reports each change of health, and stops
+    /// the task once it is unhealthy (it then ends FAILED, and its restart policy applies).
+    private func monitorHealth(_ probe: HealthProbe) async {
+        let config = task.spec.healthcheck
+        var tracker = HealthTracker(config, startedAt: Self.now())
+        while (try? await Task.sleep(for: .nanoseconds(config.interval))) != nil {
+            let failure = await probe.check()
+            let before = tracker.health
+            let health = tracker.record(healthy: failure == nil, at: Self.now())
+            if health == before { continue }
+            let pid = state.withLock { st -> Int32 in
+                st.health = health
+                if health == .unhealthy { st.unhealthy = failure ?? "health check failed" }
+                return st.pid
+            }
+            var status = SwarmTaskStatus()
+            status.state = .running
+            status.message = health == .healthy ? "healthy" : "unhealthy: \(failure ?? "")"
+            status.pid = pid
+            status.health = health
+            status.timestamp = Self.now()
+            report(task.id, status)
+            if health == .unhealthy {
+                logger.info("task \(task.id) is unhealthy (\(failure ?? "")); stopping it")
+                try? executor.shutdown(taskID: task.id, graceNanoseconds: gracePeriod)
+                return
+            }
         }
     }
+
+    static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1e9) }
+
+    var gracePeriod: Int64 { task.spec.process.stopGracePeriod > 0 ? task.spec.process.stopGracePeriod : 10_000_000_000 }
 
     /// Stops the task (SIGTERM, then SIGKILL after the grace period).
     func stop() {
         state.withLock { $0.stopRequested = true }
-        let grace = task.spec.process.stopGracePeriod > 0 ? task.spec.process.stopGracePeriod : 10_000_000_000
         do {
-            try executor.shutdown(taskID: task.id, graceNanoseconds: grace)
+            try executor.shutdown(taskID: task.id, graceNanoseconds: gracePeriod)
         } catch {
             // Not started yet, or already gone: nothing left to stop.
         }

@@ -51,20 +51,61 @@ public struct ControlService: SwarmControl.SimpleServiceProtocol {
     }
 
     public func updateService(request: SwarmUpdateServiceRequest, context: ServerContext) async throws -> SwarmUpdateServiceResponse {
-        try validation().validate(request.spec)
         var service = try lookup(SwarmService.self, request.serviceID)
         if request.serviceVersion != 0 && request.serviceVersion != service.meta.version {
             throw ControlError.failedPrecondition("update out of sequence: service is at version \(service.meta.version), the update was based on \(request.serviceVersion)")
         }
-        if request.spec.annotations.name != service.spec.annotations.name,
-           store.view().find(SwarmService.self, .name(request.spec.annotations.name)).first != nil {
-            throw ControlError.invalidArgument("service name \"\(request.spec.annotations.name)\" is already in use")
+        let now = Int64(Date().timeIntervalSince1970 * 1e9)
+        if request.rollback {
+            service = try Self.rolledBack(service, now: now)
+        } else {
+            try validation().validate(request.spec)
+            if request.spec.annotations.name != service.spec.annotations.name,
+               store.view().find(SwarmService.self, .name(request.spec.annotations.name)).first != nil {
+                throw ControlError.invalidArgument("service name \"\(request.spec.annotations.name)\" is already in use")
+            }
+            service = try Self.updated(service, to: request.spec, now: now)
         }
-        service.previousSpec = service.spec
-        service.spec = request.spec
-        service.specVersion += 1
         try await write { try $0.update(service) }
         return .with { $0.service = store.view().get(SwarmService.self, id: service.id) ?? service }
+    }
+
+    /// A service with a new spec. The old spec becomes the previous one (what a rollback
+    /// returns to). A change to the task template starts a rolling update; so does any
+    /// update of a paused one, which resumes it.
+    static func updated(_ service: SwarmService, to spec: SwarmServiceSpec, now: Int64) throws(ControlError) -> SwarmService {
+        if SpecValidation.modeName(spec.mode) != SpecValidation.modeName(service.spec.mode) {
+            throw .invalidArgument("a service's mode cannot change (\(SpecValidation.modeName(service.spec.mode)) to \(SpecValidation.modeName(spec.mode))): create a new service")
+        }
+        var s = service
+        let paused = s.updateStatus.state == .paused || s.updateStatus.state == .rollbackPaused
+        if spec != s.spec {
+            s.previousSpec = s.spec
+            s.spec = spec
+            s.specVersion += 1
+        }
+        if spec.task != service.spec.task || paused {
+            s.updateStatus.state = .updating
+            s.updateStatus.startedAt = now
+            s.updateStatus.completedAt = 0
+            s.updateStatus.message = paused && spec.task == service.spec.task ? "update resumed" : "update in progress"
+        }
+        return s
+    }
+
+    /// A service returned to its previous spec, rolled out with the rollback settings.
+    static func rolledBack(_ service: SwarmService, now: Int64) throws(ControlError) -> SwarmService {
+        guard service.hasPreviousSpec else {
+            throw .invalidArgument("service \(service.spec.annotations.name) has no previous spec to roll back to")
+        }
+        var s = service
+        (s.spec, s.previousSpec) = (s.previousSpec, s.spec)
+        s.specVersion += 1
+        s.updateStatus.state = .rollbackStarted
+        s.updateStatus.startedAt = now
+        s.updateStatus.completedAt = 0
+        s.updateStatus.message = "manually requested rollback"
+        return s
     }
 
     public func removeService(request: SwarmRemoveServiceRequest, context: ServerContext) async throws -> SwarmRemoveServiceResponse {

@@ -158,8 +158,12 @@ public final class Dispatcher: SwarmDispatcher.SimpleServiceProtocol, Sendable {
             for u in request.updates {
                 try await batch.update { tx in
                     guard var t = tx.get(SwarmTask.self, id: u.taskID), t.nodeID == request.nodeID else { return }
-                    // Observed states only move forward; stale reports are dropped.
-                    guard t.status.state.canMove(to: u.status.state) else { return }
+                    // Observed states only move forward; stale reports are dropped. A
+                    // running task's health may change without its state.
+                    let healthChange = t.status.state == .running && u.status.state == .running
+                        && t.status.health != u.status.health
+                    guard t.status.state.canMove(to: u.status.state) || healthChange else { return }
+                    if u.status.state == .running && t.runningSince == 0 { t.runningSince = u.status.timestamp }
                     t.status = u.status
                     try tx.update(t)
                 }

@@ -89,7 +89,8 @@ public final class OrchestratorLoop: Sendable {
         watch.cancel()
     }
 
-    /// Reconciles the given services; returns the earliest pending delayed start, if any.
+    /// Reconciles the given services; returns the earliest time at which one of them must
+    /// be looked at again (a delayed start, an update delay or monitor window), if any.
     @discardableResult
     func reconcile(services: Set<String>, removed: Set<String>) async -> Int64? {
         let view = store.view()
@@ -97,6 +98,7 @@ public final class OrchestratorLoop: Sendable {
         let reconciler = Reconciler(now: now) { Identifiers.make() }
         let nodes = Dictionary(uniqueKeysWithValues: view.find(SwarmNode.self).map { ($0.id, $0) })
         let retention = Int(view.find(SwarmCluster.self).first?.spec.orchestration.taskHistoryRetentionLimit ?? 5)
+        let moves = Reconciler.Moves(misplaced: ConstraintEnforcer.misplaced(tasks: view.find(SwarmTask.self), nodes: nodes))
         var actions: [OrchestratorAction] = []
         var nextWake: Int64?
         for id in services.sorted() {
@@ -105,22 +107,14 @@ public final class OrchestratorLoop: Sendable {
                 actions += reconciler.serviceRemoved(tasks: tasks) + reconciler.reap(tasks: tasks, retention: retention)
                 continue
             }
-            var serviceActions: [OrchestratorAction] = []
-            if case .global? = service.spec.mode {
-                do {
-                    serviceActions = try reconciler.reconcileGlobal(service, tasks: tasks, nodes: nodes)
-                } catch {
-                    logger.error("service \(service.spec.annotations.name): \(error)")
-                }
-            } else {
-                serviceActions = reconciler.reconcileReplicated(service, tasks: tasks, nodes: nodes)
+            do {
+                let pass = try reconciler.reconcile(service, tasks: tasks, nodes: nodes, moves: moves)
+                actions += pass.actions
+                if let wake = pass.wake { nextWake = min(nextWake ?? .max, wake) }
+            } catch {
+                logger.error("service \(service.spec.annotations.name): \(error)")
             }
-            // Wake for delayed starts, existing or just created.
-            for t in tasks where t.desiredState == .ready && t.startAfter > now {
-                nextWake = min(nextWake ?? .max, t.startAfter)
-            }
-            for case .create(let t) in serviceActions where t.startAfter > now { nextWake = min(nextWake ?? .max, t.startAfter) }
-            actions += serviceActions + reconciler.reap(tasks: tasks, retention: retention)
+            actions += reconciler.reap(tasks: tasks, retention: retention)
         }
         for id in removed.sorted() { actions += reconciler.serviceRemoved(tasks: view.find(SwarmTask.self, .service(id))) }
         guard !actions.isEmpty else { return nextWake }
@@ -137,6 +131,16 @@ public final class OrchestratorLoop: Sendable {
                             try tx.update(t)
                         case .delete(let id):
                             if tx.get(SwarmTask.self, id: id) != nil { try tx.delete(SwarmTask.self, id: id) }
+                        case .setUpdateStatus(let id, let version, let status):
+                            guard var s = tx.get(SwarmService.self, id: id), s.specVersion == version else { return }
+                            s.updateStatus = status
+                            try tx.update(s)
+                        case .rollback(let id, let version, let status):
+                            guard var s = tx.get(SwarmService.self, id: id), s.specVersion == version, s.hasPreviousSpec else { return }
+                            (s.spec, s.previousSpec) = (s.previousSpec, s.spec)
+                            s.specVersion += 1
+                            s.updateStatus = status
+                            try tx.update(s)
                         }
                     }
                 }

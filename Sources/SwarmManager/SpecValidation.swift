@@ -51,9 +51,50 @@ public struct SpecValidation: Sendable {
         if !Self.validName(name) {
             throw .invalidArgument("service name \"\(name)\" is invalid: use up to 63 letters, digits, '-', '_' or '.', starting with a letter or digit")
         }
-        if spec.mode == nil { throw .invalidArgument("service mode is not set (replicated or global)") }
+        if spec.mode == nil { throw .invalidArgument("service mode is not set (replicated, global, replicated-job or global-job)") }
         try validate(spec.task)
-        if spec.update.delay < 0 { throw .invalidArgument("update delay must not be negative") }
+        try validate(spec.update, "update")
+        try validate(spec.rollback, "rollback")
+    }
+
+    /// The mode's name, as `swarmctl --mode` spells it.
+    public static func modeName(_ mode: SwarmServiceSpec.OneOf_Mode?) -> String {
+        switch mode {
+        case .replicated?: return "replicated"
+        case .global?: return "global"
+        case .replicatedJob?: return "replicated-job"
+        case .globalJob?: return "global-job"
+        case nil: return "unset"
+        }
+    }
+
+    func validate(_ u: SwarmUpdateConfig, _ what: String) throws(ControlError) {
+        if u.delay < 0 { throw .invalidArgument("\(what) delay must not be negative") }
+        if u.monitor < 0 { throw .invalidArgument("\(what) monitor must not be negative") }
+        if !(u.maxFailureRatio >= 0 && u.maxFailureRatio <= 1) {
+            throw .invalidArgument("\(what) max failure ratio must be between 0 and 1, not \(u.maxFailureRatio)")
+        }
+        if case .UNRECOGNIZED(let n) = u.failureAction {
+            throw .invalidArgument("unknown \(what) failure action \(n) (pause, continue or rollback)")
+        }
+        if case .UNRECOGNIZED(let n) = u.order {
+            throw .invalidArgument("unknown \(what) order \(n) (stop-first or start-first)")
+        }
+    }
+
+    func validate(health h: SwarmHealthConfig) throws(ControlError) {
+        if h.test.isEmpty {
+            if h.interval != 0 || h.timeout != 0 || h.retries != 0 || h.startPeriod != 0 {
+                throw .invalidArgument("health check settings given without a health command")
+            }
+            return
+        }
+        if h.test.first == "NONE" { throw .invalidArgument("health command NONE: leave the health check out instead") }
+        if (h.test.first == "CMD" || h.test.first == "CMD-SHELL") && h.test.count < 2 {
+            throw .invalidArgument("health command \(h.test[0]) needs a command after it")
+        }
+        if h.interval <= 0 { throw .invalidArgument("health interval must be positive") }
+        if h.timeout < 0 || h.startPeriod < 0 { throw .invalidArgument("health timeout and start period must not be negative") }
     }
 
     public func validate(_ task: SwarmTaskSpec) throws(ControlError) {
@@ -92,6 +133,7 @@ public struct SpecValidation: Sendable {
         } catch {
             throw .invalidArgument(error.description)
         }
+        try validate(health: task.healthcheck)
         if task.restart.delay < 0 || task.restart.window < 0 {
             throw .invalidArgument("restart delay and window must not be negative")
         }

@@ -1,8 +1,16 @@
 import SwarmAPI
 import SwarmConstraints
 
-/// The pure reconciliation of replicated and global services: the store's state in,
-/// actions out. The shell calls it when a service, one of its tasks, or a node changes.
+/// The pure reconciliation of services: the store's state in, actions out. The shell
+/// calls it when a service, one of its tasks, or a node changes, and when a wake-up time
+/// it returned comes due.
+///
+/// Each slot (a replica number, or a node for global services) keeps one task made from
+/// the service's current task template. A slot whose task was made from an older template
+/// (or whose node no longer fits it) is *dirty*: the ``Updater`` decides which dirty slots
+/// get their new task now, so that updates, constraint enforcement and rebalancing are
+/// paced by the service's update policy. Everything the decisions depend on lives in the
+/// store, so a new leader carries on where the old one stopped.
 public struct Reconciler {
     /// Makes new task IDs; injected so that tests and simulations are deterministic.
     public var newID: () -> String
@@ -23,8 +31,11 @@ public struct Reconciler {
         return .ok
     }
 
-    /// A new task for `service` in `slot` (or on `nodeID`, for global services).
-    func makeTask(_ service: SwarmService, slot: UInt64, nodeID: String = "", startAfter: Int64 = 0) -> SwarmTask {
+    /// A new task for `service` in `slot` (or on `nodeID`, for global services). A task
+    /// that must wait (for a restart delay, or for its predecessor to stop) is made with
+    /// desired state READY and released later.
+    func makeTask(_ service: SwarmService, slot: UInt64, nodeID: String = "", startAfter: Int64 = 0,
+                  afterPredecessors: Bool = false) -> SwarmTask {
         var t = SwarmTask()
         t.id = newID()
         t.serviceID = service.id
@@ -37,79 +48,200 @@ public struct Reconciler {
         t.status.timestamp = now
         t.status.message = "created"
         t.startAfter = startAfter
-        t.desiredState = startAfter > now ? .ready : .running
+        t.desiredState = startAfter > now || afterPredecessors ? .ready : .running
         return t
     }
 
-    /// Handles one slot (or one node, for global services): ends tasks on nodes that are
-    /// gone, applies the restart policy to ended tasks, releases delayed restarts, and
-    /// keeps exactly one task occupying the slot. `wanted` says whether the slot should
-    /// exist; `makeReplacement` creates its new task.
-    func reconcileSlot(_ tasks: [SwarmTask], service: SwarmService, nodes: [String: SwarmNode], wanted: Bool,
-                       makeReplacement: (Int64) -> SwarmTask?) -> [OrchestratorAction] {
+    /// Why a running task is to be replaced by one the updater paces.
+    public enum Replacement: Sendable, Equatable {
+        /// Made from an older task template.
+        case outdated
+        /// Its node no longer satisfies its constraints or has no room for it.
+        case misplaced
+        /// A rebalance moves it.
+        case rebalance
+    }
+
+    /// One slot's tasks and what the service wants of it.
+    struct Slot {
+        var slot: UInt64
+        var nodeID: String
+        var tasks: [SwarmTask]
+        var wanted: Bool
+        var mayCreate: Bool
+    }
+
+    /// A slot after the first phase: the actions it needs whatever the updater decides,
+    /// its task made from the current template (if any), and the task that waits for the
+    /// updater (if the slot is dirty).
+    struct SlotPlan {
+        var slot: Slot
         var actions: [OrchestratorAction] = []
-        var occupying = tasks.filter(\.isRunnable).sorted { $0.status.timestamp > $1.status.timestamp }
-        if !wanted {
-            return occupying.map { .setDesired(taskID: $0.id, .remove) }
+        var current: SwarmTask?
+        var created = false
+        var dirty: (task: SwarmTask, reason: Replacement)?
+    }
+
+    /// Tasks the shell found out of place, by the reason to move them.
+    public struct Moves: Sendable {
+        public var misplaced: Set<String>
+        public var rebalance: Set<String>
+        public init(misplaced: Set<String> = [], rebalance: Set<String> = []) {
+            self.misplaced = misplaced
+            self.rebalance = rebalance
         }
-        // Keep one occupant; a second one (after a leader change, say) is shut down.
-        for extra in occupying.dropFirst() { actions.append(.setDesired(taskID: extra.id, .shutdown)) }
-        occupying = Array(occupying.prefix(1))
-        guard let current = occupying.first else {
-            if let t = makeReplacement(0) { actions.append(.create(t)) }
-            return actions
+    }
+
+    /// Reconciles one service: its tasks and the nodes in, actions and a wake-up time out.
+    public func reconcile(_ service: SwarmService, tasks: [SwarmTask], nodes: [String: SwarmNode],
+                          moves: Moves = Moves()) throws(PlacementError) -> ServicePass {
+        let own = tasks.filter { $0.serviceID == service.id }
+        let slots: [Slot]
+        switch service.spec.mode {
+        case .replicatedJob?, .globalJob?:
+            return try reconcileJob(service, tasks: own, nodes: nodes)
+        case .global?:
+            slots = try globalSlots(service, tasks: own, nodes: nodes)
+        case .replicated?, nil:
+            slots = replicatedSlots(service, tasks: own)
         }
-        if !current.nodeID.isEmpty, fitness(current.nodeID, nodes) == .gone {
-            // Drained, down or removed node: move the task (not counted as a restart).
-            actions.append(.setDesired(taskID: current.id, .shutdown))
-            if let t = makeReplacement(0) { actions.append(.create(t)) }
-            return actions
-        }
-        if current.hasEnded {
-            let decision = RestartPolicy.decide(current, policy: service.spec.task.restart, history: tasks, now: now)
-            if decision.restart {
-                actions.append(.setDesired(taskID: current.id, .shutdown))
-                if let t = makeReplacement(decision.notBefore) { actions.append(.create(t)) }
-            }
-            return actions
-        }
-        if current.desiredState == .ready && current.startAfter <= now {
-            actions.append(.setDesired(taskID: current.id, .running))
-        }
-        return actions
+        var pass = ServicePass()
+        let plans = slots.map { plan($0, service: service, nodes: nodes, moves: moves, pass: &pass) }
+        let updater = Updater(service: service, now: now)
+        let selected = updater.select(plans, tasks: own, pass: &pass)
+        for i in selected { replace(plans[i], service: service, order: updater.config.order, pass: &pass) }
+        for p in plans { pass.actions += p.actions }
+        // Wake for delayed starts, existing or just created.
+        for t in own where t.desiredState == .ready && t.startAfter > now { pass.wake(at: t.startAfter) }
+        for case .create(let t) in pass.actions where t.startAfter > now { pass.wake(at: t.startAfter) }
+        return pass
     }
 
     /// Replicated service: slots 1...replicas each keep one task; higher slots are removed.
-    public func reconcileReplicated(_ service: SwarmService, tasks: [SwarmTask], nodes: [String: SwarmNode]) -> [OrchestratorAction] {
+    func replicatedSlots(_ service: SwarmService, tasks: [SwarmTask]) -> [Slot] {
         let replicas = service.spec.replicated.replicas
-        let bySlot = Dictionary(grouping: tasks.filter { $0.serviceID == service.id }, by: \.slot)
-        var actions: [OrchestratorAction] = []
-        for slot in Set(bySlot.keys).union(replicas > 0 ? Set(1...replicas) : []).sorted() {
-            let wanted = slot >= 1 && slot <= replicas
-            actions += reconcileSlot(bySlot[slot] ?? [], service: service, nodes: nodes, wanted: wanted) { startAfter in
-                makeTask(service, slot: slot, startAfter: startAfter)
-            }
+        let bySlot = Dictionary(grouping: tasks, by: \.slot)
+        return Set(bySlot.keys).union(replicas > 0 ? Set(1...replicas) : []).sorted().map { slot in
+            Slot(slot: slot, nodeID: "", tasks: bySlot[slot] ?? [], wanted: slot >= 1 && slot <= replicas, mayCreate: true)
         }
-        return actions
     }
 
     /// Global service: one task per node that is ready, active and satisfies the
     /// constraints. Paused nodes keep their task but get no new one.
-    public func reconcileGlobal(_ service: SwarmService, tasks: [SwarmTask], nodes: [String: SwarmNode]) throws(PlacementError) -> [OrchestratorAction] {
+    func globalSlots(_ service: SwarmService, tasks: [SwarmTask], nodes: [String: SwarmNode]) throws(PlacementError) -> [Slot] {
         let constraints = try Constraint.parse(all: service.spec.task.placement.constraints)
-        let byNode = Dictionary(grouping: tasks.filter { $0.serviceID == service.id }, by: \.nodeID)
-        var actions: [OrchestratorAction] = []
-        for nodeID in Set(byNode.keys).union(nodes.keys).sorted() {
+        let byNode = Dictionary(grouping: tasks, by: \.nodeID)
+        return Set(byNode.keys).union(nodes.keys).sorted().map { nodeID in
             let fit = fitness(nodeID, nodes)
             let satisfies = nodes[nodeID].map { n in constraints.allSatisfy { $0.matches(NodeFacts(n)) } } ?? false
-            let wanted = fit != .gone && satisfies
-            let existing = byNode[nodeID] ?? []
-            let mayCreate = fit == .ok
-            actions += reconcileSlot(existing, service: service, nodes: nodes, wanted: wanted) { startAfter in
-                mayCreate ? makeTask(service, slot: 0, nodeID: nodeID, startAfter: startAfter) : nil
+            return Slot(slot: 0, nodeID: nodeID, tasks: byNode[nodeID] ?? [], wanted: fit != .gone && satisfies,
+                        mayCreate: fit == .ok)
+        }
+    }
+
+    /// Whether a task has started and passed its health check, if it has one.
+    static func settled(_ t: SwarmTask) -> Bool {
+        t.status.state == .running && (t.spec.healthcheck.test.isEmpty || t.status.health == .healthy)
+    }
+
+    /// Whether every other task of the slot has stopped (or will never start), so that
+    /// a stop-first replacement may start.
+    func predecessorsEnded(_ task: SwarmTask, in tasks: [SwarmTask], nodes: [String: SwarmNode]) -> Bool {
+        tasks.allSatisfy { t in
+            t.id == task.id || t.hasEnded || t.nodeID.isEmpty || fitness(t.nodeID, nodes) == .gone
+        }
+    }
+
+    /// The first phase for one slot: removes unwanted tasks, moves tasks off nodes that
+    /// are gone, applies the restart policy, keeps one occupant, and finds out whether the
+    /// slot is dirty.
+    func plan(_ slot: Slot, service: SwarmService, nodes: [String: SwarmNode], moves: Moves,
+              pass: inout ServicePass) -> SlotPlan {
+        var plan = SlotPlan(slot: slot)
+        let occupying = slot.tasks.filter(\.isRunnable).sorted { $0.status.timestamp > $1.status.timestamp }
+        guard slot.wanted else {
+            plan.actions = occupying.map { .setDesired(taskID: $0.id, .remove) }
+            return plan
+        }
+        var live: [SwarmTask] = []
+        for t in occupying {
+            if !t.nodeID.isEmpty, fitness(t.nodeID, nodes) == .gone {
+                // Drained, down or removed node: move the task (not counted as a restart).
+                plan.actions.append(.setDesired(taskID: t.id, .shutdown))
+            } else {
+                live.append(t)
             }
         }
-        return actions
+        func reason(_ t: SwarmTask) -> Replacement? {
+            if t.spec != service.spec.task { return .outdated }
+            if moves.misplaced.contains(t.id) { return .misplaced }
+            if moves.rebalance.contains(t.id) { return .rebalance }
+            return nil
+        }
+        let fresh = live.filter { reason($0) == nil }
+        let stale = live.filter { reason($0) != nil }
+        for extra in fresh.dropFirst() { plan.actions.append(.setDesired(taskID: extra.id, .shutdown)) }
+        if let current = fresh.first {
+            plan.current = current
+            if current.hasEnded {
+                restart(current, in: slot, service: service, plan: &plan)
+                // A start-first predecessor keeps running until its successor is up.
+                for s in stale.dropFirst() { plan.actions.append(.setDesired(taskID: s.id, .shutdown)) }
+            } else {
+                for s in stale.dropFirst(Self.settled(current) ? 0 : 1) {
+                    plan.actions.append(.setDesired(taskID: s.id, .shutdown))
+                }
+                if current.desiredState == .ready && current.startAfter <= now
+                    && predecessorsEnded(current, in: slot.tasks, nodes: nodes) {
+                    plan.actions.append(.setDesired(taskID: current.id, .running))
+                }
+            }
+            return plan
+        }
+        for extra in stale.dropFirst() { plan.actions.append(.setDesired(taskID: extra.id, .shutdown)) }
+        if let old = stale.first {
+            if old.hasEnded {
+                restart(old, in: slot, service: service, plan: &plan)
+            } else if old.desiredState == .ready {
+                // Never started: its replacement takes over its place (and its delay).
+                plan.actions.append(.setDesired(taskID: old.id, .shutdown))
+                create(makeTask(service, slot: slot.slot, nodeID: slot.nodeID, startAfter: old.startAfter), in: &plan)
+            } else if slot.mayCreate, let why = reason(old) {
+                plan.dirty = (old, why)
+            }
+            return plan
+        }
+        create(makeTask(service, slot: slot.slot, nodeID: slot.nodeID), in: &plan)
+        return plan
+    }
+
+    func create(_ task: SwarmTask, in plan: inout SlotPlan) {
+        guard plan.slot.mayCreate else { return }
+        plan.actions.append(.create(task))
+        plan.created = true
+    }
+
+    /// Applies the restart policy to a task that ended on its own.
+    func restart(_ ended: SwarmTask, in slot: Slot, service: SwarmService, plan: inout SlotPlan) {
+        let decision = RestartPolicy.decide(ended, policy: service.spec.task.restart, history: slot.tasks, now: now)
+        guard decision.restart else { return }
+        plan.actions.append(.setDesired(taskID: ended.id, .shutdown))
+        create(makeTask(service, slot: slot.slot, nodeID: slot.nodeID, startAfter: decision.notBefore), in: &plan)
+    }
+
+    /// The second phase for a dirty slot the updater chose: stop-first shuts the old task
+    /// down and makes a successor that starts once it has stopped; start-first starts the
+    /// successor at once, and the first phase stops the old task once the successor runs.
+    func replace(_ plan: SlotPlan, service: SwarmService, order: SwarmUpdateConfig.Order, pass: inout ServicePass) {
+        guard let (old, _) = plan.dirty else { return }
+        switch order {
+        case .startFirst:
+            pass.actions.append(.create(makeTask(service, slot: plan.slot.slot, nodeID: plan.slot.nodeID)))
+        default:
+            pass.actions.append(.setDesired(taskID: old.id, .shutdown))
+            pass.actions.append(.create(makeTask(service, slot: plan.slot.slot, nodeID: plan.slot.nodeID,
+                                                 afterPredecessors: true)))
+        }
     }
 
     /// A removed service: every task that still occupies a slot is removed.

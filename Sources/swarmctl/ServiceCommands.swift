@@ -2,21 +2,24 @@ import ArgumentParser
 import Foundation
 import SwarmAPI
 import SwarmConstraints
+import SwarmOrchestrator
 import SwarmRPC
 import SwiftProtobuf
 
 struct ServiceCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "service", abstract: "Manage services",
-        subcommands: [Create.self, List.self, Inspect.self, Update.self, Remove.self, Logs.self])
+        subcommands: [Create.self, List.self, Inspect.self, Update.self, Rollback.self, Remove.self, Logs.self])
 
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a service")
         @OptionGroup var conn: Connection
         @Option(help: "Service name") var name: String
-        @Option(help: "replicated or global") var mode = "replicated"
+        @Option(help: "replicated, global, replicated-job or global-job") var mode = "replicated"
         @Flag(help: "Show where the tasks would go, and why, without creating anything") var dryRun = false
         @OptionGroup var flags: ServiceFlags
+        @OptionGroup var rollout: RolloutFlags
+        @OptionGroup var job: JobFlags
 
         func run() async throws {
             var spec = SwarmServiceSpec()
@@ -24,12 +27,17 @@ struct ServiceCommand: AsyncParsableCommand {
             switch mode {
             case "replicated": spec.replicated.replicas = 1
             case "global": spec.global = SwarmGlobalService()
-            default: throw ValidationError("--mode must be replicated or global")
+            case "replicated-job": spec.replicatedJob = SwarmReplicatedJob()
+            case "global-job": spec.globalJob = SwarmGlobalJob()
+            default: throw ValidationError("--mode must be replicated, global, replicated-job or global-job")
             }
             guard flags.command != nil || flags.image != nil else {
                 throw ValidationError("give --command (process executor) or --image (docker executor)")
             }
+            RolloutFlags.defaults(&spec)
             try flags.apply(to: &spec)
+            try rollout.apply(to: &spec)
+            try job.apply(to: &spec)
             let dry = dryRun
             let response = try await conn.call { try await $0.createService(.with { $0.spec = spec; $0.dryRun = dry }) }
             if !dry { return print(response.service.id) }
@@ -48,12 +56,29 @@ struct ServiceCommand: AsyncParsableCommand {
         @OptionGroup var conn: Connection
         @Argument(help: "Service ID or name (or a unique prefix)") var service: String
         @OptionGroup var flags: ServiceFlags
+        @OptionGroup var rollout: RolloutFlags
+        @Flag(help: "Replace every task even if nothing else changed (runs a job again)") var force = false
 
         func run() async throws {
             var s = try await conn.call { try await $0.getService(.with { $0.serviceID = service }) }.service
             try flags.apply(to: &s.spec)
+            try rollout.apply(to: &s.spec)
+            if force { s.spec.task.forceUpdate += 1 }
             let (id, version, spec) = (s.id, s.meta.version, s.spec)
             _ = try await conn.call { try await $0.updateService(.with { $0.serviceID = id; $0.serviceVersion = version; $0.spec = spec }) }
+            print(id)
+        }
+    }
+
+    struct Rollback: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Return a service to its previous spec, with its rollback settings")
+        @OptionGroup var conn: Connection
+        @Argument(help: "Service ID or name (or a unique prefix)") var service: String
+
+        func run() async throws {
+            let s = try await conn.call { try await $0.getService(.with { $0.serviceID = service }) }.service
+            let (id, version) = (s.id, s.meta.version)
+            _ = try await conn.call { try await $0.updateService(.with { $0.serviceID = id; $0.serviceVersion = version; $0.rollback = true }) }
             print(id)
         }
     }
@@ -67,9 +92,13 @@ struct ServiceCommand: AsyncParsableCommand {
             if conn.isJSON { return try json(services) }
             table(["ID", "Name", "Image", "Replicas"], services.map { s in
                 let running = tasks.filter { $0.serviceID == s.id && $0.status.state == .running }.count
-                let wanted: String
-                if case .global? = s.spec.mode { wanted = "global" } else { wanted = String(s.spec.replicated.replicas) }
-                return [s.id, s.spec.annotations.name, Self.image(s.spec.task), "\(running)/\(wanted)"]
+                let count: String
+                switch s.spec.mode {
+                case .global?: count = "\(running)/global"
+                case .replicatedJob?, .globalJob?: count = Inspect.jobProgress(s, tasks)
+                default: count = "\(running)/\(s.spec.replicated.replicas)"
+                }
+                return [s.id, s.spec.annotations.name, Self.image(s.spec.task), count]
             })
         }
 
@@ -90,8 +119,13 @@ struct ServiceCommand: AsyncParsableCommand {
             if conn.isJSON { return try json([s]) }
             let t = s.spec.task
             var rows: [(String, String)] = [("ID", s.id), ("Name", s.spec.annotations.name)]
-            if case .global? = s.spec.mode { rows.append(("Mode", "GLOBAL")) } else {
-                rows += [("Mode", "REPLICATED"), ("Replicas", String(s.spec.replicated.replicas))]
+            switch s.spec.mode {
+            case .global?: rows.append(("Mode", "GLOBAL"))
+            case .replicatedJob(let job)?:
+                let shape = Reconciler.jobShape(job)
+                rows += [("Mode", "REPLICATED_JOB"), ("Max concurrent", String(shape.maxConcurrent)), ("Progress", Self.jobProgress(s, tasks))]
+            case .globalJob?: rows += [("Mode", "GLOBAL_JOB"), ("Progress", Self.jobProgress(s, tasks))]
+            default: rows += [("Mode", "REPLICATED"), ("Replicas", String(s.spec.replicated.replicas))]
             }
             rows.append(("Runtime", t.executorName))
             if case .container(let c)? = t.runtime {
@@ -111,9 +145,15 @@ struct ServiceCommand: AsyncParsableCommand {
             rows.append(("Restart", "\(upper(t.restart.condition)), delay \(Quantities.format(nanoseconds: t.restart.delay))"
                 + (t.restart.maxAttempts > 0 ? ", max attempts \(t.restart.maxAttempts)" : "")
                 + (t.restart.window > 0 ? ", window \(Quantities.format(nanoseconds: t.restart.window))" : "")))
-            if s.spec.hasUpdate {
-                rows.append(("Update", "parallelism \(s.spec.update.parallelism), delay \(Quantities.format(nanoseconds: s.spec.update.delay))"))
+            if t.hasHealthcheck {
+                let h = t.healthcheck
+                rows.append(("Health check", h.test.joined(separator: " ") + ", interval \(Quantities.format(nanoseconds: h.interval))"
+                    + ", timeout \(Quantities.format(nanoseconds: h.timeout)), retries \(h.retries)"
+                    + (h.startPeriod > 0 ? ", start period \(Quantities.format(nanoseconds: h.startPeriod))" : "")))
             }
+            rows.append(("Update", Self.rollout(s.spec.update)))
+            rows.append(("Rollback", Self.rollout(s.spec.rollback)))
+            rows += Self.updateStatus(s.updateStatus)
             fields(rows)
             print("")
             let hostnames = Dictionary(uniqueKeysWithValues: nodes.map { ($0.id, $0.description_p.hostname) })
@@ -123,6 +163,27 @@ struct ServiceCommand: AsyncParsableCommand {
                        upper(task.desiredState), upper(task.status.state) + " " + age(task.status.timestamp),
                        hostnames[task.nodeID] ?? task.nodeID]
                   })
+        }
+
+        static func rollout(_ u: SwarmUpdateConfig) -> String {
+            "parallelism \(u.parallelism), delay \(Quantities.format(nanoseconds: u.delay)), \(u.order == .startFirst ? "start-first" : "stop-first")"
+                + ", on failure \(u.failureAction), monitor \(Quantities.format(nanoseconds: u.monitor > 0 ? u.monitor : 5_000_000_000))"
+                + ", max failure ratio \(u.maxFailureRatio)"
+        }
+
+        static func updateStatus(_ u: SwarmUpdateStatus) -> [(String, String)] {
+            guard u.state != .unknown else { return [] }
+            var rows = [("Update status", upper(u.state))]
+            if u.startedAt > 0 { rows.append(("Update started", age(u.startedAt))) }
+            if u.completedAt > 0 { rows.append(("Update ended", age(u.completedAt))) }
+            if !u.message.isEmpty { rows.append(("Update message", u.message)) }
+            return rows
+        }
+
+        /// "7/10 completed" for a replicated job, "3 completed" for a global job.
+        static func jobProgress(_ s: SwarmService, _ tasks: [SwarmTask]) -> String {
+            let p = Reconciler.jobProgress(s, tasks: tasks)
+            return p.total.map { "\(p.completed)/\($0) completed" } ?? "\(p.completed) completed"
         }
 
         static func resources(_ r: SwarmResources) -> String {
@@ -184,8 +245,6 @@ struct ServiceFlags: ParsableArguments {
     @Option(help: "Scheduling strategy plugin (default: the cluster's)") var strategy: String?
     @Option(parsing: .singleValue, help: "Filter plugin to apply, besides the cluster's defaults (repeatable)") var filter: [String] = []
     @Option(help: "Executor plugin (default: process, or docker with --image)") var runtime: String?
-    @Option(help: "Tasks updated at once in a rolling update") var updateParallelism: Int?
-    @Option(help: "Delay between rolling-update batches, e.g. 10s") var updateDelay: String?
 
     func apply(to spec: inout SwarmServiceSpec) throws {
         let splitArgs = args.count == 1 ? args[0].split(separator: " ").map(String.init) : args
@@ -283,10 +342,5 @@ struct ServiceFlags: ParsableArguments {
         if let strategy { spec.task.strategy = strategy }
         if !filter.isEmpty { spec.task.filters = filter }
         if let runtime { spec.task.runtimeName = runtime }
-        if let updateParallelism {
-            guard updateParallelism >= 0 else { throw ValidationError("--update-parallelism must not be negative") }
-            spec.update.parallelism = UInt64(updateParallelism)
-        }
-        if let updateDelay { spec.update.delay = try quantity(Quantities.duration, updateDelay) }
     }
 }

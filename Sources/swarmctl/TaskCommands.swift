@@ -26,9 +26,9 @@ struct TaskCommand: AsyncParsableCommand {
             if conn.isJSON { return try json(tasks) }
             let nodes = try await conn.call { try await $0.listNodes(.init()) }.nodes
             let hostnames = Dictionary(uniqueKeysWithValues: nodes.map { ($0.id, $0.description_p.hostname) })
-            table(["ID", "Service", "Desired State", "Last State", "Node", "Message"], tasks.map { t in
+            table(["ID", "Service", "Desired State", "Last State", "Health", "Node", "Message"], tasks.map { t in
                 [t.id, t.serviceAnnotations.name + (t.slot > 0 ? ".\(t.slot)" : ""), upper(t.desiredState),
-                 upper(t.status.state) + " " + age(t.status.timestamp), hostnames[t.nodeID] ?? t.nodeID, t.status.message]
+                 upper(t.status.state) + " " + age(t.status.timestamp), health(t), hostnames[t.nodeID] ?? t.nodeID, t.status.message]
             })
         }
     }
@@ -47,6 +47,8 @@ struct TaskCommand: AsyncParsableCommand {
                 ("Message", t.status.message),
             ]
             if !t.status.err.isEmpty { rows.append(("Error", t.status.err)) }
+            if t.spec.hasHealthcheck { rows.append(("Health", health(t))) }
+            if t.runningSince > 0 { rows.append(("Started", age(t.runningSince))) }
             if t.status.pid > 0 { rows.append(("PID", String(t.status.pid))) }
             if t.status.state.isTerminal { rows.append(("Exit Code", String(t.status.exitCode))) }
             if !t.assignedGenericResources.isEmpty {
@@ -70,6 +72,12 @@ struct TaskCommand: AsyncParsableCommand {
             try await options.stream(conn, .with { $0.taskIds = ids })
         }
     }
+}
+
+/// A task's health: "-" without a health check, else STARTING, HEALTHY or UNHEALTHY.
+func health(_ t: SwarmTask) -> String {
+    guard t.spec.hasHealthcheck else { return "-" }
+    return t.status.health == .none ? "STARTING" : upper(t.status.health)
 }
 
 /// "2 seconds ago", as SwarmKit's tables print it.

@@ -4,6 +4,18 @@ import SwarmConstraints
 import SwiftProtobuf
 import Testing
 
+extension Reconciler {
+    /// The actions of one pass over a replicated service.
+    func reconcileReplicated(_ service: SwarmService, tasks: [SwarmTask], nodes: [String: SwarmNode]) -> [OrchestratorAction] {
+        (try? reconcile(service, tasks: tasks, nodes: nodes).actions) ?? []
+    }
+
+    /// The actions of one pass over a global service.
+    func reconcileGlobal(_ service: SwarmService, tasks: [SwarmTask], nodes: [String: SwarmNode]) throws(PlacementError) -> [OrchestratorAction] {
+        try reconcile(service, tasks: tasks, nodes: nodes).actions
+    }
+}
+
 @Suite struct ReconcileTests {
     static let sec: Int64 = 1_000_000_000
 
@@ -40,6 +52,7 @@ import Testing
             case .create(let t): byID[t.id] = t
             case .setDesired(let id, let s): byID[id]?.desiredState = s
             case .delete(let id): byID[id] = nil
+            case .setUpdateStatus, .rollback: break
             }
         }
         return byID.values.sorted { $0.id < $1.id }

@@ -145,6 +145,9 @@ public nonisolated struct SwarmUpdateServiceRequest: Sendable {
   /// Clears the value of `spec`. Subsequent reads from it will return its default value.
   public mutating func clearSpec() {self._spec = nil}
 
+  /// Return to the previous spec instead (spec is then ignored), with the rollback settings.
+  public var rollback: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -438,33 +441,45 @@ public nonisolated struct SwarmGetClusterResponse: Sendable {
   fileprivate var _cluster: SwarmCluster? = nil
 }
 
-public nonisolated struct SwarmUpdateClusterRequest: Sendable {
+public nonisolated struct SwarmUpdateClusterRequest: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var clusterID: String = String()
+  public var clusterID: String {
+    get {_storage._clusterID}
+    set {_uniqueStorage()._clusterID = newValue}
+  }
 
-  public var clusterVersion: UInt64 = 0
+  public var clusterVersion: UInt64 {
+    get {_storage._clusterVersion}
+    set {_uniqueStorage()._clusterVersion = newValue}
+  }
 
   public var spec: SwarmClusterSpec {
-    get {_spec ?? SwarmClusterSpec()}
-    set {_spec = newValue}
+    get {_storage._spec ?? SwarmClusterSpec()}
+    set {_uniqueStorage()._spec = newValue}
   }
   /// Returns true if `spec` has been explicitly set.
-  public var hasSpec: Bool {self._spec != nil}
+  public var hasSpec: Bool {_storage._spec != nil}
   /// Clears the value of `spec`. Subsequent reads from it will return its default value.
-  public mutating func clearSpec() {self._spec = nil}
+  public mutating func clearSpec() {_uniqueStorage()._spec = nil}
 
-  public var rotateWorkerToken: Bool = false
+  public var rotateWorkerToken: Bool {
+    get {_storage._rotateWorkerToken}
+    set {_uniqueStorage()._rotateWorkerToken = newValue}
+  }
 
-  public var rotateManagerToken: Bool = false
+  public var rotateManagerToken: Bool {
+    get {_storage._rotateManagerToken}
+    set {_uniqueStorage()._rotateManagerToken = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _spec: SwarmClusterSpec? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 public nonisolated struct SwarmUpdateClusterResponse: Sendable {
@@ -758,7 +773,7 @@ nonisolated extension SwarmGetServiceResponse: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension SwarmUpdateServiceRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".UpdateServiceRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}service_id\0\u{3}service_version\0\u{1}spec\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}service_id\0\u{3}service_version\0\u{1}spec\0\u{1}rollback\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -769,6 +784,7 @@ nonisolated extension SwarmUpdateServiceRequest: SwiftProtobuf.Message, SwiftPro
       case 1: try { try decoder.decodeSingularStringField(value: &self.serviceID) }()
       case 2: try { try decoder.decodeSingularUInt64Field(value: &self.serviceVersion) }()
       case 3: try { try decoder.decodeSingularMessageField(value: &self._spec) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.rollback) }()
       default: break
       }
     }
@@ -788,6 +804,9 @@ nonisolated extension SwarmUpdateServiceRequest: SwiftProtobuf.Message, SwiftPro
     try { if let v = self._spec {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
     } }()
+    if self.rollback != false {
+      try visitor.visitSingularBoolField(value: self.rollback, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -795,6 +814,7 @@ nonisolated extension SwarmUpdateServiceRequest: SwiftProtobuf.Message, SwiftPro
     if lhs.serviceID != rhs.serviceID {return false}
     if lhs.serviceVersion != rhs.serviceVersion {return false}
     if lhs._spec != rhs._spec {return false}
+    if lhs.rollback != rhs.rollback {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1390,51 +1410,95 @@ nonisolated extension SwarmUpdateClusterRequest: SwiftProtobuf.Message, SwiftPro
   public static let protoMessageName: String = _protobuf_package + ".UpdateClusterRequest"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}cluster_id\0\u{3}cluster_version\0\u{1}spec\0\u{3}rotate_worker_token\0\u{3}rotate_manager_token\0")
 
+  fileprivate class _StorageClass {
+    var _clusterID: String = String()
+    var _clusterVersion: UInt64 = 0
+    var _spec: SwarmClusterSpec? = nil
+    var _rotateWorkerToken: Bool = false
+    var _rotateManagerToken: Bool = false
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _clusterID = source._clusterID
+      _clusterVersion = source._clusterVersion
+      _spec = source._spec
+      _rotateWorkerToken = source._rotateWorkerToken
+      _rotateManagerToken = source._rotateManagerToken
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularStringField(value: &self.clusterID) }()
-      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.clusterVersion) }()
-      case 3: try { try decoder.decodeSingularMessageField(value: &self._spec) }()
-      case 4: try { try decoder.decodeSingularBoolField(value: &self.rotateWorkerToken) }()
-      case 5: try { try decoder.decodeSingularBoolField(value: &self.rotateManagerToken) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularStringField(value: &_storage._clusterID) }()
+        case 2: try { try decoder.decodeSingularUInt64Field(value: &_storage._clusterVersion) }()
+        case 3: try { try decoder.decodeSingularMessageField(value: &_storage._spec) }()
+        case 4: try { try decoder.decodeSingularBoolField(value: &_storage._rotateWorkerToken) }()
+        case 5: try { try decoder.decodeSingularBoolField(value: &_storage._rotateManagerToken) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if !self.clusterID.isEmpty {
-      try visitor.visitSingularStringField(value: self.clusterID, fieldNumber: 1)
-    }
-    if self.clusterVersion != 0 {
-      try visitor.visitSingularUInt64Field(value: self.clusterVersion, fieldNumber: 2)
-    }
-    try { if let v = self._spec {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
-    } }()
-    if self.rotateWorkerToken != false {
-      try visitor.visitSingularBoolField(value: self.rotateWorkerToken, fieldNumber: 4)
-    }
-    if self.rotateManagerToken != false {
-      try visitor.visitSingularBoolField(value: self.rotateManagerToken, fieldNumber: 5)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._clusterID.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._clusterID, fieldNumber: 1)
+      }
+      if _storage._clusterVersion != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._clusterVersion, fieldNumber: 2)
+      }
+      try { if let v = _storage._spec {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+      } }()
+      if _storage._rotateWorkerToken != false {
+        try visitor.visitSingularBoolField(value: _storage._rotateWorkerToken, fieldNumber: 4)
+      }
+      if _storage._rotateManagerToken != false {
+        try visitor.visitSingularBoolField(value: _storage._rotateManagerToken, fieldNumber: 5)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: SwarmUpdateClusterRequest, rhs: SwarmUpdateClusterRequest) -> Bool {
-    if lhs.clusterID != rhs.clusterID {return false}
-    if lhs.clusterVersion != rhs.clusterVersion {return false}
-    if lhs._spec != rhs._spec {return false}
-    if lhs.rotateWorkerToken != rhs.rotateWorkerToken {return false}
-    if lhs.rotateManagerToken != rhs.rotateManagerToken {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._clusterID != rhs_storage._clusterID {return false}
+        if _storage._clusterVersion != rhs_storage._clusterVersion {return false}
+        if _storage._spec != rhs_storage._spec {return false}
+        if _storage._rotateWorkerToken != rhs_storage._rotateWorkerToken {return false}
+        if _storage._rotateManagerToken != rhs_storage._rotateManagerToken {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -388,63 +388,60 @@ public nonisolated struct SwarmNode: @unchecked Sendable {
   fileprivate var _storage = _StorageClass.defaultInstance
 }
 
-public nonisolated struct SwarmService: @unchecked Sendable {
+public nonisolated struct SwarmService: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var id: String {
-    get {_storage._id}
-    set {_uniqueStorage()._id = newValue}
-  }
+  public var id: String = String()
 
   public var meta: SwarmMeta {
-    get {_storage._meta ?? SwarmMeta()}
-    set {_uniqueStorage()._meta = newValue}
+    get {_meta ?? SwarmMeta()}
+    set {_meta = newValue}
   }
   /// Returns true if `meta` has been explicitly set.
-  public var hasMeta: Bool {_storage._meta != nil}
+  public var hasMeta: Bool {self._meta != nil}
   /// Clears the value of `meta`. Subsequent reads from it will return its default value.
-  public mutating func clearMeta() {_uniqueStorage()._meta = nil}
+  public mutating func clearMeta() {self._meta = nil}
 
   public var spec: SwarmServiceSpec {
-    get {_storage._spec ?? SwarmServiceSpec()}
-    set {_uniqueStorage()._spec = newValue}
+    get {_spec ?? SwarmServiceSpec()}
+    set {_spec = newValue}
   }
   /// Returns true if `spec` has been explicitly set.
-  public var hasSpec: Bool {_storage._spec != nil}
+  public var hasSpec: Bool {self._spec != nil}
   /// Clears the value of `spec`. Subsequent reads from it will return its default value.
-  public mutating func clearSpec() {_uniqueStorage()._spec = nil}
+  public mutating func clearSpec() {self._spec = nil}
 
   /// Increases with every spec change; tasks record the version they were made from.
-  public var specVersion: UInt64 {
-    get {_storage._specVersion}
-    set {_uniqueStorage()._specVersion = newValue}
-  }
+  public var specVersion: UInt64 = 0
 
   public var previousSpec: SwarmServiceSpec {
-    get {_storage._previousSpec ?? SwarmServiceSpec()}
-    set {_uniqueStorage()._previousSpec = newValue}
+    get {_previousSpec ?? SwarmServiceSpec()}
+    set {_previousSpec = newValue}
   }
   /// Returns true if `previousSpec` has been explicitly set.
-  public var hasPreviousSpec: Bool {_storage._previousSpec != nil}
+  public var hasPreviousSpec: Bool {self._previousSpec != nil}
   /// Clears the value of `previousSpec`. Subsequent reads from it will return its default value.
-  public mutating func clearPreviousSpec() {_uniqueStorage()._previousSpec = nil}
+  public mutating func clearPreviousSpec() {self._previousSpec = nil}
 
   public var updateStatus: SwarmUpdateStatus {
-    get {_storage._updateStatus ?? SwarmUpdateStatus()}
-    set {_uniqueStorage()._updateStatus = newValue}
+    get {_updateStatus ?? SwarmUpdateStatus()}
+    set {_updateStatus = newValue}
   }
   /// Returns true if `updateStatus` has been explicitly set.
-  public var hasUpdateStatus: Bool {_storage._updateStatus != nil}
+  public var hasUpdateStatus: Bool {self._updateStatus != nil}
   /// Clears the value of `updateStatus`. Subsequent reads from it will return its default value.
-  public mutating func clearUpdateStatus() {_uniqueStorage()._updateStatus = nil}
+  public mutating func clearUpdateStatus() {self._updateStatus = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _storage = _StorageClass.defaultInstance
+  fileprivate var _meta: SwarmMeta? = nil
+  fileprivate var _spec: SwarmServiceSpec? = nil
+  fileprivate var _previousSpec: SwarmServiceSpec? = nil
+  fileprivate var _updateStatus: SwarmUpdateStatus? = nil
 }
 
 public nonisolated struct SwarmUpdateStatus: Sendable {
@@ -456,6 +453,14 @@ public nonisolated struct SwarmUpdateStatus: Sendable {
 
   public var message: String = String()
 
+  /// Unix nanoseconds.
+  public var startedAt: Int64 = 0
+
+  public var completedAt: Int64 = 0
+
+  /// The rebalance counter the orchestrator last acted on (ServiceSpec.rebalance).
+  public var rebalanced: UInt64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum State: SwiftProtobuf.Enum, Swift.CaseIterable {
@@ -466,6 +471,7 @@ public nonisolated struct SwarmUpdateStatus: Sendable {
     case completed // = 3
     case rollbackStarted // = 4
     case rollbackCompleted // = 5
+    case rollbackPaused // = 6
     case UNRECOGNIZED(Int)
 
     public init() {
@@ -480,6 +486,7 @@ public nonisolated struct SwarmUpdateStatus: Sendable {
       case 3: self = .completed
       case 4: self = .rollbackStarted
       case 5: self = .rollbackCompleted
+      case 6: self = .rollbackPaused
       default: self = .UNRECOGNIZED(rawValue)
       }
     }
@@ -492,6 +499,7 @@ public nonisolated struct SwarmUpdateStatus: Sendable {
       case .completed: return 3
       case .rollbackStarted: return 4
       case .rollbackCompleted: return 5
+      case .rollbackPaused: return 6
       case .UNRECOGNIZED(let i): return i
       }
     }
@@ -504,6 +512,7 @@ public nonisolated struct SwarmUpdateStatus: Sendable {
       .completed,
       .rollbackStarted,
       .rollbackCompleted,
+      .rollbackPaused,
     ]
 
   }
@@ -531,7 +540,53 @@ public nonisolated struct SwarmTaskStatus: Sendable {
   /// Per-filter counts of the nodes that rejected a pending task.
   public var rejections: Dictionary<String,UInt32> = [:]
 
+  public var health: SwarmTaskStatus.Health = .none
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum Health: SwiftProtobuf.Enum, Swift.CaseIterable {
+    public typealias RawValue = Int
+
+    /// The task has no health check.
+    case none // = 0
+    case starting // = 1
+    case healthy // = 2
+    case unhealthy // = 3
+    case UNRECOGNIZED(Int)
+
+    public init() {
+      self = .none
+    }
+
+    public init?(rawValue: Int) {
+      switch rawValue {
+      case 0: self = .none
+      case 1: self = .starting
+      case 2: self = .healthy
+      case 3: self = .unhealthy
+      default: self = .UNRECOGNIZED(rawValue)
+      }
+    }
+
+    public var rawValue: Int {
+      switch self {
+      case .none: return 0
+      case .starting: return 1
+      case .healthy: return 2
+      case .unhealthy: return 3
+      case .UNRECOGNIZED(let i): return i
+      }
+    }
+
+    // The compiler won't synthesize support with the UNRECOGNIZED case.
+    public static let allCases: [SwarmTaskStatus.Health] = [
+      .none,
+      .starting,
+      .healthy,
+      .unhealthy,
+    ]
+
+  }
 
   public init() {}
 }
@@ -638,6 +693,12 @@ public nonisolated struct SwarmTask: @unchecked Sendable {
   public var startAfter: Int64 {
     get {_storage._startAfter}
     set {_uniqueStorage()._startAfter = newValue}
+  }
+
+  /// When the task was first reported RUNNING (Unix nanoseconds), kept by the dispatcher.
+  public var runningSince: Int64 {
+    get {_storage._runningSince}
+    set {_uniqueStorage()._runningSince = newValue}
   }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -1280,102 +1341,56 @@ nonisolated extension SwarmService: SwiftProtobuf.Message, SwiftProtobuf._Messag
   public static let protoMessageName: String = _protobuf_package + ".Service"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}meta\0\u{1}spec\0\u{3}spec_version\0\u{3}previous_spec\0\u{3}update_status\0")
 
-  fileprivate class _StorageClass {
-    var _id: String = String()
-    var _meta: SwarmMeta? = nil
-    var _spec: SwarmServiceSpec? = nil
-    var _specVersion: UInt64 = 0
-    var _previousSpec: SwarmServiceSpec? = nil
-    var _updateStatus: SwarmUpdateStatus? = nil
-
-      // This property is used as the initial default value for new instances of the type.
-      // The type itself is protecting the reference to its storage via CoW semantics.
-      // This will force a copy to be made of this reference when the first mutation occurs;
-      // hence, it is safe to mark this as `nonisolated(unsafe)`.
-      static nonisolated(unsafe) let defaultInstance = _StorageClass()
-
-    private init() {}
-
-    init(copying source: _StorageClass) {
-      _id = source._id
-      _meta = source._meta
-      _spec = source._spec
-      _specVersion = source._specVersion
-      _previousSpec = source._previousSpec
-      _updateStatus = source._updateStatus
-    }
-  }
-
-  fileprivate mutating func _uniqueStorage() -> _StorageClass {
-    if !isKnownUniquelyReferenced(&_storage) {
-      _storage = _StorageClass(copying: _storage)
-    }
-    return _storage
-  }
-
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    _ = _uniqueStorage()
-    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
-      while let fieldNumber = try decoder.nextFieldNumber() {
-        // The use of inline closures is to circumvent an issue where the compiler
-        // allocates stack space for every case branch when no optimizations are
-        // enabled. https://github.com/apple/swift-protobuf/issues/1034
-        switch fieldNumber {
-        case 1: try { try decoder.decodeSingularStringField(value: &_storage._id) }()
-        case 2: try { try decoder.decodeSingularMessageField(value: &_storage._meta) }()
-        case 3: try { try decoder.decodeSingularMessageField(value: &_storage._spec) }()
-        case 4: try { try decoder.decodeSingularUInt64Field(value: &_storage._specVersion) }()
-        case 5: try { try decoder.decodeSingularMessageField(value: &_storage._previousSpec) }()
-        case 6: try { try decoder.decodeSingularMessageField(value: &_storage._updateStatus) }()
-        default: break
-        }
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularMessageField(value: &self._meta) }()
+      case 3: try { try decoder.decodeSingularMessageField(value: &self._spec) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.specVersion) }()
+      case 5: try { try decoder.decodeSingularMessageField(value: &self._previousSpec) }()
+      case 6: try { try decoder.decodeSingularMessageField(value: &self._updateStatus) }()
+      default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every if/case branch local when no optimizations
-      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-      // https://github.com/apple/swift-protobuf/issues/1182
-      if !_storage._id.isEmpty {
-        try visitor.visitSingularStringField(value: _storage._id, fieldNumber: 1)
-      }
-      try { if let v = _storage._meta {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
-      } }()
-      try { if let v = _storage._spec {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
-      } }()
-      if _storage._specVersion != 0 {
-        try visitor.visitSingularUInt64Field(value: _storage._specVersion, fieldNumber: 4)
-      }
-      try { if let v = _storage._previousSpec {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
-      } }()
-      try { if let v = _storage._updateStatus {
-        try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
-      } }()
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.id.isEmpty {
+      try visitor.visitSingularStringField(value: self.id, fieldNumber: 1)
     }
+    try { if let v = self._meta {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    } }()
+    try { if let v = self._spec {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    } }()
+    if self.specVersion != 0 {
+      try visitor.visitSingularUInt64Field(value: self.specVersion, fieldNumber: 4)
+    }
+    try { if let v = self._previousSpec {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+    } }()
+    try { if let v = self._updateStatus {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: SwarmService, rhs: SwarmService) -> Bool {
-    if lhs._storage !== rhs._storage {
-      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
-        let _storage = _args.0
-        let rhs_storage = _args.1
-        if _storage._id != rhs_storage._id {return false}
-        if _storage._meta != rhs_storage._meta {return false}
-        if _storage._spec != rhs_storage._spec {return false}
-        if _storage._specVersion != rhs_storage._specVersion {return false}
-        if _storage._previousSpec != rhs_storage._previousSpec {return false}
-        if _storage._updateStatus != rhs_storage._updateStatus {return false}
-        return true
-      }
-      if !storagesAreEqual {return false}
-    }
+    if lhs.id != rhs.id {return false}
+    if lhs._meta != rhs._meta {return false}
+    if lhs._spec != rhs._spec {return false}
+    if lhs.specVersion != rhs.specVersion {return false}
+    if lhs._previousSpec != rhs._previousSpec {return false}
+    if lhs._updateStatus != rhs._updateStatus {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1383,7 +1398,7 @@ nonisolated extension SwarmService: SwiftProtobuf.Message, SwiftProtobuf._Messag
 
 nonisolated extension SwarmUpdateStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".UpdateStatus"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}state\0\u{1}message\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}state\0\u{1}message\0\u{3}started_at\0\u{3}completed_at\0\u{1}rebalanced\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1393,6 +1408,9 @@ nonisolated extension SwarmUpdateStatus: SwiftProtobuf.Message, SwiftProtobuf._M
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularEnumField(value: &self.state) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.message) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.startedAt) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.completedAt) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.rebalanced) }()
       default: break
       }
     }
@@ -1405,24 +1423,36 @@ nonisolated extension SwarmUpdateStatus: SwiftProtobuf.Message, SwiftProtobuf._M
     if !self.message.isEmpty {
       try visitor.visitSingularStringField(value: self.message, fieldNumber: 2)
     }
+    if self.startedAt != 0 {
+      try visitor.visitSingularInt64Field(value: self.startedAt, fieldNumber: 3)
+    }
+    if self.completedAt != 0 {
+      try visitor.visitSingularInt64Field(value: self.completedAt, fieldNumber: 4)
+    }
+    if self.rebalanced != 0 {
+      try visitor.visitSingularUInt64Field(value: self.rebalanced, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: SwarmUpdateStatus, rhs: SwarmUpdateStatus) -> Bool {
     if lhs.state != rhs.state {return false}
     if lhs.message != rhs.message {return false}
+    if lhs.startedAt != rhs.startedAt {return false}
+    if lhs.completedAt != rhs.completedAt {return false}
+    if lhs.rebalanced != rhs.rebalanced {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
 }
 
 nonisolated extension SwarmUpdateStatus.State: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0UNKNOWN\0\u{1}UPDATING\0\u{1}PAUSED\0\u{1}COMPLETED\0\u{1}ROLLBACK_STARTED\0\u{1}ROLLBACK_COMPLETED\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0UNKNOWN\0\u{1}UPDATING\0\u{1}PAUSED\0\u{1}COMPLETED\0\u{1}ROLLBACK_STARTED\0\u{1}ROLLBACK_COMPLETED\0\u{1}ROLLBACK_PAUSED\0")
 }
 
 nonisolated extension SwarmTaskStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TaskStatus"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}state\0\u{1}message\0\u{1}err\0\u{1}timestamp\0\u{3}exit_code\0\u{1}pid\0\u{1}rejections\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}state\0\u{1}message\0\u{1}err\0\u{1}timestamp\0\u{3}exit_code\0\u{1}pid\0\u{1}rejections\0\u{1}health\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1437,6 +1467,7 @@ nonisolated extension SwarmTaskStatus: SwiftProtobuf.Message, SwiftProtobuf._Mes
       case 5: try { try decoder.decodeSingularInt32Field(value: &self.exitCode) }()
       case 6: try { try decoder.decodeSingularInt32Field(value: &self.pid) }()
       case 7: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufUInt32>.self, value: &self.rejections) }()
+      case 8: try { try decoder.decodeSingularEnumField(value: &self.health) }()
       default: break
       }
     }
@@ -1464,6 +1495,9 @@ nonisolated extension SwarmTaskStatus: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if !self.rejections.isEmpty {
       try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufUInt32>.self, value: self.rejections, fieldNumber: 7)
     }
+    if self.health != .none {
+      try visitor.visitSingularEnumField(value: self.health, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1475,9 +1509,14 @@ nonisolated extension SwarmTaskStatus: SwiftProtobuf.Message, SwiftProtobuf._Mes
     if lhs.exitCode != rhs.exitCode {return false}
     if lhs.pid != rhs.pid {return false}
     if lhs.rejections != rhs.rejections {return false}
+    if lhs.health != rhs.health {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
+}
+
+nonisolated extension SwarmTaskStatus.Health: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0HEALTH_NONE\0\u{1}HEALTH_STARTING\0\u{1}HEALTH_HEALTHY\0\u{1}HEALTH_UNHEALTHY\0")
 }
 
 nonisolated extension SwarmAssignedGPU: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
@@ -1522,7 +1561,7 @@ nonisolated extension SwarmAssignedGPU: SwiftProtobuf.Message, SwiftProtobuf._Me
 
 nonisolated extension SwarmTask: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Task"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}meta\0\u{3}service_id\0\u{1}slot\0\u{3}node_id\0\u{1}spec\0\u{3}spec_version\0\u{3}desired_state\0\u{1}status\0\u{3}service_annotations\0\u{3}assigned_generic_resources\0\u{3}assigned_gpus\0\u{3}start_after\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}meta\0\u{3}service_id\0\u{1}slot\0\u{3}node_id\0\u{1}spec\0\u{3}spec_version\0\u{3}desired_state\0\u{1}status\0\u{3}service_annotations\0\u{3}assigned_generic_resources\0\u{3}assigned_gpus\0\u{3}start_after\0\u{3}running_since\0")
 
   fileprivate class _StorageClass {
     var _id: String = String()
@@ -1538,6 +1577,7 @@ nonisolated extension SwarmTask: SwiftProtobuf.Message, SwiftProtobuf._MessageIm
     var _assignedGenericResources: [SwarmGenericResource] = []
     var _assignedGpus: [SwarmAssignedGPU] = []
     var _startAfter: Int64 = 0
+    var _runningSince: Int64 = 0
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1561,6 +1601,7 @@ nonisolated extension SwarmTask: SwiftProtobuf.Message, SwiftProtobuf._MessageIm
       _assignedGenericResources = source._assignedGenericResources
       _assignedGpus = source._assignedGpus
       _startAfter = source._startAfter
+      _runningSince = source._runningSince
     }
   }
 
@@ -1592,6 +1633,7 @@ nonisolated extension SwarmTask: SwiftProtobuf.Message, SwiftProtobuf._MessageIm
         case 11: try { try decoder.decodeRepeatedMessageField(value: &_storage._assignedGenericResources) }()
         case 12: try { try decoder.decodeRepeatedMessageField(value: &_storage._assignedGpus) }()
         case 13: try { try decoder.decodeSingularInt64Field(value: &_storage._startAfter) }()
+        case 14: try { try decoder.decodeSingularInt64Field(value: &_storage._runningSince) }()
         default: break
         }
       }
@@ -1643,6 +1685,9 @@ nonisolated extension SwarmTask: SwiftProtobuf.Message, SwiftProtobuf._MessageIm
       if _storage._startAfter != 0 {
         try visitor.visitSingularInt64Field(value: _storage._startAfter, fieldNumber: 13)
       }
+      if _storage._runningSince != 0 {
+        try visitor.visitSingularInt64Field(value: _storage._runningSince, fieldNumber: 14)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1665,6 +1710,7 @@ nonisolated extension SwarmTask: SwiftProtobuf.Message, SwiftProtobuf._MessageIm
         if _storage._assignedGenericResources != rhs_storage._assignedGenericResources {return false}
         if _storage._assignedGpus != rhs_storage._assignedGpus {return false}
         if _storage._startAfter != rhs_storage._startAfter {return false}
+        if _storage._runningSince != rhs_storage._runningSince {return false}
         return true
       }
       if !storagesAreEqual {return false}

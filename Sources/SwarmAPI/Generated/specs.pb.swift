@@ -383,6 +383,16 @@ public nonisolated struct SwarmTaskSpec: @unchecked Sendable {
     set {_uniqueStorage()._forceUpdate = newValue}
   }
 
+  /// A command whose success says the task is healthy; unset means no health check.
+  public var healthcheck: SwarmHealthConfig {
+    get {_storage._healthcheck ?? SwarmHealthConfig()}
+    set {_uniqueStorage()._healthcheck = newValue}
+  }
+  /// Returns true if `healthcheck` has been explicitly set.
+  public var hasHealthcheck: Bool {_storage._healthcheck != nil}
+  /// Clears the value of `healthcheck`. Subsequent reads from it will return its default value.
+  public mutating func clearHealthcheck() {_uniqueStorage()._healthcheck = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Runtime: Equatable, Sendable {
@@ -394,6 +404,32 @@ public nonisolated struct SwarmTaskSpec: @unchecked Sendable {
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// A health check. For process tasks the agent runs `test` (argv; or ["CMD", argv...], or
+/// ["CMD-SHELL", "shell command"]) in the task's directory and environment.
+public nonisolated struct SwarmHealthConfig: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var test: [String] = []
+
+  /// Nanoseconds between checks (must be positive when `test` is set).
+  public var interval: Int64 = 0
+
+  /// Nanoseconds a check may run before it counts as failed (0: the interval).
+  public var timeout: Int64 = 0
+
+  /// Consecutive failures that make the task unhealthy (0: 3).
+  public var retries: UInt32 = 0
+
+  /// Nanoseconds after start in which failures do not count.
+  public var startPeriod: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 public nonisolated struct SwarmReplicatedService: Sendable {
@@ -418,6 +454,35 @@ public nonisolated struct SwarmGlobalService: Sendable {
   public init() {}
 }
 
+/// A job: slots 1...total_completions each run until one task completes, at most
+/// max_concurrent at a time.
+public nonisolated struct SwarmReplicatedJob: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// 0 means 1.
+  public var maxConcurrent: UInt64 = 0
+
+  /// 0 means max_concurrent.
+  public var totalCompletions: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A job that runs once to completion on every node that fits.
+public nonisolated struct SwarmGlobalJob: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 public nonisolated struct SwarmUpdateConfig: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -429,9 +494,14 @@ public nonisolated struct SwarmUpdateConfig: Sendable {
 
   public var failureAction: SwarmUpdateConfig.FailureAction = .pause
 
+  /// Nanoseconds after a task starts in which its failure counts against the update
+  /// (0: 5 s).
   public var monitor: Int64 = 0
 
+  /// Share of the tasks (0..1) that may fail before the failure action applies.
   public var maxFailureRatio: Float = 0
+
+  public var order: SwarmUpdateConfig.Order = .stopFirst
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -473,82 +543,141 @@ public nonisolated struct SwarmUpdateConfig: Sendable {
 
   }
 
+  public nonisolated enum Order: SwiftProtobuf.Enum, Swift.CaseIterable {
+    public typealias RawValue = Int
+    case stopFirst // = 0
+    case startFirst // = 1
+    case UNRECOGNIZED(Int)
+
+    public init() {
+      self = .stopFirst
+    }
+
+    public init?(rawValue: Int) {
+      switch rawValue {
+      case 0: self = .stopFirst
+      case 1: self = .startFirst
+      default: self = .UNRECOGNIZED(rawValue)
+      }
+    }
+
+    public var rawValue: Int {
+      switch self {
+      case .stopFirst: return 0
+      case .startFirst: return 1
+      case .UNRECOGNIZED(let i): return i
+      }
+    }
+
+    // The compiler won't synthesize support with the UNRECOGNIZED case.
+    public static let allCases: [SwarmUpdateConfig.Order] = [
+      .stopFirst,
+      .startFirst,
+    ]
+
+  }
+
   public init() {}
 }
 
-public nonisolated struct SwarmServiceSpec: Sendable {
+public nonisolated struct SwarmServiceSpec: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   public var annotations: SwarmAnnotations {
-    get {_annotations ?? SwarmAnnotations()}
-    set {_annotations = newValue}
+    get {_storage._annotations ?? SwarmAnnotations()}
+    set {_uniqueStorage()._annotations = newValue}
   }
   /// Returns true if `annotations` has been explicitly set.
-  public var hasAnnotations: Bool {self._annotations != nil}
+  public var hasAnnotations: Bool {_storage._annotations != nil}
   /// Clears the value of `annotations`. Subsequent reads from it will return its default value.
-  public mutating func clearAnnotations() {self._annotations = nil}
+  public mutating func clearAnnotations() {_uniqueStorage()._annotations = nil}
 
   public var task: SwarmTaskSpec {
-    get {_task ?? SwarmTaskSpec()}
-    set {_task = newValue}
+    get {_storage._task ?? SwarmTaskSpec()}
+    set {_uniqueStorage()._task = newValue}
   }
   /// Returns true if `task` has been explicitly set.
-  public var hasTask: Bool {self._task != nil}
+  public var hasTask: Bool {_storage._task != nil}
   /// Clears the value of `task`. Subsequent reads from it will return its default value.
-  public mutating func clearTask() {self._task = nil}
+  public mutating func clearTask() {_uniqueStorage()._task = nil}
 
-  public var mode: SwarmServiceSpec.OneOf_Mode? = nil
+  public var mode: OneOf_Mode? {
+    get {return _storage._mode}
+    set {_uniqueStorage()._mode = newValue}
+  }
 
   public var replicated: SwarmReplicatedService {
     get {
-      if case .replicated(let v)? = mode {return v}
+      if case .replicated(let v)? = _storage._mode {return v}
       return SwarmReplicatedService()
     }
-    set {mode = .replicated(newValue)}
+    set {_uniqueStorage()._mode = .replicated(newValue)}
   }
 
   public var global: SwarmGlobalService {
     get {
-      if case .global(let v)? = mode {return v}
+      if case .global(let v)? = _storage._mode {return v}
       return SwarmGlobalService()
     }
-    set {mode = .global(newValue)}
+    set {_uniqueStorage()._mode = .global(newValue)}
+  }
+
+  public var replicatedJob: SwarmReplicatedJob {
+    get {
+      if case .replicatedJob(let v)? = _storage._mode {return v}
+      return SwarmReplicatedJob()
+    }
+    set {_uniqueStorage()._mode = .replicatedJob(newValue)}
+  }
+
+  public var globalJob: SwarmGlobalJob {
+    get {
+      if case .globalJob(let v)? = _storage._mode {return v}
+      return SwarmGlobalJob()
+    }
+    set {_uniqueStorage()._mode = .globalJob(newValue)}
   }
 
   public var update: SwarmUpdateConfig {
-    get {_update ?? SwarmUpdateConfig()}
-    set {_update = newValue}
+    get {_storage._update ?? SwarmUpdateConfig()}
+    set {_uniqueStorage()._update = newValue}
   }
   /// Returns true if `update` has been explicitly set.
-  public var hasUpdate: Bool {self._update != nil}
+  public var hasUpdate: Bool {_storage._update != nil}
   /// Clears the value of `update`. Subsequent reads from it will return its default value.
-  public mutating func clearUpdate() {self._update = nil}
+  public mutating func clearUpdate() {_uniqueStorage()._update = nil}
 
   public var rollback: SwarmUpdateConfig {
-    get {_rollback ?? SwarmUpdateConfig()}
-    set {_rollback = newValue}
+    get {_storage._rollback ?? SwarmUpdateConfig()}
+    set {_uniqueStorage()._rollback = newValue}
   }
   /// Returns true if `rollback` has been explicitly set.
-  public var hasRollback: Bool {self._rollback != nil}
+  public var hasRollback: Bool {_storage._rollback != nil}
   /// Clears the value of `rollback`. Subsequent reads from it will return its default value.
-  public mutating func clearRollback() {self._rollback = nil}
+  public mutating func clearRollback() {_uniqueStorage()._rollback = nil}
+
+  /// Bumped by `service update --rebalance`: the orchestrator then moves tasks toward
+  /// the spread the service would get if it were placed now.
+  public var rebalance: UInt64 {
+    get {_storage._rebalance}
+    set {_uniqueStorage()._rebalance = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Mode: Equatable, Sendable {
     case replicated(SwarmReplicatedService)
     case global(SwarmGlobalService)
+    case replicatedJob(SwarmReplicatedJob)
+    case globalJob(SwarmGlobalJob)
 
   }
 
   public init() {}
 
-  fileprivate var _annotations: SwarmAnnotations? = nil
-  fileprivate var _task: SwarmTaskSpec? = nil
-  fileprivate var _update: SwarmUpdateConfig? = nil
-  fileprivate var _rollback: SwarmUpdateConfig? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 public nonisolated struct SwarmNodeSpec: Sendable {
@@ -737,6 +866,9 @@ public nonisolated struct SwarmClusterSpec: Sendable {
     // methods supported on all messages.
 
     public var taskHistoryRetentionLimit: Int64 = 0
+
+    /// Rebalance replicated services when a node joins or becomes active again.
+    public var autoRebalance: Bool = false
 
     public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1320,7 +1452,7 @@ nonisolated extension SwarmPortConfig: SwiftProtobuf.Message, SwiftProtobuf._Mes
 
 nonisolated extension SwarmTaskSpec: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TaskSpec"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}process\0\u{1}container\0\u{1}resources\0\u{1}restart\0\u{1}placement\0\u{3}runtime_name\0\u{1}strategy\0\u{1}filters\0\u{1}ports\0\u{3}force_update\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}process\0\u{1}container\0\u{1}resources\0\u{1}restart\0\u{1}placement\0\u{3}runtime_name\0\u{1}strategy\0\u{1}filters\0\u{1}ports\0\u{3}force_update\0\u{1}healthcheck\0")
 
   fileprivate class _StorageClass {
     var _runtime: SwarmTaskSpec.OneOf_Runtime?
@@ -1332,6 +1464,7 @@ nonisolated extension SwarmTaskSpec: SwiftProtobuf.Message, SwiftProtobuf._Messa
     var _filters: [String] = []
     var _ports: [SwarmPortConfig] = []
     var _forceUpdate: UInt64 = 0
+    var _healthcheck: SwarmHealthConfig? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1351,6 +1484,7 @@ nonisolated extension SwarmTaskSpec: SwiftProtobuf.Message, SwiftProtobuf._Messa
       _filters = source._filters
       _ports = source._ports
       _forceUpdate = source._forceUpdate
+      _healthcheck = source._healthcheck
     }
   }
 
@@ -1403,6 +1537,7 @@ nonisolated extension SwarmTaskSpec: SwiftProtobuf.Message, SwiftProtobuf._Messa
         case 8: try { try decoder.decodeRepeatedStringField(value: &_storage._filters) }()
         case 9: try { try decoder.decodeRepeatedMessageField(value: &_storage._ports) }()
         case 10: try { try decoder.decodeSingularUInt64Field(value: &_storage._forceUpdate) }()
+        case 11: try { try decoder.decodeSingularMessageField(value: &_storage._healthcheck) }()
         default: break
         }
       }
@@ -1450,6 +1585,9 @@ nonisolated extension SwarmTaskSpec: SwiftProtobuf.Message, SwiftProtobuf._Messa
       if _storage._forceUpdate != 0 {
         try visitor.visitSingularUInt64Field(value: _storage._forceUpdate, fieldNumber: 10)
       }
+      try { if let v = _storage._healthcheck {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1468,10 +1606,61 @@ nonisolated extension SwarmTaskSpec: SwiftProtobuf.Message, SwiftProtobuf._Messa
         if _storage._filters != rhs_storage._filters {return false}
         if _storage._ports != rhs_storage._ports {return false}
         if _storage._forceUpdate != rhs_storage._forceUpdate {return false}
+        if _storage._healthcheck != rhs_storage._healthcheck {return false}
         return true
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension SwarmHealthConfig: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".HealthConfig"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}test\0\u{1}interval\0\u{1}timeout\0\u{1}retries\0\u{3}start_period\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedStringField(value: &self.test) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.interval) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.timeout) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.retries) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.startPeriod) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.test.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.test, fieldNumber: 1)
+    }
+    if self.interval != 0 {
+      try visitor.visitSingularInt64Field(value: self.interval, fieldNumber: 2)
+    }
+    if self.timeout != 0 {
+      try visitor.visitSingularInt64Field(value: self.timeout, fieldNumber: 3)
+    }
+    if self.retries != 0 {
+      try visitor.visitSingularUInt32Field(value: self.retries, fieldNumber: 4)
+    }
+    if self.startPeriod != 0 {
+      try visitor.visitSingularInt64Field(value: self.startPeriod, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: SwarmHealthConfig, rhs: SwarmHealthConfig) -> Bool {
+    if lhs.test != rhs.test {return false}
+    if lhs.interval != rhs.interval {return false}
+    if lhs.timeout != rhs.timeout {return false}
+    if lhs.retries != rhs.retries {return false}
+    if lhs.startPeriod != rhs.startPeriod {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1526,9 +1715,63 @@ nonisolated extension SwarmGlobalService: SwiftProtobuf.Message, SwiftProtobuf._
   }
 }
 
+nonisolated extension SwarmReplicatedJob: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ReplicatedJob"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}max_concurrent\0\u{3}total_completions\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.maxConcurrent) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.totalCompletions) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.maxConcurrent != 0 {
+      try visitor.visitSingularUInt64Field(value: self.maxConcurrent, fieldNumber: 1)
+    }
+    if self.totalCompletions != 0 {
+      try visitor.visitSingularUInt64Field(value: self.totalCompletions, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: SwarmReplicatedJob, rhs: SwarmReplicatedJob) -> Bool {
+    if lhs.maxConcurrent != rhs.maxConcurrent {return false}
+    if lhs.totalCompletions != rhs.totalCompletions {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension SwarmGlobalJob: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GlobalJob"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: SwarmGlobalJob, rhs: SwarmGlobalJob) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension SwarmUpdateConfig: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".UpdateConfig"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}parallelism\0\u{1}delay\0\u{3}failure_action\0\u{1}monitor\0\u{3}max_failure_ratio\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}parallelism\0\u{1}delay\0\u{3}failure_action\0\u{1}monitor\0\u{3}max_failure_ratio\0\u{1}order\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1541,6 +1784,7 @@ nonisolated extension SwarmUpdateConfig: SwiftProtobuf.Message, SwiftProtobuf._M
       case 3: try { try decoder.decodeSingularEnumField(value: &self.failureAction) }()
       case 4: try { try decoder.decodeSingularInt64Field(value: &self.monitor) }()
       case 5: try { try decoder.decodeSingularFloatField(value: &self.maxFailureRatio) }()
+      case 6: try { try decoder.decodeSingularEnumField(value: &self.order) }()
       default: break
       }
     }
@@ -1562,6 +1806,9 @@ nonisolated extension SwarmUpdateConfig: SwiftProtobuf.Message, SwiftProtobuf._M
     if self.maxFailureRatio.bitPattern != 0 {
       try visitor.visitSingularFloatField(value: self.maxFailureRatio, fieldNumber: 5)
     }
+    if self.order != .stopFirst {
+      try visitor.visitSingularEnumField(value: self.order, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1571,6 +1818,7 @@ nonisolated extension SwarmUpdateConfig: SwiftProtobuf.Message, SwiftProtobuf._M
     if lhs.failureAction != rhs.failureAction {return false}
     if lhs.monitor != rhs.monitor {return false}
     if lhs.maxFailureRatio != rhs.maxFailureRatio {return false}
+    if lhs.order != rhs.order {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1580,88 +1828,180 @@ nonisolated extension SwarmUpdateConfig.FailureAction: SwiftProtobuf._ProtoNameP
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0PAUSE\0\u{1}CONTINUE\0\u{1}ROLLBACK\0")
 }
 
+nonisolated extension SwarmUpdateConfig.Order: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0STOP_FIRST\0\u{1}START_FIRST\0")
+}
+
 nonisolated extension SwarmServiceSpec: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ServiceSpec"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}annotations\0\u{1}task\0\u{1}replicated\0\u{1}global\0\u{1}update\0\u{1}rollback\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}annotations\0\u{1}task\0\u{1}replicated\0\u{1}global\0\u{1}update\0\u{1}rollback\0\u{3}replicated_job\0\u{3}global_job\0\u{1}rebalance\0")
+
+  fileprivate class _StorageClass {
+    var _annotations: SwarmAnnotations? = nil
+    var _task: SwarmTaskSpec? = nil
+    var _mode: SwarmServiceSpec.OneOf_Mode?
+    var _update: SwarmUpdateConfig? = nil
+    var _rollback: SwarmUpdateConfig? = nil
+    var _rebalance: UInt64 = 0
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _annotations = source._annotations
+      _task = source._task
+      _mode = source._mode
+      _update = source._update
+      _rollback = source._rollback
+      _rebalance = source._rebalance
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularMessageField(value: &self._annotations) }()
-      case 2: try { try decoder.decodeSingularMessageField(value: &self._task) }()
-      case 3: try {
-        var v: SwarmReplicatedService?
-        var hadOneofValue = false
-        if let current = self.mode {
-          hadOneofValue = true
-          if case .replicated(let m) = current {v = m}
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularMessageField(value: &_storage._annotations) }()
+        case 2: try { try decoder.decodeSingularMessageField(value: &_storage._task) }()
+        case 3: try {
+          var v: SwarmReplicatedService?
+          var hadOneofValue = false
+          if let current = _storage._mode {
+            hadOneofValue = true
+            if case .replicated(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._mode = .replicated(v)
+          }
+        }()
+        case 4: try {
+          var v: SwarmGlobalService?
+          var hadOneofValue = false
+          if let current = _storage._mode {
+            hadOneofValue = true
+            if case .global(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._mode = .global(v)
+          }
+        }()
+        case 5: try { try decoder.decodeSingularMessageField(value: &_storage._update) }()
+        case 6: try { try decoder.decodeSingularMessageField(value: &_storage._rollback) }()
+        case 7: try {
+          var v: SwarmReplicatedJob?
+          var hadOneofValue = false
+          if let current = _storage._mode {
+            hadOneofValue = true
+            if case .replicatedJob(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._mode = .replicatedJob(v)
+          }
+        }()
+        case 8: try {
+          var v: SwarmGlobalJob?
+          var hadOneofValue = false
+          if let current = _storage._mode {
+            hadOneofValue = true
+            if case .globalJob(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._mode = .globalJob(v)
+          }
+        }()
+        case 9: try { try decoder.decodeSingularUInt64Field(value: &_storage._rebalance) }()
+        default: break
         }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.mode = .replicated(v)
-        }
-      }()
-      case 4: try {
-        var v: SwarmGlobalService?
-        var hadOneofValue = false
-        if let current = self.mode {
-          hadOneofValue = true
-          if case .global(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.mode = .global(v)
-        }
-      }()
-      case 5: try { try decoder.decodeSingularMessageField(value: &self._update) }()
-      case 6: try { try decoder.decodeSingularMessageField(value: &self._rollback) }()
-      default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    try { if let v = self._annotations {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
-    } }()
-    try { if let v = self._task {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
-    } }()
-    switch self.mode {
-    case .replicated?: try {
-      guard case .replicated(let v)? = self.mode else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
-    }()
-    case .global?: try {
-      guard case .global(let v)? = self.mode else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
-    }()
-    case nil: break
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      try { if let v = _storage._annotations {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+      } }()
+      try { if let v = _storage._task {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+      } }()
+      switch _storage._mode {
+      case .replicated?: try {
+        guard case .replicated(let v)? = _storage._mode else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+      }()
+      case .global?: try {
+        guard case .global(let v)? = _storage._mode else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+      }()
+      default: break
+      }
+      try { if let v = _storage._update {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
+      } }()
+      try { if let v = _storage._rollback {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+      } }()
+      switch _storage._mode {
+      case .replicatedJob?: try {
+        guard case .replicatedJob(let v)? = _storage._mode else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+      }()
+      case .globalJob?: try {
+        guard case .globalJob(let v)? = _storage._mode else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+      }()
+      default: break
+      }
+      if _storage._rebalance != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._rebalance, fieldNumber: 9)
+      }
     }
-    try { if let v = self._update {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
-    } }()
-    try { if let v = self._rollback {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
-    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: SwarmServiceSpec, rhs: SwarmServiceSpec) -> Bool {
-    if lhs._annotations != rhs._annotations {return false}
-    if lhs._task != rhs._task {return false}
-    if lhs.mode != rhs.mode {return false}
-    if lhs._update != rhs._update {return false}
-    if lhs._rollback != rhs._rollback {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._annotations != rhs_storage._annotations {return false}
+        if _storage._task != rhs_storage._task {return false}
+        if _storage._mode != rhs_storage._mode {return false}
+        if _storage._update != rhs_storage._update {return false}
+        if _storage._rollback != rhs_storage._rollback {return false}
+        if _storage._rebalance != rhs_storage._rebalance {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1789,7 +2129,7 @@ nonisolated extension SwarmClusterSpec: SwiftProtobuf.Message, SwiftProtobuf._Me
 
 nonisolated extension SwarmClusterSpec.Orchestration: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = SwarmClusterSpec.protoMessageName + ".Orchestration"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_history_retention_limit\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_history_retention_limit\0\u{3}auto_rebalance\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1798,6 +2138,7 @@ nonisolated extension SwarmClusterSpec.Orchestration: SwiftProtobuf.Message, Swi
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularInt64Field(value: &self.taskHistoryRetentionLimit) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.autoRebalance) }()
       default: break
       }
     }
@@ -1807,11 +2148,15 @@ nonisolated extension SwarmClusterSpec.Orchestration: SwiftProtobuf.Message, Swi
     if self.taskHistoryRetentionLimit != 0 {
       try visitor.visitSingularInt64Field(value: self.taskHistoryRetentionLimit, fieldNumber: 1)
     }
+    if self.autoRebalance != false {
+      try visitor.visitSingularBoolField(value: self.autoRebalance, fieldNumber: 2)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: SwarmClusterSpec.Orchestration, rhs: SwarmClusterSpec.Orchestration) -> Bool {
     if lhs.taskHistoryRetentionLimit != rhs.taskHistoryRetentionLimit {return false}
+    if lhs.autoRebalance != rhs.autoRebalance {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
