@@ -65,6 +65,12 @@ struct Swarmd: AsyncParsableCommand, Sendable {
     @Option(help: "Log level (trace, debug, info, notice, warning, error, critical)")
     var logLevel = "info"
 
+    /// Makes the state directory absolute: executors and the agent resolve task paths
+    /// under it from other working directories.
+    mutating func validate() throws {
+        stateDir = URL(fileURLWithPath: stateDir).standardizedFileURL.path
+    }
+
     func run() async throws {
         // A peer that goes away must not kill the daemon through a write to its socket.
         signal(SIGPIPE, SIG_IGN)
