@@ -49,7 +49,12 @@ public final class LeaderComponents: Sendable {
             logger.error("could not create the default cluster: \(error)")
         }
         await withTaskGroup(of: Void.self) { group in
-            group.addTask { await OrchestratorLoop(store: store).run() }
+            let plugins = self.plugins
+            group.addTask {
+                await OrchestratorLoop(store: store, rebalanceTargets: { service, view in
+                    (try? DryPlacement(service, view: view, plugins: plugins, withoutOwnTasks: true))?.countsByNode
+                }).run()
+            }
             group.addTask { await SchedulerLoop(store: store, plugins: self.plugins).run() }
             if let dispatcher = self.dispatcher { group.addTask { await dispatcher.expireSessions() } }
             group.addTask { await RoleManager(node: self.node).run() }

@@ -11,17 +11,26 @@ public final class OrchestratorLoop: Sendable {
     let store: MemoryStore
     let logger: Logger
     let clock: @Sendable () -> Int64
+    /// Where a service's tasks would go if it were placed now (tasks per node), for
+    /// rebalancing; nil when it cannot be worked out.
+    let rebalanceTargets: @Sendable (SwarmService, ReadTx) -> [String: Int]?
 
+    /// - Parameter rebalanceTargets: the target of a rebalance (see ``Rebalancer``); the
+    ///   default never rebalances.
     public init(store: MemoryStore, logger: Logger = Logger(label: "swarm.orchestrator"),
-                clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1e9) }) {
+                clock: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970 * 1e9) },
+                rebalanceTargets: @escaping @Sendable (SwarmService, ReadTx) -> [String: Int]? = { _, _ in nil }) {
         self.store = store
         self.logger = logger
         self.clock = clock
+        self.rebalanceTargets = rebalanceTargets
     }
 
     enum Work: Sendable {
         case services(Set<String>, removed: Set<String>)
         case all
+        /// A node joined, or became ready or active again.
+        case nodeAvailable
     }
 
     /// Runs until cancelled (when leadership is lost). Store events and timer wake-ups feed
@@ -45,7 +54,10 @@ public final class OrchestratorLoop: Sendable {
                                 if e.kind == .deleted { removed.insert(s.id) } else { dirty.insert(s.id) }
                             case .task(let t):
                                 if e.kind != .deleted { dirty.insert(t.serviceID) }
-                            case .node, .cluster:
+                            case .node(let n):
+                                dirty.formUnion(store.view().find(SwarmService.self).map(\.id))
+                                if Self.becameAvailable(n, was: e.old?.node) { queue.yield(.nodeAvailable) }
+                            case .cluster:
                                 dirty.formUnion(store.view().find(SwarmService.self).map(\.id))
                             default:
                                 break
@@ -70,6 +82,9 @@ public final class OrchestratorLoop: Sendable {
                     next = await reconcile(services: Set(store.view().find(SwarmService.self).map(\.id)), removed: [])
                 case .services(let dirty, let removed):
                     next = await reconcile(services: dirty, removed: removed)
+                case .nodeAvailable:
+                    await autoRebalance()
+                    next = nil
                 }
                 if let next {
                     // Wake when the earliest delayed restart becomes due.
@@ -89,6 +104,45 @@ public final class OrchestratorLoop: Sendable {
         watch.cancel()
     }
 
+    /// Whether a node event makes a node available for tasks: it joined ready, or became
+    /// ready or active again.
+    static func becameAvailable(_ node: SwarmNode, was old: SwarmNode?) -> Bool {
+        let available = { (n: SwarmNode) in n.status.state == .ready && n.spec.availability == .active }
+        return available(node) && !(old.map(available) ?? false)
+    }
+
+    /// With the cluster's auto-rebalance on, asks for a rebalance of every replicated
+    /// service, as `service update --rebalance` does.
+    func autoRebalance() async {
+        guard store.view().find(SwarmCluster.self).first?.spec.orchestration.autoRebalance == true else { return }
+        do {
+            try await store.batch { batch in
+                for s in store.view().find(SwarmService.self) {
+                    guard case .replicated? = s.spec.mode else { continue }
+                    try await batch.update { tx in
+                        guard var s = tx.get(SwarmService.self, id: s.id) else { return }
+                        s.spec.rebalance += 1
+                        try tx.update(s)
+                    }
+                }
+            }
+        } catch {
+            logger.debug("auto-rebalance not requested: \(error)")
+        }
+    }
+
+    /// The tasks of `service` to move for the rebalance it asked for (none when none is
+    /// asked for); records a finished rebalance in `actions`.
+    func rebalanceMoves(_ service: SwarmService, tasks: [SwarmTask], view: ReadTx, actions: inout [OrchestratorAction]) -> Set<String> {
+        guard service.spec.rebalance > service.updateStatus.rebalanced, case .replicated? = service.spec.mode,
+              let targets = rebalanceTargets(service, view) else { return [] }
+        let surplus = Rebalancer.surplus(service, tasks: tasks, targets: targets)
+        if surplus.isEmpty && Rebalancer.isSettled(service, tasks: tasks) {
+            actions.append(.markRebalanced(serviceID: service.id, service.spec.rebalance))
+        }
+        return surplus
+    }
+
     /// Reconciles the given services; returns the earliest time at which one of them must
     /// be looked at again (a delayed start, an update delay or monitor window), if any.
     @discardableResult
@@ -98,7 +152,7 @@ public final class OrchestratorLoop: Sendable {
         let reconciler = Reconciler(now: now) { Identifiers.make() }
         let nodes = Dictionary(uniqueKeysWithValues: view.find(SwarmNode.self).map { ($0.id, $0) })
         let retention = Int(view.find(SwarmCluster.self).first?.spec.orchestration.taskHistoryRetentionLimit ?? 5)
-        let moves = Reconciler.Moves(misplaced: ConstraintEnforcer.misplaced(tasks: view.find(SwarmTask.self), nodes: nodes))
+        let misplaced = ConstraintEnforcer.misplaced(tasks: view.find(SwarmTask.self), nodes: nodes)
         var actions: [OrchestratorAction] = []
         var nextWake: Int64?
         for id in services.sorted() {
@@ -107,6 +161,8 @@ public final class OrchestratorLoop: Sendable {
                 actions += reconciler.serviceRemoved(tasks: tasks) + reconciler.reap(tasks: tasks, retention: retention)
                 continue
             }
+            let moves = Reconciler.Moves(misplaced: misplaced,
+                                         rebalance: rebalanceMoves(service, tasks: tasks, view: view, actions: &actions))
             do {
                 let pass = try reconciler.reconcile(service, tasks: tasks, nodes: nodes, moves: moves)
                 actions += pass.actions
@@ -134,6 +190,10 @@ public final class OrchestratorLoop: Sendable {
                         case .setUpdateStatus(let id, let version, let status):
                             guard var s = tx.get(SwarmService.self, id: id), s.specVersion == version else { return }
                             s.updateStatus = status
+                            try tx.update(s)
+                        case .markRebalanced(let id, let counter):
+                            guard var s = tx.get(SwarmService.self, id: id), s.updateStatus.rebalanced < counter else { return }
+                            s.updateStatus.rebalanced = counter
                             try tx.update(s)
                         case .rollback(let id, let version, let status):
                             guard var s = tx.get(SwarmService.self, id: id), s.specVersion == version, s.hasPreviousSpec else { return }

@@ -11,6 +11,8 @@ public enum OrchestratorAction: Sendable, Equatable {
     /// Returns a service to its previous spec (the current one becomes the previous one),
     /// if it is still at `specVersion`, and records `status`.
     case rollback(serviceID: String, specVersion: UInt64, SwarmUpdateStatus)
+    /// Records that the rebalance a service's spec asked for (its counter) has finished.
+    case markRebalanced(serviceID: String, UInt64)
 }
 
 /// The outcome of reconciling one service.

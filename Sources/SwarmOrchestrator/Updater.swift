@@ -57,7 +57,7 @@ struct Updater {
             return pick(plans, busy: busy) { $0 != .outdated }
         }
         let selected = pick(plans, busy: busy) { $0 != .outdated || !paused }
-        if inProgress && selected.isEmpty && busy == 0 && !plans.contains(where: { $0.dirty?.reason == .outdated }) {
+        if inProgress && selected.isEmpty && busy == 0 && !plans.contains(where: { $0.dirty != nil }) {
             finishIfMonitored(tasks, pass: &pass)
         }
         return selected

@@ -40,6 +40,7 @@ struct ClusterCommand: AsyncParsableCommand {
         @Option(help: "Ended tasks kept per slot") var taskHistoryLimit: Int64?
         @Option(help: "Strategy for services that name none") var defaultStrategy: String?
         @Option(parsing: .singleValue, help: "Filter plugin applied to every service (repeatable)") var defaultFilter: [String] = []
+        @Option(help: "Rebalance replicated services when a node joins or becomes active (true or false)") var autoRebalance: Bool?
         @Flag(help: "Issue a new worker join token") var rotateWorkerToken = false
         @Flag(help: "Issue a new manager join token") var rotateManagerToken = false
 
@@ -60,6 +61,7 @@ struct ClusterCommand: AsyncParsableCommand {
                 spec.orchestration.taskHistoryRetentionLimit = taskHistoryLimit
             }
             if let defaultStrategy { spec.defaultStrategy = defaultStrategy }
+            if let autoRebalance { spec.orchestration.autoRebalance = autoRebalance }
             if !defaultFilter.isEmpty { spec.defaultFilters = defaultFilter }
             let (id, version, s, w, m) = (c.id, c.meta.version, spec, rotateWorkerToken, rotateManagerToken)
             _ = try await conn.call {

@@ -58,12 +58,17 @@ struct ServiceCommand: AsyncParsableCommand {
         @OptionGroup var flags: ServiceFlags
         @OptionGroup var rollout: RolloutFlags
         @Flag(help: "Replace every task even if nothing else changed (runs a job again)") var force = false
+        @Flag(help: "Move tasks toward where the service's strategy would place them now, paced by the update settings") var rebalance = false
 
         func run() async throws {
             var s = try await conn.call { try await $0.getService(.with { $0.serviceID = service }) }.service
             try flags.apply(to: &s.spec)
             try rollout.apply(to: &s.spec)
             if force { s.spec.task.forceUpdate += 1 }
+            if rebalance {
+                guard case .replicated? = s.spec.mode else { throw ValidationError("--rebalance applies to replicated services only") }
+                s.spec.rebalance += 1
+            }
             let (id, version, spec) = (s.id, s.meta.version, s.spec)
             _ = try await conn.call { try await $0.updateService(.with { $0.serviceID = id; $0.serviceVersion = version; $0.spec = spec }) }
             print(id)
@@ -154,6 +159,9 @@ struct ServiceCommand: AsyncParsableCommand {
             rows.append(("Update", Self.rollout(s.spec.update)))
             rows.append(("Rollback", Self.rollout(s.spec.rollback)))
             rows += Self.updateStatus(s.updateStatus)
+            if s.spec.rebalance > 0 {
+                rows.append(("Rebalance", s.updateStatus.rebalanced >= s.spec.rebalance ? "done" : "in progress"))
+            }
             fields(rows)
             print("")
             let hostnames = Dictionary(uniqueKeysWithValues: nodes.map { ($0.id, $0.description_p.hostname) })

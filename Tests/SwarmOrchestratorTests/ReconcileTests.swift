@@ -52,7 +52,7 @@ extension Reconciler {
             case .create(let t): byID[t.id] = t
             case .setDesired(let id, let s): byID[id]?.desiredState = s
             case .delete(let id): byID[id] = nil
-            case .setUpdateStatus, .rollback: break
+            case .setUpdateStatus, .rollback, .markRebalanced: break
             }
         }
         return byID.values.sorted { $0.id < $1.id }

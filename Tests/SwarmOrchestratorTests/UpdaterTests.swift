@@ -58,6 +58,8 @@ struct Sim {
                 tasks[id] = nil
             case .setUpdateStatus(_, let version, let status):
                 if service.specVersion == version { service.updateStatus = status }
+            case .markRebalanced(_, let counter):
+                service.updateStatus.rebalanced = counter
             case .rollback(_, let version, let status):
                 if service.specVersion == version {
                     (service.spec, service.previousSpec) = (service.previousSpec, service.spec)
@@ -320,5 +322,22 @@ struct Sim {
         }
         #expect(sim.created.map(\.nodeID).sorted() == ["a", "b", "c"])
         #expect(Reconciler.jobProgress(sim.service, tasks: Array(sim.tasks.values)) == (3, nil))
+    }
+
+    @Test func rebalanceMovesTheSurplusOfCrowdedNodesOnly() throws {
+        var sim = Sim(replicas: 6, nodes: ["a", "b"], update: Self.config(parallelism: 1, order: .startFirst))
+        try sim.run(steps: 3)
+        #expect(Dictionary(grouping: sim.running, by: \.nodeID).mapValues(\.count) == ["a": 3, "b": 3])
+        let targets = ["a": 2, "b": 2, "c": 2]
+        let surplus = Rebalancer.surplus(sim.service, tasks: Array(sim.tasks.values), targets: targets)
+        #expect(surplus.count == 2)
+        #expect(Set(sim.running.filter { surplus.contains($0.id) }.map(\.nodeID)) == ["a", "b"])
+        #expect(Rebalancer.surplus(sim.service, tasks: Array(sim.tasks.values), targets: ["a": 2, "b": 2]).isEmpty,
+                "a target that does not place every replica moves nothing")
+        #expect(Rebalancer.isSettled(sim.service, tasks: Array(sim.tasks.values)))
+        sim.moves = Reconciler.Moves(rebalance: surplus)
+        try sim.pass()
+        #expect(sim.created.count == 7, "one replacement at a time, started before its predecessor stops")
+        #expect(sim.runnable.count == 7)
     }
 }

@@ -215,4 +215,87 @@ import Testing
         let after = try await Self.service(c, "web")
         #expect(after.meta.version == before.meta.version && after.spec == before.spec)
     }
+
+    /// Running tasks of a service per node, sorted.
+    static func spread(_ c: SwarmdCluster, _ id: String) async -> [Int] {
+        let running = await Self.serviceTasks(c, id).filter { $0.isRunnable && $0.status.state == .running }
+        return Dictionary(grouping: running, by: \.nodeID).values.map(\.count).sorted()
+    }
+
+    @Test func rebalanceSpreadsOntoANewNodeWithoutDroppingBelowTheReplicaCount() async throws {
+        let c = try await Self.cluster()
+        let m = Self.marker()
+        #expect(try c.ctl("service", "create", "--name", "web", "--command", "/bin/sleep", "--args", m, "--replicas", "6",
+                          "--update-order", "start-first").status == 0)
+        let id = try await Self.service(c, "web").id
+        try await c.waitFor("6 tasks spread 3/3", seconds: 30) { await Self.spread(c, id) == [3, 3] }
+        let token = try await c.readyCluster().joinTokens.worker
+        try c.startWorker("w2", token: token)
+        try await c.waitFor("three READY nodes", seconds: 30) { await c.nodes().filter { $0.status.state == .ready }.count == 3 }
+        try await Task.sleep(for: .seconds(1))
+        #expect(await Self.spread(c, id) == [3, 3], "nothing moves without a rebalance")
+
+        #expect(try c.ctl("service", "update", "web", "--rebalance").status == 0)
+        var fewest = 6
+        try await c.waitFor("a 2/2/2 spread and the rebalance done", seconds: 60) {
+            let running = await Self.serviceTasks(c, id).filter { $0.status.state == .running }.count
+            fewest = min(fewest, running)
+            let done = (try? await Self.service(c, "web")).map { $0.updateStatus.rebalanced == $0.spec.rebalance } ?? false
+            return await Self.spread(c, id) == [2, 2, 2] && done
+        }
+        #expect(fewest >= 6, "never fewer than 6 running tasks (saw \(fewest))")
+        #expect(SwarmdCluster.pids(matching: ["/bin/sleep", m]).count == 6)
+        let inspect = try c.ctl("service", "inspect", "web").output
+        #expect(inspect.split(separator: "\n").contains { $0.hasPrefix("Rebalance ") && $0.hasSuffix(": done") }, "\(inspect)")
+
+        // With auto-rebalance on, a joining node is used without asking.
+        #expect(try c.ctl("cluster", "update", "default", "--auto-rebalance", "true").status == 0)
+        try c.startWorker("w3", token: token)
+        try await c.waitFor("6 tasks over 4 nodes", seconds: 60) { await Self.spread(c, id) == [1, 1, 2, 2] }
+        let refused = try c.ctl("service", "create", "--name", "g", "--mode", "global", "--command", "/bin/true")
+        #expect(refused.status == 0)
+        let globalRebalance = try c.ctl("service", "update", "g", "--rebalance")
+        #expect(globalRebalance.status != 0 && globalRebalance.output.contains("replicated services only"), "\(globalRebalance.output)")
+    }
+
+    @Test func aNewLeaderFinishesAnUpdateWithoutRedoingSlots() async throws {
+        let c = try SwarmdCluster()
+        try c.startManager()
+        let tokens = try await c.readyCluster().joinTokens
+        for name in ["m2", "m3"] { try c.startWorker(name, token: tokens.manager, port: SwarmdCluster.freePort()) }
+        try c.startWorker("w1", token: tokens.worker)
+        try await c.waitFor("three reachable managers and a READY worker", seconds: 60) {
+            let nodes = await c.nodes()
+            return nodes.filter { $0.role == .manager && $0.managerStatus.reachability == .reachable }.count == 3
+                && nodes.contains { $0.description_p.hostname == "w1" && $0.status.state == .ready }
+        }
+        // Tasks run on the worker only, so that killing a manager kills no task.
+        for n in await c.nodes() where n.role == .manager {
+            #expect(try c.ctl("node", "update", n.id, "--availability", "drain").status == 0)
+        }
+        let (m1, m2) = (Self.marker(), Self.marker())
+        #expect(try c.ctl("service", "create", "--name", "web", "--command", "/bin/sleep", "--args", m1, "--replicas", "4").status == 0)
+        try await c.waitFor("4 processes", seconds: 30) { SwarmdCluster.pids(matching: ["/bin/sleep", m1]).count == 4 }
+        let id = try await Self.service(c, "web").id
+        #expect(try c.ctl("service", "update", "web", "--args", m2, "--update-parallelism", "1", "--update-delay", "3s").status == 0)
+        try await c.waitFor("the first slot updated", seconds: 30) { SwarmdCluster.pids(matching: ["/bin/sleep", m2]).count >= 1 }
+        #expect(SwarmdCluster.pids(matching: ["/bin/sleep", m2]).count < 4, "the update is still going when the leader dies")
+
+        c.kill9("manager")
+        c.controlSocket = "\(c.root)/m2/swarmd.sock"
+        var emptiest = 4
+        try await c.waitFor("the update completed under a new leader", seconds: 90) {
+            let live = await Self.serviceTasks(c, id).filter(\.isRunnable)
+            if !live.isEmpty { emptiest = min(emptiest, Set(live.map(\.slot)).count) }
+            return (try? await Self.service(c, "web"))?.updateStatus.state == .completed
+                && SwarmdCluster.pids(matching: ["/bin/sleep", m2]).count == 4
+        }
+        #expect(emptiest == 4, "no slot was ever left without a task")
+        let updated = await Self.serviceTasks(c, id).filter { $0.spec.process.args == [m2] }
+        #expect(updated.count == 4 && Set(updated.map(\.slot)) == [1, 2, 3, 4], "each slot updated exactly once: \(updated.map(\.slot))")
+        try await c.waitFor("no process of the old spec", seconds: 15) { SwarmdCluster.pids(matching: ["/bin/sleep", m1]).isEmpty }
+        #expect(try c.ctl("service", "rm", "web").status == 0)
+        try await c.waitFor("no task process left", seconds: 30) { SwarmdCluster.pids(matching: ["/bin/sleep", m2]).isEmpty }
+        for name in ["w1", "m3", "m2"] { #expect(c.terminate(name) == 0, "\(name)\n\(c.logTail(name))") }
+    }
 }
