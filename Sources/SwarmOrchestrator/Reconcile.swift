@@ -158,7 +158,10 @@ public struct Reconciler {
     func plan(_ slot: Slot, service: SwarmService, nodes: [String: SwarmNode], moves: Moves,
               pass: inout ServicePass) -> SlotPlan {
         var plan = SlotPlan(slot: slot)
-        let occupying = slot.tasks.filter(\.isRunnable).sorted { $0.status.timestamp > $1.status.timestamp }
+        // Newest first: the task made last is the slot's current one.
+        let occupying = slot.tasks.filter(\.isRunnable).sorted {
+            ($0.meta.createdAt, $0.status.timestamp) > ($1.meta.createdAt, $1.status.timestamp)
+        }
         guard slot.wanted else {
             plan.actions = occupying.map { .setDesired(taskID: $0.id, .remove) }
             return plan
@@ -180,21 +183,20 @@ public struct Reconciler {
         }
         let fresh = live.filter { reason($0) == nil }
         let stale = live.filter { reason($0) != nil }
-        for extra in fresh.dropFirst() { plan.actions.append(.setDesired(taskID: extra.id, .shutdown)) }
         if let current = fresh.first {
             plan.current = current
+            // Until the current task is up, one running predecessor keeps the slot served
+            // (a start-first replacement, or a task a rebalance is moving); the rest stop.
+            let others = Array(fresh.dropFirst()) + stale
+            let keep = Self.settled(current) ? nil : others.first { $0.status.state == .running }
+            for other in others where other.id != keep?.id {
+                plan.actions.append(.setDesired(taskID: other.id, .shutdown))
+            }
             if current.hasEnded {
                 restart(current, in: slot, service: service, plan: &plan)
-                // A start-first predecessor keeps running until its successor is up.
-                for s in stale.dropFirst() { plan.actions.append(.setDesired(taskID: s.id, .shutdown)) }
-            } else {
-                for s in stale.dropFirst(Self.settled(current) ? 0 : 1) {
-                    plan.actions.append(.setDesired(taskID: s.id, .shutdown))
-                }
-                if current.desiredState == .ready && current.startAfter <= now
-                    && predecessorsEnded(current, in: slot.tasks, nodes: nodes) {
-                    plan.actions.append(.setDesired(taskID: current.id, .running))
-                }
+            } else if current.desiredState == .ready && current.startAfter <= now
+                && predecessorsEnded(current, in: slot.tasks, nodes: nodes) {
+                plan.actions.append(.setDesired(taskID: current.id, .running))
             }
             return plan
         }

@@ -86,7 +86,15 @@ struct Sim {
             }
             guard t.desiredState == .running else { continue }
             if t.status.state == .new {
-                if t.nodeID.isEmpty { t.nodeID = nodeIDs[Int(t.slot) % nodeIDs.count] }
+                // The scheduler places the task; its agent starts it on the next step.
+                if t.nodeID.isEmpty {
+                    // Spread: the node with the fewest live tasks.
+                    let load = Dictionary(grouping: tasks.values.filter { $0.isRunnable && !$0.nodeID.isEmpty }, by: \.nodeID)
+                    t.nodeID = nodeIDs.min { (load[$0]?.count ?? 0, $0) < (load[$1]?.count ?? 0, $1) }!
+                }
+                t.status.state = .assigned
+                t.status.timestamp = now
+            } else if t.status.state == .assigned {
                 t.status.state = .running
                 t.status.timestamp = now
                 t.runningSince = now
@@ -339,5 +347,25 @@ struct Sim {
         try sim.pass()
         #expect(sim.created.count == 7, "one replacement at a time, started before its predecessor stops")
         #expect(sim.runnable.count == 7)
+    }
+
+    @Test func rebalanceRecomputedEachPassConvergesWithoutDroppingARunningTask() throws {
+        var sim = Sim(replicas: 6, nodes: ["a", "b"], update: Self.config(parallelism: 2, order: .startFirst))
+        try sim.run(steps: 3)
+        sim.nodes["c"] = SwarmNode.with { $0.id = "c"; $0.status.state = .ready }
+        var fewest = 6
+        for _ in 0..<20 {
+            // As the shell does: the surplus is worked out again on every pass.
+            sim.moves = Reconciler.Moves(rebalance: Rebalancer.surplus(sim.service, tasks: Array(sim.tasks.values),
+                                                                       targets: ["a": 2, "b": 2, "c": 2]))
+            try sim.pass()
+            fewest = min(fewest, sim.running.filter(\.isRunnable).count)
+            sim.agents()
+            fewest = min(fewest, sim.running.filter(\.isRunnable).count)
+            sim.now += Sim.sec
+        }
+        #expect(fewest == 6)
+        #expect(Dictionary(grouping: sim.running, by: \.nodeID).mapValues(\.count) == ["a": 2, "b": 2, "c": 2])
+        #expect(Rebalancer.isSettled(sim.service, tasks: Array(sim.tasks.values)))
     }
 }
