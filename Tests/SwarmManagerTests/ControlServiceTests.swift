@@ -152,6 +152,48 @@ import Testing
         #expect(missing?.0 == .notFound)
     }
 
+    @Test func badUpdatesAreRefusedAndChangeNothing() async throws {
+        let m = try await Manager()
+        defer { m.stop() }
+        let created = try await m.call { try await $0.createService(.with { $0.spec = Self.spec("web") }) }.service
+        let refused = await Self.code {
+            _ = try await m.call { try await $0.updateService(.with { $0.serviceID = "web"; $0.rollback = true }) }
+        }
+        #expect(refused?.0 == .invalidArgument && refused?.1.contains("has no previous spec to roll back to") == true, "\(String(describing: refused))")
+        let cases: [((inout SwarmServiceSpec) -> Void, String)] = [
+            ({ $0.update.maxFailureRatio = 1.5 }, "update max failure ratio must be between 0 and 1"),
+            ({ $0.rollback.maxFailureRatio = -0.1 }, "rollback max failure ratio must be between 0 and 1"),
+            ({ $0.update.failureAction = .UNRECOGNIZED(9) }, "unknown update failure action 9"),
+            ({ $0.update.order = .UNRECOGNIZED(4) }, "unknown update order 4"),
+            ({ $0.update.monitor = -1 }, "update monitor must not be negative"),
+            ({ $0.task.healthcheck = .with { $0.test = ["CMD-SHELL", "true"] } }, "health interval must be positive"),
+            ({ $0.task.healthcheck = .with { $0.test = ["CMD"]; $0.interval = 1 } }, "needs a command after it"),
+            ({ $0.task.healthcheck = .with { $0.interval = 1 } }, "without a health command"),
+            ({ $0.replicatedJob = SwarmReplicatedJob() }, "a service's mode cannot change (replicated to replicated-job)"),
+        ]
+        for (change, message) in cases {
+            var spec = created.spec
+            change(&spec)
+            let result = await Self.code {
+                _ = try await m.call { try await $0.updateService(.with { $0.serviceID = "web"; $0.spec = spec }) }
+            }
+            #expect(result?.0 == .invalidArgument, "\(message)")
+            #expect(result?.1.contains(message) == true, "got \(String(describing: result?.1)), wanted \(message)")
+        }
+        let after = try await m.call { try await $0.getService(.with { $0.serviceID = "web" }) }.service
+        #expect(after == created, "nothing changed")
+        // A good update keeps the old spec as the previous one and starts an update.
+        var spec = created.spec
+        spec.task.process.args = ["2"]
+        let updated = try await m.call { try await $0.updateService(.with { $0.serviceID = "web"; $0.spec = spec }) }.service
+        #expect(updated.previousSpec == created.spec && updated.specVersion == created.specVersion + 1)
+        #expect(updated.updateStatus.state == .updating && updated.updateStatus.startedAt > 0)
+        // The replica count alone starts no update.
+        spec.replicated.replicas = 2
+        let scaled = try await m.call { try await $0.updateService(.with { $0.serviceID = "web"; $0.spec = spec }) }.service
+        #expect(scaled.updateStatus.startedAt == updated.updateStatus.startedAt)
+    }
+
     @Test func clusterHasTokensThatRotate() async throws {
         let m = try await Manager()
         defer { m.stop() }

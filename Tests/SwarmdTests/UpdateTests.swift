@@ -164,6 +164,14 @@ import Testing
         #expect(inspect.contains("10/10 completed"), "\(inspect)")
         try await Task.sleep(for: .seconds(1))
         #expect(await Self.serviceTasks(c, id).count == 10, "a finished job starts nothing more")
+        // --force runs it again.
+        #expect(try c.ctl("service", "update", "batch", "--force").status == 0)
+        try await c.waitFor("10 completions of the second run", seconds: 60) {
+            let forced = (try? await Self.service(c, "batch"))?.spec.task.forceUpdate == 1
+            return forced && (try? c.ctl("service", "inspect", "batch").output.contains("10/10 completed")) == true
+        }
+        let runs = await Self.serviceTasks(c, id).filter { $0.status.state == .complete && $0.spec.forceUpdate == 1 }
+        #expect(Set(runs.map(\.slot)).count == 10)
 
         #expect(try c.ctl("service", "create", "--name", "once", "--mode", "global-job", "--command", "/bin/true").status == 0)
         let once = try await Self.service(c, "once").id
