@@ -165,12 +165,19 @@ struct ServiceCommand: AsyncParsableCommand {
             fields(rows)
             print("")
             let hostnames = Dictionary(uniqueKeysWithValues: nodes.map { ($0.id, $0.description_p.hostname) })
-            table(["Task ID", "Service", "Slot", "Image", "Desired State", "Last State", "Node"],
+            table(["Task ID", "Service", "Slot", t.executorName == "process" ? "Command" : "Image", "Desired State", "Last State", "Node"],
                   tasks.filter(\.isRunnable).sorted { ($0.slot, $0.nodeID) < ($1.slot, $1.nodeID) }.map { task in
-                      [task.id, s.spec.annotations.name, task.slot == 0 ? "-" : String(task.slot), List.image(task.spec),
+                      [task.id, s.spec.annotations.name, task.slot == 0 ? "-" : String(task.slot), Self.commandLine(task.spec),
                        upper(task.desiredState), upper(task.status.state) + " " + age(task.status.timestamp),
                        hostnames[task.nodeID] ?? task.nodeID]
                   })
+        }
+
+        /// The image, or for a process task its command line, so that an update's progress
+        /// shows in the task table.
+        static func commandLine(_ t: SwarmTaskSpec) -> String {
+            if case .container(let c)? = t.runtime { return c.image }
+            return ([t.process.command] + t.process.args).joined(separator: " ")
         }
 
         static func rollout(_ u: SwarmUpdateConfig) -> String {
