@@ -368,4 +368,21 @@ struct Sim {
         #expect(Dictionary(grouping: sim.running, by: \.nodeID).mapValues(\.count) == ["a": 2, "b": 2, "c": 2])
         #expect(Rebalancer.isSettled(sim.service, tasks: Array(sim.tasks.values)))
     }
+
+    @Test func globalServiceUpdatesOneNodeAtATime() throws {
+        var sim = Sim(replicas: nil, nodes: ["a", "b", "c"], update: Self.config(parallelism: 1, delay: 2 * Sim.sec))
+        try sim.run(steps: 4)
+        #expect(sim.running.count == 3)
+        sim.update { $0.task.process.args = ["2222"] }
+        var most = 0
+        try sim.run(steps: 40, until: { $0.service.updateStatus.state == .completed }) { s in
+            let up = Set(s.running.filter { $0.spec == s.service.spec.task }.map(\.nodeID))
+            let old = Set(s.running.filter { $0.spec != s.service.spec.task }.map(\.nodeID))
+            most = max(most, 3 - up.union(old).count)
+        }
+        #expect(most <= 1, "one node at a time is without its task (saw \(most))")
+        #expect(sim.service.updateStatus.state == .completed)
+        #expect(Set(sim.running.filter { $0.spec.process.args == ["2222"] }.map(\.nodeID)) == ["a", "b", "c"])
+        #expect(sim.runnable.count == 3)
+    }
 }
