@@ -3,6 +3,7 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
 import SwarmAPI
+import SwarmConcurrency
 import SwarmPluginHost
 import SwarmRPC
 import SwiftProtobuf
@@ -35,10 +36,14 @@ public final class Agent: Sendable {
     let logger: Logger
     let db: TaskDB
     private let runners = Mutex<[String: TaskRunner]>([:])
-    /// Runners to run, as ``run()``'s child tasks.
-    private let launches: AsyncStream<TaskRunner>
-    private let launch: AsyncStream<TaskRunner>.Continuation
+    /// Work to run as ``run()``'s child tasks: task runners, and clean-ups of tasks left
+    /// over from before a restart.
+    private let launches: AsyncStream<@Sendable () async -> Void>
+    private let launch: AsyncStream<@Sendable () async -> Void>.Continuation
     private let outbox: Mutex<[String: SwarmTaskStatus]>
+    /// Wakes the status reporter when the outbox gets something.
+    private let outboxFilled: AsyncStream<Void>
+    private let fillOutbox: AsyncStream<Void>.Continuation
     private let managers: Mutex<[String]>
     /// Tasks recorded before this process started that no runner has taken over yet.
     private let recovered: Mutex<[String: TaskDB.Record]>
@@ -59,7 +64,8 @@ public final class Agent: Sendable {
         self.config = config
         self.plugins = plugins
         self.logger = logger
-        (launches, launch) = AsyncStream.makeStream(of: TaskRunner.self)
+        (launches, launch) = AsyncStream.makeStream(of: (@Sendable () async -> Void).self)
+        (outboxFilled, fillOutbox) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         try FileManager.default.createDirectory(atPath: config.stateDir, withIntermediateDirectories: true)
         db = try TaskDB(path: config.stateDir + "/tasks.db")
         let records = try db.all()
@@ -82,8 +88,8 @@ public final class Agent: Sendable {
                 await self.sessions()
                 self.launch.finish()
             }
-            for await runner in launches {
-                group.addTask { await runner.serve() }
+            for await work in launches {
+                group.addTask { await work() }
             }
         }
     }
@@ -189,7 +195,10 @@ public final class Agent: Sendable {
         }
     }
 
+    /// Sends status changes as they happen: whatever is in the outbox when the reporter
+    /// wakes goes in one batch. One session's reporter runs at a time.
     func reports(_ d: SwarmDispatcher.Client<HTTP2ClientTransport.Posix>, _ s: SwarmSessionMessage) async throws {
+        var wakeUps = outboxFilled.makeAsyncIterator()
         while !Task.isCancelled {
             let batch = outbox.withLock { o -> [String: SwarmTaskStatus] in defer { o = [:] }; return o }
             if !batch.isEmpty {
@@ -203,10 +212,11 @@ public final class Agent: Sendable {
                 } catch {
                     // Keep them for the next session; newer states win.
                     outbox.withLock { o in for (k, v) in batch where (o[k]?.state.rawValue ?? 0) < v.state.rawValue { o[k] = v } }
+                    fillOutbox.yield()
                     throw error
                 }
             }
-            try await Task.sleep(for: .milliseconds(50))
+            guard await wakeUps.next() != nil else { return }
         }
     }
 
@@ -265,31 +275,43 @@ public final class Agent: Sendable {
             self?.enqueue(id, status)
         }
         runners.withLock { $0[task.id] = runner }
-        launch.yield(runner)
+        launch.yield { await runner.serve() }
     }
 
     /// A task this agent does not track, that must not run: after a restart of the node its
     /// process may still be alive. The executor adopts it (from its work directory) so that
-    /// it can be stopped; nothing is started.
+    /// it can be stopped; nothing is started. Runs as a child task of ``run()``, with the
+    /// executor's calls on a thread of their own.
     func cleanUpLeftover(_ task: SwarmTask) {
         let workDir = "\(config.stateDir)/tasks/\(task.id)"
         guard FileManager.default.fileExists(atPath: workDir),
               let executor = plugins.executor(task.spec.executorName) else { return }
         let client = ExecutorClient(executor)
         let proto: [UInt8] = (try? task.serializedBytes()) ?? []
-        do {
-            try client.prepare(taskID: task.id, serviceID: task.serviceID, workDir: workDir, taskProto: proto)
-            try client.shutdown(taskID: task.id, graceNanoseconds: 2_000_000_000)
-            try client.remove(taskID: task.id)
-            logger.info("stopped leftover task \(task.id) from before the restart")
-        } catch {
-            logger.debug("leftover task \(task.id): \(error)")
+        let logger = logger
+        launch.yield {
+            do {
+                try await ExecutorThreads.run("clean up \(task.id)") {
+                    try client.prepare(taskID: task.id, serviceID: task.serviceID, workDir: workDir, taskProto: proto)
+                    try client.shutdown(taskID: task.id, graceNanoseconds: 2_000_000_000)
+                    try client.remove(taskID: task.id)
+                }
+                logger.info("stopped leftover task \(task.id) from before the restart")
+            } catch {
+                logger.debug("leftover task \(task.id): \(error)")
+            }
         }
     }
 
+    /// Stops and removes a task. The runner does it at its own pace; the task leaves the
+    /// local database once it has stopped, so that a crash in between still finds it.
     func remove(_ id: String) {
-        if let r = runners.withLock({ $0.removeValue(forKey: id) }) { r.remove() }
-        forget(id)
+        guard let r = runners.withLock({ $0.removeValue(forKey: id) }) else { return forget(id) }
+        r.remove()
+        launch.yield {
+            await r.finished.wait()
+            self.forget(id)
+        }
     }
 
     /// Drops a task from the local database.
@@ -307,6 +329,7 @@ public final class Agent: Sendable {
         }
         if newer {
             do { try db.setStatus(id, status, reported: false) } catch { logger.error("\(db.path): \(error)") }
+            fillOutbox.yield()
         }
     }
 }

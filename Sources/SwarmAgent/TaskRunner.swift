@@ -24,7 +24,7 @@ final class TaskRunner: Sendable {
         /// Set when the health check failed and the runner stopped the task.
         var unhealthy: String?
     }
-    /// Fired once ``stop()`` has asked the executor to stop the task; ``serve()`` then ends.
+    /// Fired by ``stop()`` and ``remove()``.
     private let stopped = StopSignal()
 
     init(task: SwarmTask, executor: ExecutorClient, workDir: String, logger: Logger,
@@ -59,18 +59,38 @@ final class TaskRunner: Sendable {
     var stopRequested: Bool { state.withLock { $0.stopRequested } }
 
     /// Starts (or, after a node restart, adopts) the task and follows it until it ends or
-    /// ``stop()`` is called; the agent runs this as one of its child tasks.
-    func serve() async { await stopped.run { await self.run() } }
+    /// is stopped; then waits until the agent asks it to stop or remove the task (or the
+    /// agent ends). The agent runs this as one of its child tasks, one per task, so tasks
+    /// start and stop at their own pace and concurrently. Every executor call that can
+    /// block runs on a thread of its own (``ExecutorThreads``).
+    func serve() async {
+        await run()
+        await stopped.wait()
+        if state.withLock({ $0.removed }) {
+            let (executor, id) = (executor, task.id)
+            try? await ExecutorThreads.run("remove \(id)") { try executor.remove(taskID: id) }
+        }
+        finished.fire()
+    }
+
+    /// Fired when ``serve()`` ends: the task has stopped (and, after ``remove()``, the
+    /// executor has released it).
+    let finished = StopSignal()
 
     private func run() async {
         set(.accepted, "accepted")
+        let (executor, task, workDir, proto) = (executor, task, workDir, proto)
         do {
             set(.preparing, "preparing")
-            try executor.prepare(taskID: task.id, serviceID: task.serviceID, workDir: workDir, taskProto: proto)
+            try await ExecutorThreads.run("prepare \(task.id)") {
+                try executor.prepare(taskID: task.id, serviceID: task.serviceID, workDir: workDir, taskProto: proto)
+            }
             set(.ready, "prepared")
-            if stopRequested { set(.shutdown, "shut down before start"); return }
+            if stopRequested || Task.isCancelled { set(.shutdown, "shut down before start"); return }
             set(.starting, "starting")
-            try executor.start(taskID: task.id, serviceID: task.serviceID, workDir: workDir, taskProto: proto)
+            try await ExecutorThreads.run("start \(task.id)") {
+                try executor.start(taskID: task.id, serviceID: task.serviceID, workDir: workDir, taskProto: proto)
+            }
             let pid = try executor.status(taskID: task.id).pid
             let probe = healthProbe
             state.withLock {
@@ -87,31 +107,51 @@ final class TaskRunner: Sendable {
         } catch is CancellationError {
             return
         } catch {
-            if stopRequested { return }  // stop() reports the outcome
+            if stopRequested {
+                set(.shutdown, "shut down")
+                return
+            }
             logger.warning("task \(task.id): \(error)")
             set(.rejected, "executor refused the task", err: "\(error)")
         }
     }
 
-    /// Follows the running task until it exits, and reports how it ended.
+    /// Follows the running task until it exits, or until a stop is asked for (then
+    /// stops it), and reports how it ended.
     private func follow() async throws {
-            while true {
-                let s = try executor.status(taskID: task.id)
-                if s.exited {
-                    if let reason = state.withLock({ $0.unhealthy }) {
-                        set(.failed, "unhealthy: \(reason)", exitCode: s.exitCode, pid: s.pid, err: "task unhealthy: \(reason)")
-                    } else if stopRequested {
-                        set(.shutdown, "shut down", exitCode: s.exitCode, pid: s.pid)
-                    } else if s.exitCode == 0 {
-                        set(.complete, "finished", exitCode: 0, pid: s.pid)
-                    } else {
-                        set(.failed, "exited with code \(s.exitCode)", exitCode: s.exitCode, pid: s.pid,
-                            err: "task exited with code \(s.exitCode)")
-                    }
-                    return
-                }
-                try await Task.sleep(for: .milliseconds(100))
+        var stopping = false
+        while true {
+            // The agent ending (its task cancelled) stops the tasks, as a node shut down
+            // on purpose does.
+            if Task.isCancelled { state.withLock { $0.stopRequested = true } }
+            if !stopping && stopRequested {
+                stopping = true
+                let (executor, id, grace) = (executor, task.id, gracePeriod)
+                // SIGTERM, then SIGKILL after the grace period, off the cooperative pool.
+                try? await ExecutorThreads.run("stop \(id)") { try executor.shutdown(taskID: id, graceNanoseconds: grace) }
             }
+            let s = try executor.status(taskID: task.id)
+            if s.exited {
+                if let reason = state.withLock({ $0.unhealthy }) {
+                    set(.failed, "unhealthy: \(reason)", exitCode: s.exitCode, pid: s.pid, err: "task unhealthy: \(reason)")
+                } else if stopRequested {
+                    set(.shutdown, "shut down", exitCode: s.exitCode, pid: s.pid)
+                } else if s.exitCode == 0 {
+                    set(.complete, "finished", exitCode: 0, pid: s.pid)
+                } else {
+                    set(.failed, "exited with code \(s.exitCode)", exitCode: s.exitCode, pid: s.pid,
+                        err: "task exited with code \(s.exitCode)")
+                }
+                return
+            }
+            if stopping {
+                // The executor gave up on it (it did not die after SIGKILL): say so.
+                set(.shutdown, "shut down (the executor could not confirm the end)", pid: s.pid)
+                return
+            }
+            // Wakes at once when a stop is asked for.
+            await stopped.wait(upTo: .milliseconds(100))
+        }
     }
 
     /// The health check of a process task (the docker executor leaves health to the engine).
@@ -144,7 +184,8 @@ final class TaskRunner: Sendable {
             report(task.id, status)
             if health == .unhealthy {
                 logger.info("task \(task.id) is unhealthy (\(failure ?? "")); stopping it")
-                try? executor.shutdown(taskID: task.id, graceNanoseconds: gracePeriod)
+                let (executor, id, grace) = (executor, task.id, gracePeriod)
+                try? await ExecutorThreads.run("stop \(id)") { try executor.shutdown(taskID: id, graceNanoseconds: grace) }
                 return
             }
         }
@@ -154,23 +195,19 @@ final class TaskRunner: Sendable {
 
     var gracePeriod: Int64 { task.spec.process.stopGracePeriod > 0 ? task.spec.process.stopGracePeriod : 10_000_000_000 }
 
-    /// Stops the task (SIGTERM, then SIGKILL after the grace period).
+    /// Asks for the task to be stopped (SIGTERM, then SIGKILL after the grace period).
+    /// Returns at once; the runner stops the task and reports SHUTDOWN.
     func stop() {
         state.withLock { $0.stopRequested = true }
-        do {
-            try executor.shutdown(taskID: task.id, graceNanoseconds: gracePeriod)
-        } catch {
-            // Not started yet, or already gone: nothing left to stop.
-        }
         stopped.fire()
-        let code = (try? executor.status(taskID: task.id))?.exitCode ?? 0
-        set(.shutdown, "shut down", exitCode: code)
     }
 
-    /// Stops the task and releases everything the executor holds for it.
+    /// Asks for the task to be stopped and everything the executor holds for it released.
     func remove() {
-        stop()
-        try? executor.remove(taskID: task.id)
-        state.withLock { $0.removed = true }
+        state.withLock {
+            $0.stopRequested = true
+            $0.removed = true
+        }
+        stopped.fire()
     }
 }

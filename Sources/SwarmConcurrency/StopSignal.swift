@@ -40,6 +40,18 @@ public final class StopSignal: Sendable {
         }
     }
 
+    /// Returns once the signal has fired, or after `timeout`, or when the waiting task is
+    /// cancelled, whichever comes first.
+    public func wait(upTo timeout: Duration) async {
+        if isFired { return }
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.wait() }
+            group.addTask { try? await Task.sleep(for: timeout) }
+            await group.next()
+            group.cancelAll()
+        }
+    }
+
     /// Runs `body` until it returns or the signal fires, whichever comes first; the other
     /// is cancelled (so a body blocked in a call that honours cancellation ends).
     public func run(_ body: @escaping @Sendable () async -> Void) async {
