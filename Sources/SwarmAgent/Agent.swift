@@ -45,8 +45,8 @@ public final class Agent: Sendable {
     private let outboxFilled: AsyncStream<Void>
     private let fillOutbox: AsyncStream<Void>.Continuation
     private let managers: Mutex<[String]>
-    /// Tasks recorded before this process started that no runner has taken over yet.
-    private let recovered: Mutex<[String: TaskDB.Record]>
+    /// The decisions: which tasks run, stop, are removed or cleaned up.
+    private let core: Mutex<AgentCore>
     let publishers = Mutex<[String: Task<Void, Never>]>([:])
     private let token: Mutex<String>
     private let roleHandler = Mutex<(@Sendable (SwarmNodeSpec.Role, String) -> Void)?>(nil)
@@ -69,7 +69,7 @@ public final class Agent: Sendable {
         try FileManager.default.createDirectory(atPath: config.stateDir, withIntermediateDirectories: true)
         db = try TaskDB(path: config.stateDir + "/tasks.db")
         let records = try db.all()
-        recovered = Mutex(records)
+        core = Mutex(AgentCore(recovered: records, executors: Set(plugins.names(.executor))))
         // States observed before the restart that no manager acknowledged are sent first.
         outbox = Mutex(records.compactMapValues { $0.reported ? nil : $0.status })
         managers = Mutex(config.managers)
@@ -125,7 +125,7 @@ public final class Agent: Sendable {
         // database and reported after a restart). A node that dies leaves them running;
         // the restarted agent adopts or stops them.
         for p in publishers.withLock({ Array($0.values) }) { p.cancel() }
-        for r in runners.withLock({ Array($0.values) }) { r.stop() }
+        handle(.shutdown)
     }
 
     func session(_ addr: String) async throws {
@@ -223,41 +223,42 @@ public final class Agent: Sendable {
     func assignments(_ d: SwarmDispatcher.Client<HTTP2ClientTransport.Posix>, _ s: SwarmSessionMessage) async throws {
         try await d.assignments(.with { $0.nodeID = config.nodeID; $0.sessionID = s.sessionID }) { response in
             for try await message in response.messages {
-                if message.type == .complete {
-                    let listed = Set(message.changes.map(\.task.id))
-                    for id in self.taskIDs where !listed.contains(id) { self.remove(id) }
-                    // Tasks from before a restart that are no longer assigned here must stop.
-                    let stale = self.recovered.withLock { r -> [TaskDB.Record] in
-                        let gone = r.filter { !listed.contains($0.key) }
-                        for id in gone.keys { r[id] = nil }
-                        return Array(gone.values)
-                    }
-                    for record in stale { self.cleanUpLeftover(record.task); self.forget(record.task.id) }
-                }
-                for change in message.changes {
-                    if change.action == .remove { self.remove(change.task.id) } else { self.apply(change.task) }
-                }
+                self.handle(.assignments(complete: message.type == .complete, message.changes))
             }
         }
     }
 
-    func apply(_ task: SwarmTask) {
-        let known = recovered.withLock { $0.removeValue(forKey: task.id) }
-        if !task.isRunnable {
-            if let r = runners.withLock({ $0[task.id] }) {
-                if task.desiredState == .remove { remove(task.id) } else { r.stop() }
-            } else {
-                cleanUpLeftover(known?.task ?? task)
-                if let known, known.status.map({ $0.state.isActive }) ?? true {
-                    enqueue(task.id, .with { $0.state = .shutdown; $0.message = "stopped after the node restarted" })
-                }
+    /// Runs one event through the ``AgentCore`` and performs its actions.
+    func handle(_ event: AgentCore.Event) {
+        for action in core.withLock({ $0.handle(event) }) { perform(action) }
+    }
+
+    func perform(_ action: AgentCore.Action) {
+        switch action {
+        case .start(let task):
+            start(task)
+        case .stop(let id):
+            runners.withLock { $0[id] }?.stop()
+        case .remove(let id):
+            guard let r = runners.withLock({ $0.removeValue(forKey: id) }) else { return handle(.removed(taskID: id)) }
+            r.remove()
+            // The task leaves the local database once it has stopped, so that a crash in
+            // between still finds it.
+            launch.yield {
+                await r.finished.wait()
+                self.handle(.removed(taskID: id))
             }
-            return
+        case .cleanUpLeftover(let task):
+            cleanUpLeftover(task)
+        case .report(let id, let status):
+            enqueue(id, status)
+        case .forget(let id):
+            forget(id)
         }
-        guard task.desiredState == .running, runners.withLock({ $0[task.id] }) == nil else { return }
-        // A task the node saw end before a restart is not run again.
-        if let status = known?.status, status.state.isTerminal { return }
-        guard task.status.state.isActive else { return }
+    }
+
+    /// Records a task and runs it in a runner of its own.
+    func start(_ task: SwarmTask) {
         do {
             try db.put(task)
         } catch {
@@ -265,11 +266,7 @@ public final class Agent: Sendable {
             enqueue(task.id, .with { $0.state = .rejected; $0.err = "the node cannot record the task: \(error)" })
             return
         }
-        let runtime = task.spec.executorName
-        guard let executor = plugins.executor(runtime) else {
-            enqueue(task.id, .with { $0.state = .rejected; $0.err = "executor \"\(runtime)\" is not loaded on this node" })
-            return
-        }
+        guard let executor = plugins.executor(task.spec.executorName) else { return }
         let runner = TaskRunner(task: task, executor: ExecutorClient(executor),
                                 workDir: "\(config.stateDir)/tasks/\(task.id)", logger: logger) { [weak self] id, status in
             self?.enqueue(id, status)
@@ -300,17 +297,6 @@ public final class Agent: Sendable {
             } catch {
                 logger.debug("leftover task \(task.id): \(error)")
             }
-        }
-    }
-
-    /// Stops and removes a task. The runner does it at its own pace; the task leaves the
-    /// local database once it has stopped, so that a crash in between still finds it.
-    func remove(_ id: String) {
-        guard let r = runners.withLock({ $0.removeValue(forKey: id) }) else { return forget(id) }
-        r.remove()
-        launch.yield {
-            await r.finished.wait()
-            self.forget(id)
         }
     }
 
