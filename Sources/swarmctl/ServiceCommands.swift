@@ -234,7 +234,7 @@ struct ServiceCommand: AsyncParsableCommand {
 /// The flags `service create` and `service update` share. On update, only the flags given
 /// change the spec.
 struct ServiceFlags: ParsableArguments {
-    @Option(help: "Command to run (process executor)") var command: String?
+    @Option(help: "Command to run (process executor), or the entrypoint with --image") var command: String?
     @Option(help: "Container image (docker executor)") var image: String?
     @Option(parsing: .singleValue, help: "Argument (repeatable, or one string split on spaces)") var args: [String] = []
     @Option(parsing: .singleValue, help: "Environment variable KEY=VALUE (repeatable)") var env: [String] = []
@@ -263,14 +263,21 @@ struct ServiceFlags: ParsableArguments {
 
     func apply(to spec: inout SwarmServiceSpec) throws {
         let splitArgs = args.count == 1 ? args[0].split(separator: " ").map(String.init) : args
-        if let command {
-            var p = spec.task.process
-            p.command = command
-            spec.task.process = p
-        } else if let image {
+        if let image {
+            // A container task: --command replaces the image's entrypoint.
             var c = spec.task.container
             c.image = image
+            if let command { c.command = [command] }
             spec.task.container = c
+        } else if let command {
+            if case .container(var c)? = spec.task.runtime {
+                c.command = [command]
+                spec.task.container = c
+            } else {
+                var p = spec.task.process
+                p.command = command
+                spec.task.process = p
+            }
         }
         switch spec.task.runtime {
         case .process(var p)?:

@@ -218,6 +218,9 @@ import Testing
             let r = try c.ctl(["service", "update", "web"] + flags)
             #expect(r.status != 0 && r.output.contains(message), "\(flags): \(r.output)")
         }
+        // An image with a command is a container task, never a host process in disguise.
+        let image = try c.ctl("service", "create", "--name", "img", "--image", "busybox", "--command", "sleep", "--args", "600")
+        #expect(image.status != 0 && image.output.contains("unknown runtime \"docker\""), "\(image.output)")
         let rollback = try c.ctl("service", "rollback", "web")
         #expect(rollback.status != 0 && rollback.output.contains("no previous spec"), "\(rollback.output)")
         let after = try await Self.service(c, "web")
