@@ -74,6 +74,9 @@ public final class OrchestratorLoop: Sendable {
             }
         }
         var timer: Task<Void, Never>?
+        /// When the timer fires; a pass over some services must not push back a wake-up
+        /// another service asked for earlier.
+        var timerAt: Int64 = 0
         await withTaskCancellationHandler {
             for await item in work {
                 let next: Int64?
@@ -86,10 +89,12 @@ public final class OrchestratorLoop: Sendable {
                     await autoRebalance()
                     next = nil
                 }
-                if let next {
-                    // Wake when the earliest delayed restart becomes due.
+                let now = clock()
+                if let next, timerAt <= now || next < timerAt {
+                    // Wake when the earliest delayed start, update delay or monitor window ends.
                     timer?.cancel()
-                    let delay = max(0, next - clock())
+                    timerAt = next
+                    let delay = max(0, next - now)
                     timer = Task {
                         try? await Task.sleep(for: .nanoseconds(delay + 1_000_000))
                         if !Task.isCancelled { queue.yield(.all) }
