@@ -77,6 +77,9 @@ public struct ControlService: SwarmControl.SimpleServiceProtocol {
         if SpecValidation.modeName(spec.mode) != SpecValidation.modeName(service.spec.mode) {
             throw .invalidArgument("a service's mode cannot change (\(SpecValidation.modeName(service.spec.mode)) to \(SpecValidation.modeName(spec.mode))): create a new service")
         }
+        if spec.rebalance != service.spec.rebalance, SpecValidation.modeName(spec.mode) != "replicated" {
+            throw .invalidArgument("rebalancing applies to replicated services only")
+        }
         var s = service
         let paused = s.updateStatus.state == .paused || s.updateStatus.state == .rollbackPaused
         if spec != s.spec {

@@ -55,6 +55,9 @@ public struct SpecValidation: Sendable {
         try validate(spec.task)
         try validate(spec.update, "update")
         try validate(spec.rollback, "rollback")
+        if spec.rollback.failureAction == .rollback {
+            throw .invalidArgument("a rollback's failure action must be pause or continue, not rollback")
+        }
     }
 
     /// The mode's name, as `swarmctl --mode` spells it.

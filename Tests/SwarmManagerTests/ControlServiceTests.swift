@@ -170,6 +170,7 @@ import Testing
             ({ $0.task.healthcheck = .with { $0.test = ["CMD"]; $0.interval = 1 } }, "needs a command after it"),
             ({ $0.task.healthcheck = .with { $0.interval = 1 } }, "without a health command"),
             ({ $0.replicatedJob = SwarmReplicatedJob() }, "a service's mode cannot change (replicated to replicated-job)"),
+            ({ $0.rollback.failureAction = .rollback }, "a rollback's failure action must be pause or continue"),
         ]
         for (change, message) in cases {
             var spec = created.spec
@@ -182,6 +183,15 @@ import Testing
         }
         let after = try await m.call { try await $0.getService(.with { $0.serviceID = "web" }) }.service
         #expect(after == created, "nothing changed")
+        let global = try await m.call {
+            try await $0.createService(.with { $0.spec = Self.spec("g"); $0.spec.global = SwarmGlobalService() })
+        }.service
+        var rebalanced = global.spec
+        rebalanced.rebalance = 1
+        let refusedRebalance = await Self.code {
+            _ = try await m.call { try await $0.updateService(.with { $0.serviceID = "g"; $0.spec = rebalanced }) }
+        }
+        #expect(refusedRebalance?.0 == .invalidArgument && refusedRebalance?.1.contains("replicated services only") == true)
         // A good update keeps the old spec as the previous one and starts an update.
         var spec = created.spec
         spec.task.process.args = ["2"]
