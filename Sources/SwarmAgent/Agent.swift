@@ -42,8 +42,7 @@ public final class Agent: Sendable {
     private let launch: AsyncStream<@Sendable () async -> Void>.Continuation
     private let outbox: Mutex<[String: SwarmTaskStatus]>
     /// Wakes the status reporter when the outbox gets something.
-    private let outboxFilled: AsyncStream<Void>
-    private let fillOutbox: AsyncStream<Void>.Continuation
+    private let outboxFilled = Doorbell()
     private let managers: Mutex<[String]>
     /// The decisions: which tasks run, stop, are removed or cleaned up.
     private let core: Mutex<AgentCore>
@@ -65,7 +64,6 @@ public final class Agent: Sendable {
         self.plugins = plugins
         self.logger = logger
         (launches, launch) = AsyncStream.makeStream(of: (@Sendable () async -> Void).self)
-        (outboxFilled, fillOutbox) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         try FileManager.default.createDirectory(atPath: config.stateDir, withIntermediateDirectories: true)
         db = try TaskDB(path: config.stateDir + "/tasks.db")
         let records = try db.all()
@@ -196,9 +194,9 @@ public final class Agent: Sendable {
     }
 
     /// Sends status changes as they happen: whatever is in the outbox when the reporter
-    /// wakes goes in one batch. One session's reporter runs at a time.
+    /// wakes goes in one batch. One session's reporter runs at a time; each new session's
+    /// reporter sends what is left first.
     func reports(_ d: SwarmDispatcher.Client<HTTP2ClientTransport.Posix>, _ s: SwarmSessionMessage) async throws {
-        var wakeUps = outboxFilled.makeAsyncIterator()
         while !Task.isCancelled {
             let batch = outbox.withLock { o -> [String: SwarmTaskStatus] in defer { o = [:] }; return o }
             if !batch.isEmpty {
@@ -212,11 +210,11 @@ public final class Agent: Sendable {
                 } catch {
                     // Keep them for the next session; newer states win.
                     outbox.withLock { o in for (k, v) in batch where (o[k]?.state.rawValue ?? 0) < v.state.rawValue { o[k] = v } }
-                    fillOutbox.yield()
+                    outboxFilled.ring()
                     throw error
                 }
             }
-            guard await wakeUps.next() != nil else { return }
+            await outboxFilled.wait()
         }
     }
 
@@ -315,7 +313,7 @@ public final class Agent: Sendable {
         }
         if newer {
             do { try db.setStatus(id, status, reported: false) } catch { logger.error("\(db.path): \(error)") }
-            fillOutbox.yield()
+            outboxFilled.ring()
         }
     }
 }
