@@ -145,7 +145,11 @@ struct ReplayRunTests {
 
     @Test func aReplayAccountsForEveryPodAndNeverOverAllocates() throws {
         let registry = PluginRegistry()
-        #expect(registry.loadDirectory(Self.pluginDir).isEmpty)
+        // The build directory also holds dependencies' own libraries (a plain `swift build`
+        // makes libGRDB-dynamic.so); only the project's plugins must load.
+        let errors = registry.loadDirectory(Self.pluginDir).filter { $0.file.contains("libswarm-") }
+        #expect(errors.isEmpty, "\(errors)")
+        #expect(registry.strategy("gpu") != nil && registry.strategy("fgd") != nil)
         let nodes = [TraceNode(name: "a", cpuMilli: 8000, memoryMiB: 8192, gpus: 2, model: "T4"),
                      TraceNode(name: "b", cpuMilli: 8000, memoryMiB: 8192, gpus: 1, model: "V100M16")]
         func pod(_ name: String, _ cpu: Int64, _ count: Int, _ milli: Int32, _ spec: String = "") -> TracePod {
