@@ -14,6 +14,7 @@ let package = Package(
         // Plugins: each a shared library the host loads by name at start-up.
         .library(name: "swarm-spread", type: .dynamic, targets: ["SwarmSpreadPlugin"]),
         .library(name: "swarm-process", type: .dynamic, targets: ["SwarmProcessPlugin"]),
+        .library(name: "swarm-docker", type: .dynamic, targets: ["SwarmDockerPlugin"]),
         .library(name: "swarm-binpack", type: .dynamic, targets: ["SwarmBinpackPlugin"]),
         .library(name: "swarm-gang", type: .dynamic, targets: ["SwarmGangPlugin"]),
         .library(name: "swarm-random", type: .dynamic, targets: ["SwarmRandomPlugin"]),
@@ -43,6 +44,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         // Protocol definitions (proto/) and the committed generated code (Generated/).
@@ -114,6 +116,12 @@ let package = Package(
         .target(name: "SwarmProcessSupport", path: "Plugins/process-support"),
         .target(name: "SwarmProcessPlugin", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf"), "SwarmPluginKit", "SwarmAPI", "SwarmProcessSupport"],
                 path: "Plugins/process"),
+        // The docker executor: Docker Engine API over its unix socket.
+        .target(name: "SwarmDockerPlugin", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf"), "SwarmPluginKit", "SwarmAPI",
+                                                          .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                                                          .product(name: "NIOCore", package: "swift-nio"),
+                                                          .product(name: "NIOHTTP1", package: "swift-nio")],
+                path: "Plugins/docker"),
         // Placement constraints (SwarmKit's expressions) and placement input errors, pure: what
         // the orchestrator needs of placement, without the scheduler.
         .target(name: "SwarmConstraints", dependencies: ["SwarmAPI"]),

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the project needs, idempotently. Safe to run as root in CI
-# (no standard input) and on a developer machine.
+# (no standard input) and on a developer machine. With --test, also what the tests need:
+# Docker Engine and a static busybox (for the docker executor's tests and their image).
 set -euo pipefail
 packages=(libsqlite3-dev libffi-dev procps psmisc gcc python3)
+if [ "${1:-}" = "--test" ]; then packages+=(docker.io busybox-static); fi
 # The Rust example plugin needs rustc; Debian's is used when there is no rustup one.
 if ! command -v rustc >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/rustc" ]; then packages+=(rustc); fi
 missing=()

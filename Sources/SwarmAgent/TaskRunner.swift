@@ -193,7 +193,16 @@ final class TaskRunner: Sendable {
 
     static func now() -> Int64 { Int64(Date().timeIntervalSince1970 * 1e9) }
 
-    var gracePeriod: Int64 { task.spec.process.stopGracePeriod > 0 ? task.spec.process.stopGracePeriod : 10_000_000_000 }
+    /// The spec's stop grace period (process or container), 10 s when it sets none.
+    var gracePeriod: Int64 {
+        let grace: Int64
+        switch task.spec.runtime {
+        case .process(let p)?: grace = p.stopGracePeriod
+        case .container(let c)?: grace = c.stopGracePeriod
+        case nil: grace = 0
+        }
+        return grace > 0 ? grace : 10_000_000_000
+    }
 
     /// Asks for the task to be stopped (SIGTERM, then SIGKILL after the grace period).
     /// Returns at once; the runner stops the task and reports SHUTDOWN.

@@ -1,0 +1,92 @@
+import Foundation
+import SwarmAPI
+import SwarmRPC
+import SwiftProtobuf
+import Testing
+
+/// The docker executor on a real dockerd that `scripts/test.sh` starts for the tests
+/// (`SWARM_TEST_DOCKER_HOST`, with the image `SWARM_TEST_IMAGE` made by `docker import`,
+/// so that nothing reaches a registry).
+@Suite(.serialized, .enabled(if: ProcessInfo.processInfo.environment["SWARM_TEST_DOCKER_HOST"] != nil,
+                             "needs the dockerd that scripts/test.sh starts"))
+struct DockerTests {
+    static let host = ProcessInfo.processInfo.environment["SWARM_TEST_DOCKER_HOST"] ?? ""
+    static let image = ProcessInfo.processInfo.environment["SWARM_TEST_IMAGE"] ?? "swarm-test:1"
+
+    /// `docker` against the test engine: its output, and whether it succeeded.
+    static func docker(_ args: String...) throws -> (ok: Bool, output: String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["docker"] + args
+        p.environment = ProcessInfo.processInfo.environment.merging(["DOCKER_HOST": host]) { $1 }
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        try p.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        let status = SwarmdCluster.reap(p)
+        return (status == 0, String(decoding: data, as: UTF8.self))
+    }
+
+    /// Containers of a service, by the label the executor puts on them.
+    static func containers(service: String, all: Bool = true) throws -> [String] {
+        let out = try docker("ps", all ? "-aq" : "-q", "--filter", "label=com.swift-swarm.service.name=\(service)").output
+        return out.split(separator: "\n").map(String.init)
+    }
+
+    @Test func containersRunWithTheirLimitsReportExitCodesAndLeaveNothingBehind() async throws {
+        let c = try SwarmdCluster()
+        try c.startManager(environment: ["DOCKER_HOST": Self.host])
+        _ = try await c.readyCluster()
+        // Names of this run only: the engine may hold containers of other runs.
+        let run = String(Int.random(in: 100_000...999_999))
+        let (box, three, missing) = ("box\(run)", "three\(run)", "missing\(run)")
+        try await c.waitFor("the docker executor offered", seconds: 30) {
+            (try? c.ctl("plugin", "ls").output.contains("docker")) == true
+        }
+        let created = try c.ctl("service", "create", "--name", box, "--image", Self.image, "--args", "sleep 600",
+                                "--replicas", "3", "--limit-memory", "64MiB", "--limit-cpu", "0.5")
+        #expect(created.status == 0, "\(created.output)")
+        try await c.waitFor("3 containers running", seconds: 60) { (try? Self.containers(service: box, all: false).count) == 3 }
+        let first = try #require(try Self.containers(service: box).first)
+        let limits = try Self.docker("inspect", "--format", "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}}", first).output
+        #expect(limits.trimmingCharacters(in: .whitespacesAndNewlines) == "67108864 500000000", "\(limits)")
+        let labels = try Self.docker("inspect", "--format", "{{index .Config.Labels \"com.swift-swarm.task.id\"}}", first).output
+        let tasks = await c.tasks()
+        #expect(tasks.contains { $0.id == labels.trimmingCharacters(in: .whitespacesAndNewlines) }, "labelled with its task")
+
+        // A container that exits 3: the task FAILED with exit code 3.
+        #expect(try c.ctl("service", "create", "--name", three, "--image", Self.image, "--args=sh", "--args=-c",
+                          "--args", "exit 3", "--restart-condition", "none").status == 0)
+        try await c.waitFor("the task failed with exit code 3", seconds: 60) {
+            await c.tasks().contains { $0.serviceAnnotations.name == three && $0.status.state == .failed && $0.status.exitCode == 3 }
+        }
+        // A missing image (pulling it cannot reach a registry): REJECTED with the reason.
+        #expect(try c.ctl("service", "create", "--name", missing, "--image", "swarm-no-such-image:9",
+                          "--restart-condition", "none").status == 0)
+        try await c.waitFor("the task rejected with the pull's message", seconds: 60) {
+            await c.tasks().contains { $0.serviceAnnotations.name == missing && $0.status.state == .rejected
+                && $0.status.err.contains("swarm-no-such-image") }
+        }
+        // Container output is not collected yet, and the API says so.
+        let logs = try c.ctl("service", "logs", box)
+        #expect(logs.status != 0 && logs.output.contains("not collected yet"), "\(logs.output)")
+
+        for s in [box, three, missing] { #expect(try c.ctl("service", "rm", s).status == 0) }
+        try await c.waitFor("no container left", seconds: 60) {
+            [box, three, missing].allSatisfy { (try? Self.containers(service: $0).isEmpty) == true }
+        }
+        #expect(c.terminate("manager") == 0)
+    }
+
+    @Test func aNodeWithoutAnEngineOffersNoDockerExecutor() async throws {
+        let c = try SwarmdCluster()
+        try c.startManager(environment: ["DOCKER_HOST": "unix://\(c.root)/no-engine.sock"])
+        _ = try await c.readyCluster()
+        #expect(!(try c.ctl("plugin", "ls").output.contains("docker")))
+        let refused = try c.ctl("service", "create", "--name", "box", "--image", Self.image)
+        #expect(refused.status != 0 && refused.output.contains("unknown runtime \"docker\""), "\(refused.output)")
+        try await c.waitFor("the node's log saying why", seconds: 10) { c.logTail("manager", lines: 200).contains("not offering the docker executor") }
+        #expect(c.terminate("manager") == 0)
+    }
+}
