@@ -114,13 +114,16 @@ let package = Package(
         // GPU-sharing arithmetic (fits, GPU choice, FGD fragmentation), pure.
         .target(name: "SwarmGPU", dependencies: ["SwarmRandom"]),
         .target(name: "SwarmProcessSupport", path: "Plugins/process-support"),
-        .target(name: "SwarmProcessPlugin", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf"), "SwarmPluginKit", "SwarmAPI", "SwarmProcessSupport"],
+        .target(name: "SwarmProcessPlugin", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf"), "SwarmPluginKit", "SwarmAPI", "SwarmProcessSupport",
+                                                           "SwarmPluginLogs"],
                 path: "Plugins/process"),
+        // Task output to rotated log files, for the executors.
+        .target(name: "SwarmPluginLogs", path: "Plugins/logs"),
         // The docker executor: Docker Engine API over its unix socket.
         .target(name: "SwarmDockerPlugin", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf"), "SwarmPluginKit", "SwarmAPI",
                                                           .product(name: "AsyncHTTPClient", package: "async-http-client"),
                                                           .product(name: "NIOCore", package: "swift-nio"),
-                                                          .product(name: "NIOHTTP1", package: "swift-nio")],
+                                                          .product(name: "NIOHTTP1", package: "swift-nio"), "SwarmPluginLogs"],
                 path: "Plugins/docker"),
         // Placement constraints (SwarmKit's expressions) and placement input errors, pure: what
         // the orchestrator needs of placement, without the scheduler.

@@ -9,9 +9,10 @@ import Synchronization
 /// Runs a task as a Docker container through the Engine API: pulls the image if it is
 /// missing, creates the container (named `swarm-<task ID>`, labelled with the task,
 /// service, slot and node) with the spec's command, args, env, directory, CPU and memory
-/// limits and reservations, GPUs and stop grace period, starts it, reports its exit code,
-/// stops it with the grace period and removes it. After a restart of the node, `prepare`
-/// finds an existing container by its name and adopts it.
+/// limits and reservations, GPUs and stop grace period, starts it, copies its output to
+/// the task's log files (``ContainerLogs``), reports its exit code, stops it with the grace
+/// period and removes it. After a restart of the node, `prepare` finds an existing
+/// container by its name and adopts it.
 final class DockerExecutor: Executor {
     let engine: DockerEngine
     /// Container IDs by task.
@@ -34,6 +35,7 @@ final class DockerExecutor: Executor {
         guard case .container(let spec)? = t.spec.runtime, !spec.image.isEmpty else {
             throw ExecutorError("task \(task.taskID) has no container image")
         }
+        try FileManager.default.createDirectory(atPath: task.workDir, withIntermediateDirectories: true)
         // Adopt the container a previous run of the node made.
         let (status, data) = try call { try engine.call(.GET, "/containers/\(Self.name(t.id))/json") }
         if status == 200, let id = DockerEngine.object(data)["Id"] as? String {
@@ -83,6 +85,9 @@ final class DockerExecutor: Executor {
     func start(_ task: ExecTask) throws {
         let id = try container(task.taskID)
         try call { try engine.expect([204, 304], .POST, "/containers/\(id)/start") }
+        // After a restart of the node, output already copied is not copied again.
+        let copied = (try? FileManager.default.attributesOfItem(atPath: task.workDir + "/stdout.log")[.modificationDate] as? Date)
+        ContainerLogs.follow(engine, container: id, workDir: task.workDir, since: copied.map { Int($0.timeIntervalSince1970) } ?? 0)
     }
 
     func status(taskID: String) throws -> ExecStatus {

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import SwarmAPI
 import SwarmPluginKit
+import SwarmPluginLogs
 import SwarmProcessSupport
 import SwiftProtobuf
 import Synchronization
@@ -11,9 +12,6 @@ import Synchronization
 /// stderr copied to rotated log files in the task's work directory, and CPU and memory
 /// limits applied through cgroups where the node allows it.
 final class ProcessExecutor: Executor {
-    /// Log files rotate at this size; `keep` older files are kept.
-    static let logLimit = 10 << 20
-    static let keepLogs = 3
 
     final class Running: @unchecked Sendable {
         let pid: pid_t
@@ -110,8 +108,8 @@ final class ProcessExecutor: Executor {
         r.cgroups = CGroups.apply(pid: pid, taskID: task.taskID, limits: p.limits)
         running.withLock { $0[task.taskID] = r }
         Self.writePidFile(pid: pid, in: p.workDir)
-        LogCopier.start(from: out.read, to: p.workDir + "/stdout.log", limit: Self.logLimit, keep: Self.keepLogs)
-        LogCopier.start(from: err.read, to: p.workDir + "/stderr.log", limit: Self.logLimit, keep: Self.keepLogs)
+        LogCopier.start(from: out.read, to: p.workDir + "/stdout.log")
+        LogCopier.start(from: err.read, to: p.workDir + "/stderr.log")
     }
 
     func status(taskID: String) throws -> ExecStatus {
@@ -254,7 +252,7 @@ final class ProcessExecutor: Executor {
     func startCopier(workDir: String, stream: String) {
         let fd = swarm_open_fifo_reader("\(workDir)/\(stream).pipe")
         guard fd >= 0 else { return }
-        LogCopier.start(from: fd, to: "\(workDir)/\(stream).log", limit: Self.logLimit, keep: Self.keepLogs)
+        LogCopier.start(from: fd, to: "\(workDir)/\(stream).log")
     }
 
     func makeDirectory(_ path: String) throws {

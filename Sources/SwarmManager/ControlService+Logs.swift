@@ -8,11 +8,6 @@ extension ControlService {
     /// call, through ``LeaderInterceptor``).
     public func taskLogs(request: SwarmTaskLogsRequest, response: RPCWriter<SwarmTaskLogsResponse>, context: ServerContext) async throws {
         let tasks = try logTasks(request)
-        if let container = tasks.first(where: { $0.spec.executorName == "docker" }) {
-            // Said plainly rather than streaming nothing.
-            throw ControlError.failedPrecondition(
-                "the output of container tasks is not collected yet: on node \(container.nodeID), `docker logs swarm-\(container.id)` shows it")
-        }
         let id = Identifiers.make()
         let events = logs.subscribe(id: id, tasks: tasks, follow: request.follow, tail: request.tail)
         defer { logs.unsubscribe(id) }

@@ -44,7 +44,8 @@ struct DockerTests {
         try await c.waitFor("the docker executor offered", seconds: 30) {
             (try? c.ctl("plugin", "ls").output.contains("docker")) == true
         }
-        let created = try c.ctl("service", "create", "--name", box, "--image", Self.image, "--args", "sleep 600",
+        let created = try c.ctl("service", "create", "--name", box, "--image", Self.image, "--args=sh", "--args=-c",
+                                "--args", "echo hello-$SWARM_TASK_SLOT; echo oops >&2; sleep 600",
                                 "--replicas", "3", "--limit-memory", "64MiB", "--limit-cpu", "0.5")
         #expect(created.status == 0, "\(created.output)")
         try await c.waitFor("3 containers running", seconds: 60) { (try? Self.containers(service: box, all: false).count) == 3 }
@@ -68,9 +69,11 @@ struct DockerTests {
             await c.tasks().contains { $0.serviceAnnotations.name == missing && $0.status.state == .rejected
                 && $0.status.err.contains("swarm-no-such-image") }
         }
-        // Container output is not collected yet, and the API says so.
-        let logs = try c.ctl("service", "logs", box)
-        #expect(logs.status != 0 && logs.output.contains("not collected yet"), "\(logs.output)")
+        // Container output reaches the log broker, both streams.
+        try await c.waitFor("every container's output in service logs", seconds: 30) {
+            let out = (try? c.ctl("service", "logs", box).output) ?? ""
+            return ["hello-1", "hello-2", "hello-3", "oops"].allSatisfy { out.contains($0) }
+        }
 
         for s in [box, three, missing] { #expect(try c.ctl("service", "rm", s).status == 0) }
         try await c.waitFor("no container left", seconds: 60) {

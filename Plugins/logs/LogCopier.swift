@@ -3,9 +3,15 @@ import Glibc
 #endif
 
 /// Copies a task's output from a pipe to a log file, rotating it at `limit` bytes
-/// (`file.1` is the newest old file, up to `file.<keep>`).
-enum LogCopier {
-    static func start(from fd: Int32, to path: String, limit: Int, keep: Int) {
+/// (`file.1` is the newest old file, up to `file.<keep>`), on a thread of its own until the
+/// pipe's write end closes. The executors write `stdout.log` and `stderr.log` in the task's
+/// work directory, where the agent's log reader finds them.
+public enum LogCopier {
+    /// Log files rotate at this size; `keepLogs` older files are kept.
+    public static let logLimit = 10 << 20
+    public static let keepLogs = 3
+
+    public static func start(from fd: Int32, to path: String, limit: Int = logLimit, keep: Int = keepLogs) {
         let thread = Thread(fd: fd, path: path, limit: limit, keep: keep)
         thread.start()
     }
