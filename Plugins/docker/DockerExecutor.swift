@@ -17,6 +17,9 @@ final class DockerExecutor: Executor {
     let engine: DockerEngine
     /// Container IDs by task.
     private let containers = Mutex<[String: String]>([:])
+    /// Tasks whose container a previous run of the node made: never started again (one
+    /// that exited while the node was down reports its exit instead).
+    private let adopted = Mutex<Set<String>>([])
 
     init(engine: DockerEngine) { self.engine = engine }
 
@@ -40,6 +43,7 @@ final class DockerExecutor: Executor {
         let (status, data) = try call { try engine.call(.GET, "/containers/\(Self.name(t.id))/json") }
         if status == 200, let id = DockerEngine.object(data)["Id"] as? String {
             containers.withLock { $0[t.id] = id }
+            adopted.withLock { _ = $0.insert(t.id) }
             return
         }
         try call { try engine.ensureImage(spec.image) }
@@ -84,7 +88,9 @@ final class DockerExecutor: Executor {
 
     func start(_ task: ExecTask) throws {
         let id = try container(task.taskID)
-        try call { try engine.expect([204, 304], .POST, "/containers/\(id)/start") }
+        if !adopted.withLock({ $0.contains(task.taskID) }) {
+            try call { try engine.expect([204, 304], .POST, "/containers/\(id)/start") }
+        }
         // After a restart of the node, output already copied is not copied again.
         let copied = (try? FileManager.default.attributesOfItem(atPath: task.workDir + "/stdout.log")[.modificationDate] as? Date)
         ContainerLogs.follow(engine, container: id, workDir: task.workDir, since: copied.map { Int($0.timeIntervalSince1970) } ?? 0)
@@ -118,6 +124,7 @@ final class DockerExecutor: Executor {
 
     func remove(taskID: String) throws {
         let id = containers.withLock { $0.removeValue(forKey: taskID) } ?? Self.name(taskID)
+        adopted.withLock { _ = $0.remove(taskID) }
         try call { try engine.expect([204, 404], .DELETE, "/containers/\(id)", query: [("force", "true")]) }
     }
 

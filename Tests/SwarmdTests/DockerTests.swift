@@ -82,6 +82,27 @@ struct DockerTests {
         #expect(c.terminate("manager") == 0)
     }
 
+    @Test func containersAreAdoptedAfterKill9AndNotDuplicated() async throws {
+        let c = try SwarmdCluster()
+        try c.startManager(environment: ["DOCKER_HOST": Self.host])
+        _ = try await c.readyCluster()
+        let name = "adopt\(Int.random(in: 100_000...999_999))"
+        #expect(try c.ctl("service", "create", "--name", name, "--image", Self.image, "--args", "sleep 600", "--replicas", "2").status == 0)
+        try await c.waitFor("2 containers running", seconds: 60) { (try? Self.containers(service: name, all: false).count) == 2 }
+        let before = Set(try Self.containers(service: name))
+        c.kill9("manager")
+        #expect(Set(try Self.containers(service: name, all: false)) == before, "the containers outlive the node")
+        try c.startManager(environment: ["DOCKER_HOST": Self.host])
+        try await c.waitFor("both tasks running again", seconds: 60) {
+            await c.tasks().filter { $0.serviceAnnotations.name == name && $0.isRunnable && $0.status.state == .running }.count == 2
+        }
+        try await Task.sleep(for: .seconds(2))
+        #expect(Set(try Self.containers(service: name)) == before, "adopted, none duplicated")
+        #expect(try c.ctl("service", "rm", name).status == 0)
+        try await c.waitFor("no container left", seconds: 60) { (try? Self.containers(service: name).isEmpty) == true }
+        #expect(c.terminate("manager") == 0)
+    }
+
     @Test func aNodeWithoutAnEngineOffersNoDockerExecutor() async throws {
         let c = try SwarmdCluster()
         try c.startManager(environment: ["DOCKER_HOST": "unix://\(c.root)/no-engine.sock"])
