@@ -26,6 +26,8 @@ final class TaskRunner: Sendable {
     }
     /// Fired by ``stop()`` and ``remove()``.
     private let stopped = StopSignal()
+    /// Fired by ``remove()`` only.
+    private let removal = StopSignal()
 
     init(task: SwarmTask, executor: ExecutorClient, workDir: String, logger: Logger,
          report: @escaping @Sendable (String, SwarmTaskStatus) -> Void) {
@@ -59,13 +61,14 @@ final class TaskRunner: Sendable {
     var stopRequested: Bool { state.withLock { $0.stopRequested } }
 
     /// Starts (or, after a node restart, adopts) the task and follows it until it ends or
-    /// is stopped; then waits until the agent asks it to stop or remove the task (or the
-    /// agent ends). The agent runs this as one of its child tasks, one per task, so tasks
+    /// is stopped; then waits until the agent removes the task (or the agent ends). The agent runs this as one of its child tasks, one per task, so tasks
     /// start and stop at their own pace and concurrently. Every executor call that can
     /// block runs on a thread of its own (``ExecutorThreads``).
     func serve() async {
         await run()
-        await stopped.wait()
+        // The task has ended (or was stopped); the runner stays until the task is removed
+        // (or the agent ends), so that removal releases what the executor keeps for it.
+        await removal.wait()
         if state.withLock({ $0.removed }) {
             let (executor, id) = (executor, task.id)
             try? await ExecutorThreads.run("remove \(id)") { try executor.remove(taskID: id) }
@@ -218,5 +221,6 @@ final class TaskRunner: Sendable {
             $0.removed = true
         }
         stopped.fire()
+        removal.fire()
     }
 }

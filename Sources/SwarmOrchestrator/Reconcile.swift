@@ -246,9 +246,11 @@ public struct Reconciler {
         }
     }
 
-    /// A removed service: every task that still occupies a slot is removed.
+    /// A removed service: every task is removed, its history too (the reaper deletes each
+    /// once it has ended, and its node then releases what the executor kept, such as an
+    /// exited container).
     public func serviceRemoved(tasks: [SwarmTask]) -> [OrchestratorAction] {
-        tasks.filter(\.isRunnable).map { .setDesired(taskID: $0.id, .remove) }
+        tasks.filter { $0.desiredState != .remove }.map { .setDesired(taskID: $0.id, .remove) }
     }
 
     /// Task history: per slot, keeps the `retention` newest ended tasks and deletes older

@@ -218,10 +218,16 @@ extension Reconciler {
         #expect(deleted == ["old0", "old1", "old2", "gone"])
     }
 
-    @Test func removedServiceRemovesEveryOccupant() {
+    @Test func removedServiceRemovesEveryTaskItsHistoryToo() {
         let tasks = [SwarmTask.with { $0.id = "a"; $0.desiredState = .running },
-                     SwarmTask.with { $0.id = "b"; $0.desiredState = .shutdown }]
-        #expect(Reconciler(now: 0) { "x" }.serviceRemoved(tasks: tasks) == [.setDesired(taskID: "a", .remove)])
+                     SwarmTask.with { $0.id = "b"; $0.desiredState = .shutdown; $0.status.state = .shutdown },
+                     SwarmTask.with { $0.id = "c"; $0.desiredState = .remove }]
+        let r = Reconciler(now: 0) { "x" }
+        #expect(r.serviceRemoved(tasks: tasks) == [.setDesired(taskID: "a", .remove), .setDesired(taskID: "b", .remove)])
+        // Once removed and ended, the reaper deletes them.
+        var removed = tasks.map { t in var t = t; t.desiredState = .remove; return t }
+        removed[0].status.state = .shutdown
+        #expect(Set(r.reap(tasks: removed).compactMap { if case .delete(let id) = $0 { id } else { nil } }) == ["a", "b"])
     }
 
     @Test func statesOnlyMoveForward() {

@@ -82,6 +82,49 @@ struct DockerTests {
         #expect(c.terminate("manager") == 0)
     }
 
+    /// SwarmKit's walkthrough with an image: create, scale to 6 over 3 nodes (2/2/2),
+    /// update to a second tag, drain a node, remove: no container is left.
+    @Test func theWalkthroughWithAnImage() async throws {
+        let c = try SwarmdCluster()
+        try c.startManager(environment: ["DOCKER_HOST": Self.host])
+        let token = try await c.readyCluster().joinTokens.worker
+        for name in ["w1", "w2"] {
+            try c.start(name, ["--join-addr", c.managerAddr, "--join-token", token], environment: ["DOCKER_HOST": Self.host])
+        }
+        try await c.waitFor("three READY nodes", seconds: 30) { await c.nodes().filter { $0.status.state == .ready }.count == 3 }
+        #expect(try Self.docker("tag", Self.image, "swarm-test:walk2").ok)
+        let name = "walk\(Int.random(in: 100_000...999_999))"
+        #expect(try c.ctl("service", "create", "--name", name, "--image", Self.image, "--args", "sleep 600",
+                          "--stop-grace-period", "1s", "--replicas", "3").status == 0)
+        #expect(try c.ctl("service", "update", name, "--replicas", "6").status == 0)
+        let running = { () async -> [SwarmTask] in
+            await c.tasks().filter { $0.serviceAnnotations.name == name && $0.isRunnable && $0.status.state == .running }
+        }
+        try await c.waitFor("6 containers spread 2/2/2", seconds: 60) {
+            let t = await running()
+            return t.count == 6 && Dictionary(grouping: t, by: \.nodeID).values.map(\.count).sorted() == [2, 2, 2]
+                && (try? Self.containers(service: name, all: false).count) == 6
+        }
+        #expect(try c.ctl("service", "update", name, "--image", "swarm-test:walk2", "--update-parallelism", "2").status == 0)
+        try await c.waitFor("every container on the second tag", seconds: 90) {
+            let t = await running()
+            let images = (try? Self.containers(service: name, all: false).map {
+                try Self.docker("inspect", "--format", "{{.Config.Image}}", $0).output.trimmingCharacters(in: .whitespacesAndNewlines)
+            }) ?? []
+            return t.count == 6 && t.allSatisfy { $0.spec.container.image == "swarm-test:walk2" }
+                && images.count == 6 && images.allSatisfy { $0 == "swarm-test:walk2" }
+        }
+        let w1 = try #require(await c.nodes().first { $0.description_p.hostname == "w1" })
+        #expect(try c.ctl("node", "update", w1.id, "--availability", "drain").status == 0)
+        try await c.waitFor("6 containers, none on the drained node", seconds: 60) {
+            let t = await running()
+            return t.count == 6 && !t.contains { $0.nodeID == w1.id } && (try? Self.containers(service: name, all: false).count) == 6
+        }
+        #expect(try c.ctl("service", "rm", name).status == 0)
+        try await c.waitFor("no container left", seconds: 60) { (try? Self.containers(service: name).isEmpty) == true }
+        for n in ["w1", "w2", "manager"] { #expect(c.terminate(n) == 0) }
+    }
+
     @Test func containersAreAdoptedAfterKill9AndNotDuplicated() async throws {
         let c = try SwarmdCluster()
         try c.startManager(environment: ["DOCKER_HOST": Self.host])
