@@ -137,6 +137,13 @@ public struct SpecValidation: Sendable {
             throw .invalidArgument(error.description)
         }
         try validate(health: task.healthcheck)
+        if case .container? = task.runtime {
+            // Refused rather than stored and ignored, until the docker executor does them.
+            if !task.healthcheck.test.isEmpty {
+                throw .invalidArgument("health checks of container tasks are not supported yet (the docker executor does not pass them to the engine)")
+            }
+            if !task.ports.isEmpty { throw .invalidArgument("published ports of container tasks are not supported yet") }
+        }
         if task.restart.delay < 0 || task.restart.window < 0 {
             throw .invalidArgument("restart delay and window must not be negative")
         }

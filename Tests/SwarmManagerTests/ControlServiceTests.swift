@@ -204,6 +204,21 @@ import Testing
         #expect(scaled.updateStatus.startedAt == updated.updateStatus.startedAt)
     }
 
+    @Test func containerSettingsTheDockerExecutorLacksAreRefused() throws {
+        let v = SpecValidation(strategies: [], runtimes: ["docker"])
+        var spec = SwarmTaskSpec()
+        spec.container.image = "busybox"
+        #expect(throws: Never.self) { try v.validate(spec) }
+        var health = spec
+        health.healthcheck = .with { $0.test = ["CMD", "true"]; $0.interval = 1 }
+        #expect(throws: ControlError.invalidArgument("health checks of container tasks are not supported yet (the docker executor does not pass them to the engine)")) {
+            try v.validate(health)
+        }
+        var ports = spec
+        ports.ports = [.with { $0.targetPort = 80; $0.publishedPort = 8080 }]
+        #expect(throws: ControlError.invalidArgument("published ports of container tasks are not supported yet")) { try v.validate(ports) }
+    }
+
     @Test func clusterHasTokensThatRotate() async throws {
         let m = try await Manager()
         defer { m.stop() }
