@@ -157,7 +157,10 @@ public final class OrchestratorLoop: Sendable {
         let reconciler = Reconciler(now: now) { Identifiers.make() }
         let nodes = Dictionary(uniqueKeysWithValues: view.find(SwarmNode.self).map { ($0.id, $0) })
         let retention = Int(view.find(SwarmCluster.self).first?.spec.orchestration.taskHistoryRetentionLimit ?? 5)
-        let misplaced = ConstraintEnforcer.misplaced(tasks: view.find(SwarmTask.self), nodes: nodes)
+        // The enforcer looks at one node at a time: only the nodes that hold the tasks of
+        // the services in this pass are read, not every task of the cluster.
+        let touched = Set(services.flatMap { view.find(SwarmTask.self, .service($0)).map(\.nodeID) }).subtracting([""])
+        let misplaced = ConstraintEnforcer.misplaced(tasks: touched.flatMap { view.find(SwarmTask.self, .node($0)) }, nodes: nodes)
         var actions: [OrchestratorAction] = []
         var nextWake: Int64?
         for id in services.sorted() {
