@@ -156,7 +156,7 @@ let package = Package(
         .target(
             name: "SwarmAgent",
             dependencies: ["SwarmConcurrency", .product(name: "SwiftProtobuf", package: "swift-protobuf"), 
-                "SwarmAPI", "SwarmRPC", "SwarmPluginHost",
+                "SwarmAPI", "SwarmRPC", "SwarmPluginHost", "SwarmPluginABI",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "Logging", package: "swift-log"),

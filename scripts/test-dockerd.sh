@@ -22,9 +22,9 @@ start)
     exit 1
   fi
   rootfs="$dir/rootfs"
-  rm -rf "$rootfs"; mkdir -p "$rootfs/bin"
+  rm -rf "$rootfs"; mkdir -p "$rootfs/bin" "$rootfs/tmp"; chmod 1777 "$rootfs/tmp"
   cp "$(command -v busybox)" "$rootfs/bin/busybox"
-  for c in sh sleep echo true false cat ls; do ln -sf busybox "$rootfs/bin/$c"; done
+  for c in sh sleep echo true false cat ls touch rm test id df; do ln -sf busybox "$rootfs/bin/$c"; done
   tar -C "$rootfs" -c . | DOCKER_HOST="unix://$sock" docker import - swarm-test:1 >/dev/null
   echo "$sock"
   ;;

@@ -23,9 +23,18 @@ final class DockerEngine: Sendable {
         var path = host ?? "/var/run/docker.sock"
         if path.hasPrefix("unix://") { path.removeFirst("unix://".count) }
         socketPath = path
-        // The process-wide client: it is never shut down, and many engines may share it.
-        client = HTTPClient.shared
+        client = Self.sharedClient
     }
+
+    /// The plugin's client, for the life of the process (plugins are never unloaded), with
+    /// no practical limit on connections: every running container holds one open for its
+    /// logs, and the events stream one more. `HTTPClient.shared` keeps at most 8 per host
+    /// and queues the rest, so the ninth container's calls would wait forever.
+    static let sharedClient: HTTPClient = {
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 100_000)
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }()
 
     /// Sends one request and waits for the whole answer.
     func call(_ method: HTTPMethod, _ path: String, query: [(String, String)] = [], json body: Any? = nil,

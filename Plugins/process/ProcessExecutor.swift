@@ -35,6 +35,12 @@ final class ProcessExecutor: Executor {
 
     private let prepared = Mutex<[String: Prepared]>([:])
     private let running = Mutex<[String: Running]>([:])
+    /// Tells the host of each exit as it happens.
+    let exits: ExitWatcher
+
+    init(notifier: TaskNotifier) { exits = ExitWatcher(notifier: notifier) }
+
+    var notifies: Bool { true }
 
     func prepare(_ task: ExecTask) throws {
         let t: SwarmTask
@@ -61,6 +67,8 @@ final class ProcessExecutor: Executor {
         // After a node restart the process may still be running: adopt it, never start a twin.
         if running.withLock({ $0[task.taskID] }) == nil, let pid = Self.livePid(in: task.workDir) {
             running.withLock { $0[task.taskID] = Running(pid: pid, workDir: task.workDir, adopted: true) }
+            let dir = task.workDir
+            exits.watch(taskID: task.taskID, pid: pid) { Self.livePid(in: dir) != nil }
             // Resume copying its output: it waited in the FIFOs while no one read them.
             for stream in ["stdout", "stderr"] { startCopier(workDir: task.workDir, stream: stream) }
         }
@@ -107,6 +115,8 @@ final class ProcessExecutor: Executor {
         let r = Running(pid: pid, workDir: p.workDir, adopted: false)
         r.cgroups = CGroups.apply(pid: pid, taskID: task.taskID, limits: p.limits)
         running.withLock { $0[task.taskID] = r }
+        let child = pid
+        exits.watch(taskID: task.taskID, pid: child) { Self.isRunning(child) }
         Self.writePidFile(pid: pid, in: p.workDir)
         LogCopier.start(from: out.read, to: p.workDir + "/stdout.log")
         LogCopier.start(from: err.read, to: p.workDir + "/stderr.log")
@@ -188,6 +198,13 @@ final class ProcessExecutor: Executor {
 
     static func baseEnvironment() -> [String] {
         ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]
+    }
+
+    /// Whether a child runs (it exists and is not a zombie waiting to be reaped).
+    static func isRunning(_ pid: pid_t) -> Bool {
+        guard kill(pid, 0) == 0 else { return false }
+        guard let stat = readText("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")") else { return true }
+        return stat[stat.index(after: close)...].split(separator: " ").first != "Z"
     }
 
     /// The pid file holds "pid starttime", so a recycled pid is not mistaken for the task.
@@ -277,6 +294,6 @@ func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePo
 @_cdecl("swarm_plugin_init_v1")
 public func swarmPluginInit(_ host: SwarmHost?, _ info: SwarmPluginInfo?, _ error: SwarmInitError?) -> Int32 {
     SwarmPlugin.initialize(host, info, error, name: "process", version: "1.0.0") { plugin in
-        try plugin.register(executor: ProcessExecutor(), as: "process")
+        try plugin.register(executor: ProcessExecutor(notifier: plugin.notifier), as: "process")
     }
 }

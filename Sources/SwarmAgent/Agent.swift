@@ -49,6 +49,12 @@ public final class Agent: Sendable {
     let publishers = Mutex<[String: Task<Void, Never>]>([:])
     private let token: Mutex<String>
     private let roleHandler = Mutex<(@Sendable (SwarmNodeSpec.Role, String) -> Void)?>(nil)
+    /// The node description sent when a session opens: the configured one, with the
+    /// executors' current availability.
+    let description: Mutex<SwarmNodeDescription>
+    /// Rung when the description changed: the current session ends, and the next one
+    /// sends the new description.
+    let descriptionChanged = Doorbell()
 
     /// The join token the agent presents when its node is not yet a member.
     public var joinToken: String {
@@ -72,6 +78,7 @@ public final class Agent: Sendable {
         outbox = Mutex(records.compactMapValues { $0.reported ? nil : $0.status })
         managers = Mutex(config.managers)
         token = Mutex(config.joinToken)
+        description = Mutex(config.description)
         if !records.isEmpty { logger.info("recovered \(records.count) task(s) from \(db.path)") }
     }
 
@@ -83,7 +90,13 @@ public final class Agent: Sendable {
     public func run() async {
         await withDiscardingTaskGroup { group in
             group.addTask {
-                await self.sessions()
+                // The first session already says which executors can run tasks.
+                await self.refreshAvailability()
+                await withTaskGroup(of: Void.self) { inner in
+                    inner.addTask { await self.watchAvailability() }
+                    await self.sessions()
+                    inner.cancelAll()
+                }
                 self.launch.finish()
             }
             for await work in launches {
@@ -134,10 +147,11 @@ public final class Agent: Sendable {
             group.addTask { try await client.runConnections() }
             defer { client.beginGracefulShutdown(); group.cancelAll() }
             let d = SwarmDispatcher.Client(wrapping: client)
+            let sentDescription = description.withLock { $0 }
             try await d.session(.with {
                 $0.nodeID = config.nodeID
                 $0.joinToken = joinToken
-                $0.description_p = config.description
+                $0.description_p = sentDescription
             }) { response in
                 // The first message opens the session; the stream then stays open while it
                 // lives, and later messages update the manager set and the desired role.
@@ -158,6 +172,12 @@ public final class Agent: Sendable {
                     inner.addTask { try await self.assignments(d, first) }
                     inner.addTask { try await self.reports(d, first) }
                     inner.addTask { try await self.subscriptions(d, first) }
+                    inner.addTask {
+                        // A ring left from before this session opened changes nothing.
+                        repeat { await self.descriptionChanged.wait() } while !Task.isCancelled
+                            && self.description.withLock({ $0 }) == sentDescription
+                        throw RPCError(code: .unavailable, message: "the node's description changed; opening a new session")
+                    }
                     try await inner.next()
                     inner.cancelAll()
                 }

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import SwarmAPI
 import SwarmConcurrency
+import SwarmPluginABI
 import SwarmPluginHost
 import SwiftProtobuf
 import Synchronization
@@ -24,8 +25,9 @@ final class TaskRunner: Sendable {
         /// Set when the health check failed and the runner stopped the task.
         var unhealthy: String?
     }
-    /// Fired by ``stop()`` and ``remove()``.
-    private let stopped = StopSignal()
+    /// Wakes ``follow()``: a stop or removal was asked for, the health check changed its
+    /// mind, or the executor said the task's status changed (ABI 1.5 notices).
+    private let wake = Doorbell()
     /// Fired by ``remove()`` only.
     private let removal = StopSignal()
 
@@ -120,20 +122,32 @@ final class TaskRunner: Sendable {
     }
 
     /// Follows the running task until it exits, or until a stop is asked for (then
-    /// stops it), and reports how it ended.
+    /// stops it), and reports how it ended. An executor that sends change notices (ABI
+    /// 1.5) is asked for the task's status when it says something changed (and every 10 s
+    /// as a safety net); an older one is polled every 100 ms.
     private func follow() async throws {
+        let (notifies, wake, id) = (executor.notifies, wake, task.id)
+        if notifies { TaskChanges.watch(id) { wake.ring() } }
+        defer { if notifies { TaskChanges.unwatch(id) } }
         var stopping = false
+        var engineHealth = Int32(SWARM_HEALTH_NONE)
         while true {
             // The agent ending (its task cancelled) stops the tasks, as a node shut down
             // on purpose does.
             if Task.isCancelled { state.withLock { $0.stopRequested = true } }
             if !stopping && stopRequested {
                 stopping = true
-                let (executor, id, grace) = (executor, task.id, gracePeriod)
+                let (executor, grace) = (executor, gracePeriod)
                 // SIGTERM, then SIGKILL after the grace period, off the cooperative pool.
                 try? await ExecutorThreads.run("stop \(id)") { try executor.shutdown(taskID: id, graceNanoseconds: grace) }
             }
-            let s = try executor.status(taskID: task.id)
+            let s = try executor.status(taskID: id)
+            // The executor's own health check (a container engine's), reported like ours.
+            if s.health != engineHealth, let health = SwarmTaskStatus.Health(executor: s.health) {
+                engineHealth = s.health
+                healthChanged(health, failure: s.message.isEmpty ? "health check failed" : s.message, pid: s.pid)
+                continue
+            }
             if s.exited {
                 if let reason = state.withLock({ $0.unhealthy }) {
                     set(.failed, "unhealthy: \(reason)", exitCode: s.exitCode, pid: s.pid, err: "task unhealthy: \(reason)")
@@ -142,8 +156,9 @@ final class TaskRunner: Sendable {
                 } else if s.exitCode == 0 {
                     set(.complete, "finished", exitCode: 0, pid: s.pid)
                 } else {
-                    set(.failed, "exited with code \(s.exitCode)", exitCode: s.exitCode, pid: s.pid,
-                        err: "task exited with code \(s.exitCode)")
+                    let note = s.message.isEmpty ? "" : " (\(s.message))"
+                    set(.failed, "exited with code \(s.exitCode)\(note)", exitCode: s.exitCode, pid: s.pid,
+                        err: "task exited with code \(s.exitCode)\(note)")
                 }
                 return
             }
@@ -152,19 +167,42 @@ final class TaskRunner: Sendable {
                 set(.shutdown, "shut down (the executor could not confirm the end)", pid: s.pid)
                 return
             }
-            // Wakes at once when a stop is asked for.
-            await stopped.wait(upTo: .milliseconds(100))
+            await wake.wait(upTo: notifies ? .seconds(10) : .milliseconds(100))
         }
     }
 
-    /// The health check of a process task (the docker executor leaves health to the engine).
+    /// Reports a change of health; an unhealthy task is stopped (it then ends FAILED, and
+    /// its restart policy applies).
+    private func healthChanged(_ health: SwarmTaskStatus.Health, failure: String, pid: Int32) {
+        state.withLock { st in
+            st.health = health
+            if health == .unhealthy && st.unhealthy == nil {
+                st.unhealthy = failure
+                st.stopRequested = true
+            }
+        }
+        var status = SwarmTaskStatus()
+        status.state = .running
+        status.message = health == .healthy ? "healthy" : health == .unhealthy ? "unhealthy: \(failure)" : "health: starting"
+        status.pid = pid
+        status.health = health
+        status.timestamp = Self.now()
+        report(task.id, status)
+        if health == .unhealthy {
+            logger.info("task \(task.id) is unhealthy (\(failure)); stopping it")
+            wake.ring()
+        }
+    }
+
+    /// The health check of a process task (the docker executor leaves it to the engine,
+    /// and reports the engine's verdict in its status).
     var healthProbe: HealthProbe? {
         guard !task.spec.healthcheck.test.isEmpty, case .process(let p)? = task.spec.runtime else { return nil }
         return HealthProbe(task.spec.healthcheck, env: p.env, directory: p.dir.isEmpty ? workDir : p.dir)
     }
 
-    /// Runs the health check every interval, reports each change of health, and stops
-    /// the task once it is unhealthy (it then ends FAILED, and its restart policy applies).
+    /// Runs the health check every interval and reports each change of health; once the
+    /// task is unhealthy, ``follow()`` stops it.
     private func monitorHealth(_ probe: HealthProbe) async {
         let config = task.spec.healthcheck
         var tracker = HealthTracker(config, startedAt: Self.now())
@@ -173,24 +211,8 @@ final class TaskRunner: Sendable {
             let before = tracker.health
             let health = tracker.record(healthy: failure == nil, at: Self.now())
             if health == before { continue }
-            let pid = state.withLock { st -> Int32 in
-                st.health = health
-                if health == .unhealthy { st.unhealthy = failure ?? "health check failed" }
-                return st.pid
-            }
-            var status = SwarmTaskStatus()
-            status.state = .running
-            status.message = health == .healthy ? "healthy" : "unhealthy: \(failure ?? "")"
-            status.pid = pid
-            status.health = health
-            status.timestamp = Self.now()
-            report(task.id, status)
-            if health == .unhealthy {
-                logger.info("task \(task.id) is unhealthy (\(failure ?? "")); stopping it")
-                let (executor, id, grace) = (executor, task.id, gracePeriod)
-                try? await ExecutorThreads.run("stop \(id)") { try executor.shutdown(taskID: id, graceNanoseconds: grace) }
-                return
-            }
+            healthChanged(health, failure: failure ?? "health check failed", pid: state.withLock { $0.pid })
+            if health == .unhealthy { return }
         }
     }
 
@@ -211,7 +233,7 @@ final class TaskRunner: Sendable {
     /// Returns at once; the runner stops the task and reports SHUTDOWN.
     func stop() {
         state.withLock { $0.stopRequested = true }
-        stopped.fire()
+        wake.ring()
     }
 
     /// Asks for the task to be stopped and everything the executor holds for it released.
@@ -220,7 +242,19 @@ final class TaskRunner: Sendable {
             $0.stopRequested = true
             $0.removed = true
         }
-        stopped.fire()
+        wake.ring()
         removal.fire()
+    }
+}
+
+extension SwarmTaskStatus.Health {
+    /// The task health for an executor's `SWARM_HEALTH_*`; nil for NONE or an unknown value.
+    init?(executor value: Int32) {
+        switch value {
+        case Int32(SWARM_HEALTH_STARTING): self = .starting
+        case Int32(SWARM_HEALTH_HEALTHY): self = .healthy
+        case Int32(SWARM_HEALTH_UNHEALTHY): self = .unhealthy
+        default: return nil
+        }
     }
 }

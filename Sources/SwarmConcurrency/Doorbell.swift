@@ -46,4 +46,15 @@ public final class Doorbell: Sendable {
             waiter?.resume()
         }
     }
+
+    /// Returns once the bell has rung since the last wait returned, or after `timeout`,
+    /// or when the waiting task is cancelled, whichever comes first.
+    public func wait(upTo timeout: Duration) async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.wait() }
+            group.addTask { try? await Task.sleep(for: timeout) }
+            await group.next()
+            group.cancelAll()
+        }
+    }
 }

@@ -137,12 +137,19 @@ public struct SpecValidation: Sendable {
             throw .invalidArgument(error.description)
         }
         try validate(health: task.healthcheck)
-        if case .container? = task.runtime {
-            // Refused rather than stored and ignored, until the docker executor does them.
-            if !task.healthcheck.test.isEmpty {
-                throw .invalidArgument("health checks of container tasks are not supported yet (the docker executor does not pass them to the engine)")
+        do {
+            try ContainerOptions.validate(task.ports)
+            if case .container(let c)? = task.runtime {
+                var targets = Set<String>()
+                for m in c.mounts {
+                    try ContainerOptions.validate(m)
+                    if !targets.insert(m.target).inserted { throw ContainerOptions.ParseError("two mounts at \(m.target)") }
+                }
             }
-            if !task.ports.isEmpty { throw .invalidArgument("published ports of container tasks are not supported yet") }
+        } catch let error as ContainerOptions.ParseError {
+            throw .invalidArgument(error.description)
+        } catch {
+            throw .invalidArgument("\(error)")
         }
         if task.restart.delay < 0 || task.restart.window < 0 {
             throw .invalidArgument("restart delay and window must not be negative")

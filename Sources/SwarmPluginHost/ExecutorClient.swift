@@ -16,6 +16,19 @@ public struct ExecutorTaskStatus: Sendable, Equatable {
     public var exited: Bool
     public var exitCode: Int32
     public var pid: Int32
+    /// One of `SWARM_HEALTH_*`: the executor's own health check (ABI 1.5; NONE from an
+    /// older plugin, or when it runs none).
+    public var health: Int32 = 0
+    /// Why the task is unhealthy, or a note on how it ended (ABI 1.5).
+    public var message: String = ""
+
+    public init(exited: Bool, exitCode: Int32, pid: Int32, health: Int32 = 0, message: String = "") {
+        self.exited = exited
+        self.exitCode = exitCode
+        self.pid = pid
+        self.health = health
+        self.message = message
+    }
 }
 
 /// Calls an executor plugin: builds the C task view and turns error strings into Swift
@@ -77,7 +90,31 @@ public struct ExecutorClient: Sendable {
         var out = swarm_exec_status()
         out.struct_size = MemoryLayout<swarm_exec_status>.size
         try check("status") { err in withID(taskID) { v.status(v.ctx, $0, &out, err) } }
-        return ExecutorTaskStatus(exited: out.exited != 0, exitCode: out.exit_code, pid: out.pid)
+        // An older plugin leaves the 1.5 fields zero: no health, no message.
+        let message = withUnsafeBytes(of: &out.message) { raw in
+            let bytes = raw.prefix(while: { $0 != 0 })
+            return String(decoding: bytes, as: UTF8.self)
+        }
+        return ExecutorTaskStatus(exited: out.exited != 0, exitCode: out.exit_code, pid: out.pid,
+                                  health: out.health, message: message)
+    }
+
+    /// Whether the executor tells the host of every change of a started task's status
+    /// (ABI 1.5), so that its tasks are followed without polling.
+    public var notifies: Bool { executor.vtable.flags & UInt64(SWARM_EXEC_NOTIFIES) != 0 }
+
+    /// Nil when the executor can run tasks now, otherwise why not. An executor without
+    /// `available` (older than ABI 1.5, or always able) is available. May block for a few
+    /// seconds: call it off the cooperative pool.
+    public func unavailable() -> String? {
+        let v = executor.vtable
+        guard let available = v.available else { return nil }
+        do {
+            try check("available") { err in available(v.ctx, err) }
+            return nil
+        } catch {
+            return error.message
+        }
     }
 
     public func shutdown(taskID: String, graceNanoseconds: Int64) throws(ExecutorCallError) {

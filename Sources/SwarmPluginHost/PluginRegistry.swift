@@ -336,6 +336,9 @@ final class PluginLibrary: @unchecked Sendable {
             guard let message else { return }
             PluginLibrary.from(ctx).log(level, String(cString: message))
         }
+        h.task_changed = { _, id in
+            TaskChanges.post(String(decoding: UnsafeRawBufferPointer(start: id.data, count: id.len), as: UTF8.self))
+        }
         host.initialize(to: h)
         host.pointee.host_ctx = Unmanaged.passRetained(self).toOpaque()  // kept for good
     }

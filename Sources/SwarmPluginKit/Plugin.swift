@@ -117,6 +117,14 @@ public struct PluginRegistrar {
         if status != SWARM_OK { throw RegistrationError(name: name, status: status) }
     }
 
+    /// Tells the host that a task's status changed (ABI 1.5); a no-op with an older host.
+    /// An executor keeps it to report exits and health changes as they happen.
+    public var notifier: TaskNotifier {
+        let end = MemoryLayout<swarm_host_v1>.offset(of: \swarm_host_v1.task_changed)! + MemoryLayout<Int>.size
+        let listens = host.pointee.struct_size >= end && host.pointee.task_changed != nil
+        return TaskNotifier(host: listens ? host : nil)
+    }
+
     /// Writes a line to the host's log.
     public func log(_ message: String) {
         message.withCString { host.pointee.log(host.pointee.host_ctx, SWARM_LOG_INFO, $0) }

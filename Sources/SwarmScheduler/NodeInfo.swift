@@ -88,7 +88,10 @@ public struct NodeInfo: Sendable {
         freeMemoryBytes = totalMemoryBytes
         genericFree = resources.generic.isEmpty ? [:] : GenericResources.totals(resources.generic)
         var executors: [String] = []
-        for p in description.plugins where p.kind == "executor" && !executors.contains(p.name) { executors.append(p.name) }
+        // Only the executors that can run tasks now (a docker engine that answers).
+        for p in description.plugins where p.kind == "executor" && p.unavailable.isEmpty && !executors.contains(p.name) {
+            executors.append(p.name)
+        }
         self.executors = executors
         gpus = description.gpus.isEmpty ? [] : description.gpus.map {
             GPUSlot(uuid: $0.uuid, index: $0.index, model: $0.model, memoryMiB: $0.memoryMib, topologyGroup: $0.topologyGroup, freeMilli: 1000)

@@ -87,8 +87,11 @@ struct PluginCommand: AsyncParsableCommand {
         func run() async throws {
             let nodes = try await conn.call { try await $0.listPlugins(.init()) }.nodes
             if conn.isJSON { return try json(nodes) }
-            table(["Node", "Name", "Kind", "Version", "ABI", "File"], nodes.flatMap { n in
-                n.plugins.map { [n.hostname, $0.name, $0.kind, $0.version, "\($0.abiMajor).\($0.abiMinor)", $0.file] }
+            table(["Node", "Name", "Kind", "Version", "ABI", "Status", "File"], nodes.flatMap { n in
+                n.plugins.map {
+                    let status = $0.unavailable.isEmpty ? "ok" : "unavailable: \($0.unavailable)"
+                    return [n.hostname, $0.name, $0.kind, $0.version, "\($0.abiMajor).\($0.abiMinor)", status, $0.file]
+                }
             })
         }
     }

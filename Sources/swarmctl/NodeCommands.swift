@@ -46,6 +46,9 @@ struct NodeCommand: AsyncParsableCommand {
                 rows.append(("Labels", n.spec.annotations.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", ")))
             }
             rows.append(("Plugins", d.plugins.map { "\($0.name) (\($0.kind) \($0.version))" }.joined(separator: ", ")))
+            for p in d.plugins where !p.unavailable.isEmpty {
+                rows.append(("Unavailable", "\(p.name): \(p.unavailable)"))
+            }
             fields(rows)
         }
     }

@@ -18,6 +18,7 @@ struct ServiceCommand: AsyncParsableCommand {
         @Option(help: "replicated, global, replicated-job or global-job") var mode = "replicated"
         @Flag(help: "Show where the tasks would go, and why, without creating anything") var dryRun = false
         @OptionGroup var flags: ServiceFlags
+        @OptionGroup var container: ContainerFlags
         @OptionGroup var rollout: RolloutFlags
         @OptionGroup var job: JobFlags
 
@@ -36,6 +37,7 @@ struct ServiceCommand: AsyncParsableCommand {
             }
             RolloutFlags.defaults(&spec)
             try flags.apply(to: &spec)
+            try container.apply(to: &spec)
             try rollout.apply(to: &spec)
             try job.apply(to: &spec)
             let dry = dryRun
@@ -56,6 +58,7 @@ struct ServiceCommand: AsyncParsableCommand {
         @OptionGroup var conn: Connection
         @Argument(help: "Service ID or name (or a unique prefix)") var service: String
         @OptionGroup var flags: ServiceFlags
+        @OptionGroup var container: ContainerFlags
         @OptionGroup var rollout: RolloutFlags
         @Flag(help: "Replace every task even if nothing else changed (runs a job again)") var force = false
         @Flag(help: "Move tasks toward where the service's strategy would place them now, paced by the update settings") var rebalance = false
@@ -63,6 +66,7 @@ struct ServiceCommand: AsyncParsableCommand {
         func run() async throws {
             var s = try await conn.call { try await $0.getService(.with { $0.serviceID = service }) }.service
             try flags.apply(to: &s.spec)
+            try container.apply(to: &s.spec)
             try rollout.apply(to: &s.spec)
             if force { s.spec.task.forceUpdate += 1 }
             if rebalance {
@@ -136,9 +140,17 @@ struct ServiceCommand: AsyncParsableCommand {
             if case .container(let c)? = t.runtime {
                 rows.append(("Image", c.image))
                 if !c.args.isEmpty { rows.append(("Args", c.args.joined(separator: " "))) }
+                if !c.user.isEmpty { rows.append(("User", c.user)) }
+                for m in c.mounts {
+                    let kind = m.type == .mountBind ? "bind" : m.type == .mountTmpfs ? "tmpfs" : "volume"
+                    rows.append(("Mount", "\(kind) \(m.source.isEmpty ? "-" : m.source) -> \(m.target)\(m.readOnly ? " (read-only)" : "")"))
+                }
             } else {
                 rows.append(("Command", ([t.process.command] + t.process.args).joined(separator: " ")))
                 if !t.process.env.isEmpty { rows.append(("Env", t.process.env.joined(separator: " "))) }
+            }
+            for p in t.ports where p.publishedPort != 0 {
+                rows.append(("Port", "\(p.publishedPort):\(p.targetPort)/\(p.protocol.isEmpty ? "tcp" : p.protocol) (host)"))
             }
             if !t.strategy.isEmpty { rows.append(("Strategy", t.strategy)) }
             if !t.placement.constraints.isEmpty { rows.append(("Constraints", t.placement.constraints.joined(separator: ", "))) }

@@ -204,19 +204,52 @@ import Testing
         #expect(scaled.updateStatus.startedAt == updated.updateStatus.startedAt)
     }
 
-    @Test func containerSettingsTheDockerExecutorLacksAreRefused() throws {
+    @Test func containerMountsAndPortsAreCheckedBeforeAnythingIsStored() throws {
         let v = SpecValidation(strategies: [], runtimes: ["docker"])
         var spec = SwarmTaskSpec()
         spec.container.image = "busybox"
+        spec.healthcheck = .with { $0.test = ["CMD", "true"]; $0.interval = 1 }
+        spec.ports = [.with { $0.targetPort = 80; $0.publishedPort = 8080 }, .with { $0.targetPort = 53; $0.publishedPort = 8080; $0.protocol = "udp" }]
+        spec.container.mounts = [.with { $0.type = .mountBind; $0.source = "/srv"; $0.target = "/data" },
+                                 .with { $0.type = .mountTmpfs; $0.target = "/scratch"; $0.tmpfsSizeBytes = 1 << 20 },
+                                 .with { $0.type = .mountVolume; $0.target = "/cache" }]
         #expect(throws: Never.self) { try v.validate(spec) }
-        var health = spec
-        health.healthcheck = .with { $0.test = ["CMD", "true"]; $0.interval = 1 }
-        #expect(throws: ControlError.invalidArgument("health checks of container tasks are not supported yet (the docker executor does not pass them to the engine)")) {
-            try v.validate(health)
+        let bad: [(String, (inout SwarmTaskSpec) -> Void)] = [
+            ("mount target \"data\" must be an absolute path", { $0.container.mounts[0].target = "data" }),
+            ("bind mount at /data: the source must be an absolute host path", { $0.container.mounts[0].source = "srv" }),
+            ("tmpfs mount at /scratch: a tmpfs has no source", { $0.container.mounts[1].source = "/x" }),
+            ("volume mount at /cache: \"a/b\" is not a volume name", { $0.container.mounts[2].source = "a/b" }),
+            ("two mounts at /data", { $0.container.mounts[1].target = "/data"; $0.container.mounts[1].source = "" }),
+            ("mount at /data: a size applies to a tmpfs only, and must not be negative", { $0.container.mounts[0].tmpfsSizeBytes = 5 }),
+            ("port 8080/tcp is published twice", { $0.ports[1].protocol = "tcp" }),
+            ("target port 0 is outside 1-65535", { $0.ports[0].targetPort = 0 }),
+            ("published port 70000 is outside 1-65535", { $0.ports[0].publishedPort = 70000 }),
+            ("port protocol \"icmp\" must be tcp, udp or sctp", { $0.ports[0].protocol = "icmp" }),
+        ]
+        for (message, change) in bad {
+            var broken = spec
+            change(&broken)
+            #expect(throws: ControlError.invalidArgument(message)) { try v.validate(broken) }
         }
-        var ports = spec
-        ports.ports = [.with { $0.targetPort = 80; $0.publishedPort = 8080 }]
-        #expect(throws: ControlError.invalidArgument("published ports of container tasks are not supported yet")) { try v.validate(ports) }
+    }
+
+    @Test func mountAndPublishFlagsParseAsDockerWritesThem() throws {
+        let bind = try ContainerOptions.mount("type=bind,src=/srv,dst=/data,ro")
+        #expect(bind.type == .mountBind && bind.source == "/srv" && bind.target == "/data" && bind.readOnly)
+        let tmpfs = try ContainerOptions.mount("type=tmpfs,target=/t,tmpfs-size=64MiB")
+        #expect(tmpfs.type == .mountTmpfs && tmpfs.tmpfsSizeBytes == 64 << 20 && !tmpfs.readOnly)
+        #expect(try ContainerOptions.mount("source=cache,target=/c").type == .mountVolume)
+        let port = try ContainerOptions.port("8080:80/udp")
+        #expect(port.publishedPort == 8080 && port.targetPort == 80 && port.protocol == "udp")
+        let long = try ContainerOptions.port("published=9000,target=90,mode=host")
+        #expect(long.publishedPort == 9000 && long.targetPort == 90)
+        for bad in ["type=nfs,target=/x", "target=/x,colour=red", "source=/a", "type=bind,target=/x,readonly=maybe",
+                    "type=tmpfs,target=/x,tmpfs-size=lots"] {
+            #expect(throws: ContainerOptions.ParseError.self) { try ContainerOptions.mount(bad) }
+        }
+        for bad in ["80", "a:80", "8080:80:1", "published=80,target=80,mode=ingress", "published=80", "8080:0"] {
+            #expect(throws: ContainerOptions.ParseError.self) { try ContainerOptions.port(bad) }
+        }
     }
 
     @Test func clusterHasTokensThatRotate() async throws {

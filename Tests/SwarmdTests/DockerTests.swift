@@ -146,14 +146,39 @@ struct DockerTests {
         #expect(c.terminate("manager") == 0)
     }
 
-    @Test func aNodeWithoutAnEngineOffersNoDockerExecutor() async throws {
+    /// A node reports whether its engine answers; the scheduler places container tasks
+    /// only where it does, and follows the engine coming and going (here its socket path
+    /// is a link made and removed under the running node).
+    @Test func containerTasksGoOnlyWhereTheEngineAnswers() async throws {
         let c = try SwarmdCluster()
-        try c.startManager(environment: ["DOCKER_HOST": "unix://\(c.root)/no-engine.sock"])
+        let link = "\(c.root)/engine.sock"
+        try c.startManager(environment: ["DOCKER_HOST": "unix://\(link)"])
         _ = try await c.readyCluster()
-        #expect(!(try c.ctl("plugin", "ls").output.contains("docker")))
-        let refused = try c.ctl("service", "create", "--name", "box", "--image", Self.image)
-        #expect(refused.status != 0 && refused.output.contains("unknown runtime \"docker\""), "\(refused.output)")
-        try await c.waitFor("the node's log saying why", seconds: 10) { c.logTail("manager", lines: 200).contains("not offering the docker executor") }
+        try await c.waitFor("docker reported unavailable", seconds: 30) {
+            (try? c.ctl("plugin", "ls").output)?.contains("unavailable") == true
+        }
+        let name = "later\(Int.random(in: 100_000...999_999))"
+        let created = try c.ctl("service", "create", "--name", name, "--image", Self.image, "--args", "sleep 600")
+        #expect(created.status == 0, "\(created.output)")
+        try await c.waitFor("the task pending for want of an engine", seconds: 30) {
+            await c.tasks().contains { $0.serviceAnnotations.name == name && $0.status.state == .pending
+                && $0.status.message.contains("runtime \"docker\" not available") }
+        }
+        // The engine appears: the task runs.
+        let socket = Self.host.replacingOccurrences(of: "unix://", with: "")
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: socket)
+        try await c.waitFor("the container running once the engine answers", seconds: 60) {
+            (try? Self.containers(service: name, all: false).count) == 1
+        }
+        // It goes away: the node says so, and what runs keeps running.
+        try FileManager.default.removeItem(atPath: link)
+        try await c.waitFor("docker reported unavailable again", seconds: 30) {
+            (try? c.ctl("plugin", "ls").output)?.contains("unavailable") == true
+        }
+        #expect(await c.tasks().contains { $0.serviceAnnotations.name == name && $0.status.state == .running })
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: socket)
+        #expect(try c.ctl("service", "rm", name).status == 0)
+        try await c.waitFor("no container left", seconds: 60) { (try? Self.containers(service: name).isEmpty) == true }
         #expect(c.terminate("manager") == 0)
     }
 }

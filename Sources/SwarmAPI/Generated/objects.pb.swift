@@ -161,6 +161,11 @@ public nonisolated struct SwarmPluginDescription: Sendable {
 
   public var file: String = String()
 
+  /// For an executor: why it cannot run tasks now (for docker, the engine does not
+  /// answer); empty when it can. The scheduler places an executor's tasks only on nodes
+  /// where it is loaded and available.
+  public var unavailable: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1015,7 +1020,7 @@ nonisolated extension SwarmPlatform: SwiftProtobuf.Message, SwiftProtobuf._Messa
 
 nonisolated extension SwarmPluginDescription: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PluginDescription"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}kind\0\u{1}version\0\u{3}abi_major\0\u{3}abi_minor\0\u{1}file\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}kind\0\u{1}version\0\u{3}abi_major\0\u{3}abi_minor\0\u{1}file\0\u{1}unavailable\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1029,6 +1034,7 @@ nonisolated extension SwarmPluginDescription: SwiftProtobuf.Message, SwiftProtob
       case 4: try { try decoder.decodeSingularUInt32Field(value: &self.abiMajor) }()
       case 5: try { try decoder.decodeSingularUInt32Field(value: &self.abiMinor) }()
       case 6: try { try decoder.decodeSingularStringField(value: &self.file) }()
+      case 7: try { try decoder.decodeSingularStringField(value: &self.unavailable) }()
       default: break
       }
     }
@@ -1053,6 +1059,9 @@ nonisolated extension SwarmPluginDescription: SwiftProtobuf.Message, SwiftProtob
     if !self.file.isEmpty {
       try visitor.visitSingularStringField(value: self.file, fieldNumber: 6)
     }
+    if !self.unavailable.isEmpty {
+      try visitor.visitSingularStringField(value: self.unavailable, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1063,6 +1072,7 @@ nonisolated extension SwarmPluginDescription: SwiftProtobuf.Message, SwiftProtob
     if lhs.abiMajor != rhs.abiMajor {return false}
     if lhs.abiMinor != rhs.abiMinor {return false}
     if lhs.file != rhs.file {return false}
+    if lhs.unavailable != rhs.unavailable {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -280,11 +280,92 @@ public nonisolated struct SwarmContainerSpec: Sendable {
 
   public var labels: Dictionary<String,String> = [:]
 
+  /// Who the container runs as: a name or uid, with an optional ":group"; empty means the
+  /// image's user.
+  public var user: String = String()
+
+  public var mounts: [SwarmMount] = []
+
+  /// The signal that asks the container to stop (for example SIGINT); empty means the
+  /// image's, else SIGTERM.
+  public var stopSignal: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 }
 
+/// A filesystem mounted into a container.
+public nonisolated struct SwarmMount: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var type: SwarmMount.TypeEnum = .mountBind
+
+  public var source: String = String()
+
+  /// An absolute path inside the container.
+  public var target: String = String()
+
+  public var readOnly: Bool = false
+
+  /// The size of a tmpfs mount in bytes; 0 means the engine's default.
+  public var tmpfsSizeBytes: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum TypeEnum: SwiftProtobuf.Enum, Swift.CaseIterable {
+    public typealias RawValue = Int
+
+    /// A host path (`source`, absolute) at `target`.
+    case mountBind // = 0
+
+    /// A named engine volume (`source`; created if missing), or an anonymous one when
+    /// `source` is empty.
+    case mountVolume // = 1
+
+    /// A memory-backed filesystem; `source` must be empty.
+    case mountTmpfs // = 2
+    case UNRECOGNIZED(Int)
+
+    public init() {
+      self = .mountBind
+    }
+
+    public init?(rawValue: Int) {
+      switch rawValue {
+      case 0: self = .mountBind
+      case 1: self = .mountVolume
+      case 2: self = .mountTmpfs
+      default: self = .UNRECOGNIZED(rawValue)
+      }
+    }
+
+    public var rawValue: Int {
+      switch self {
+      case .mountBind: return 0
+      case .mountVolume: return 1
+      case .mountTmpfs: return 2
+      case .UNRECOGNIZED(let i): return i
+      }
+    }
+
+    // The compiler won't synthesize support with the UNRECOGNIZED case.
+    public static let allCases: [SwarmMount.TypeEnum] = [
+      .mountBind,
+      .mountVolume,
+      .mountTmpfs,
+    ]
+
+  }
+
+  public init() {}
+}
+
+/// A port published in host mode: `published_port` on the node where the task runs
+/// forwards to `target_port` in the task. The scheduler places at most one task that
+/// publishes a given port on each node.
 public nonisolated struct SwarmPortConfig: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -292,6 +373,7 @@ public nonisolated struct SwarmPortConfig: Sendable {
 
   public var name: String = String()
 
+  /// "tcp" (the default), "udp" or "sctp".
   public var `protocol`: String = String()
 
   public var targetPort: UInt32 = 0
@@ -1347,7 +1429,7 @@ nonisolated extension SwarmProcessSpec: SwiftProtobuf.Message, SwiftProtobuf._Me
 
 nonisolated extension SwarmContainerSpec: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ContainerSpec"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}image\0\u{1}command\0\u{1}args\0\u{1}env\0\u{1}dir\0\u{3}stop_grace_period\0\u{1}labels\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}image\0\u{1}command\0\u{1}args\0\u{1}env\0\u{1}dir\0\u{3}stop_grace_period\0\u{1}labels\0\u{1}user\0\u{1}mounts\0\u{3}stop_signal\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1362,6 +1444,9 @@ nonisolated extension SwarmContainerSpec: SwiftProtobuf.Message, SwiftProtobuf._
       case 5: try { try decoder.decodeSingularStringField(value: &self.dir) }()
       case 6: try { try decoder.decodeSingularInt64Field(value: &self.stopGracePeriod) }()
       case 7: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.labels) }()
+      case 8: try { try decoder.decodeSingularStringField(value: &self.user) }()
+      case 9: try { try decoder.decodeRepeatedMessageField(value: &self.mounts) }()
+      case 10: try { try decoder.decodeSingularStringField(value: &self.stopSignal) }()
       default: break
       }
     }
@@ -1389,6 +1474,15 @@ nonisolated extension SwarmContainerSpec: SwiftProtobuf.Message, SwiftProtobuf._
     if !self.labels.isEmpty {
       try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: self.labels, fieldNumber: 7)
     }
+    if !self.user.isEmpty {
+      try visitor.visitSingularStringField(value: self.user, fieldNumber: 8)
+    }
+    if !self.mounts.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.mounts, fieldNumber: 9)
+    }
+    if !self.stopSignal.isEmpty {
+      try visitor.visitSingularStringField(value: self.stopSignal, fieldNumber: 10)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1400,9 +1494,66 @@ nonisolated extension SwarmContainerSpec: SwiftProtobuf.Message, SwiftProtobuf._
     if lhs.dir != rhs.dir {return false}
     if lhs.stopGracePeriod != rhs.stopGracePeriod {return false}
     if lhs.labels != rhs.labels {return false}
+    if lhs.user != rhs.user {return false}
+    if lhs.mounts != rhs.mounts {return false}
+    if lhs.stopSignal != rhs.stopSignal {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
+}
+
+nonisolated extension SwarmMount: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Mount"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}type\0\u{1}source\0\u{1}target\0\u{3}read_only\0\u{3}tmpfs_size_bytes\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularEnumField(value: &self.type) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.source) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.target) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.readOnly) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.tmpfsSizeBytes) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.type != .mountBind {
+      try visitor.visitSingularEnumField(value: self.type, fieldNumber: 1)
+    }
+    if !self.source.isEmpty {
+      try visitor.visitSingularStringField(value: self.source, fieldNumber: 2)
+    }
+    if !self.target.isEmpty {
+      try visitor.visitSingularStringField(value: self.target, fieldNumber: 3)
+    }
+    if self.readOnly != false {
+      try visitor.visitSingularBoolField(value: self.readOnly, fieldNumber: 4)
+    }
+    if self.tmpfsSizeBytes != 0 {
+      try visitor.visitSingularInt64Field(value: self.tmpfsSizeBytes, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: SwarmMount, rhs: SwarmMount) -> Bool {
+    if lhs.type != rhs.type {return false}
+    if lhs.source != rhs.source {return false}
+    if lhs.target != rhs.target {return false}
+    if lhs.readOnly != rhs.readOnly {return false}
+    if lhs.tmpfsSizeBytes != rhs.tmpfsSizeBytes {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension SwarmMount.TypeEnum: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0MOUNT_BIND\0\u{1}MOUNT_VOLUME\0\u{1}MOUNT_TMPFS\0")
 }
 
 nonisolated extension SwarmPortConfig: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {

@@ -27,7 +27,9 @@
  *    Nothing unwinds across the boundary.
  *  - Threads: filter and strategy callbacks may be called from several threads at once,
  *    but never concurrently with the plugin's init. Executor callbacks for one task are
- *    never called concurrently; callbacks for different tasks may be.
+ *    never called concurrently, except status, which may be called at any time (for
+ *    example while a shutdown waits out its grace period); callbacks for different tasks
+ *    may be.
  *  - ABI 1.4: the host may call the entry point more than once (it makes a private
  *    strategy instance for simulations such as `service create --dry-run`). A plugin that
  *    declares abi_minor 4 or more registers new, independent instances (new ctx) at each
@@ -49,7 +51,7 @@ extern "C" {
 #endif
 
 #define SWARM_PLUGIN_ABI_MAJOR 1
-#define SWARM_PLUGIN_ABI_MINOR 4
+#define SWARM_PLUGIN_ABI_MINOR 5
 #define SWARM_PLUGIN_ENTRY "swarm_plugin_init_v1"
 
 typedef int32_t swarm_status;
@@ -248,7 +250,24 @@ typedef struct swarm_exec_status {
     int32_t exited;
     int32_t exit_code;
     int32_t pid;
+    /* ABI 1.5 (check struct_size): the task's health as the executor sees it (a container
+     * engine's own health check), one of SWARM_HEALTH_*; NONE when the executor runs no
+     * check of its own (the host then runs the spec's check itself, for process tasks). */
+    int32_t health;
+    /* ABI 1.5: a short note, NUL-terminated: why the task is unhealthy (the last check's
+     * output), or something about how it ended ("OOM-killed"). Empty when there is none. */
+    char message[256];
 } swarm_exec_status;
+
+#define SWARM_HEALTH_NONE 0
+#define SWARM_HEALTH_STARTING 1
+#define SWARM_HEALTH_HEALTHY 2
+#define SWARM_HEALTH_UNHEALTHY 3
+
+/* swarm_executor_v1.flags (ABI 1.5): the executor calls the host's task_changed whenever
+ * a started task's status changes (it exits, its health changes, it disappears), so the
+ * host follows it by those calls instead of polling status. */
+#define SWARM_EXEC_NOTIFIES 1u
 
 /* An executor. Each call returns SWARM_OK, or an error with *error set to a NUL-terminated
  * message, owned by the plugin (the strings rule above): the host copies it, then hands
@@ -268,6 +287,14 @@ typedef struct swarm_executor_v1 {
      * host has copied it. Without it, error strings must stay valid until the plugin's
      * next call on the same thread. */
     void (*free_error)(void *ctx, char *error);
+    /* ABI 1.5, optional (NULL means always available): SWARM_OK when the executor can run
+     * tasks now; otherwise an error whose *error says why not (for docker: the engine does
+     * not answer). The host asks at start and then every few seconds, on a thread of its
+     * own (so it may block for a few seconds); the node reports the answer, and the
+     * scheduler places the executor's tasks only on nodes where it is SWARM_OK. */
+    swarm_status (*available)(void *ctx, char **error);
+    /* ABI 1.5: SWARM_EXEC_* bits. */
+    uint64_t flags;
 } swarm_executor_v1;
 
 /* What a plugin says about itself. */
@@ -297,6 +324,11 @@ typedef struct swarm_host_v1 {
     swarm_status (*register_strategy)(void *host_ctx, const char *name, const swarm_strategy_v1 *strategy);
     swarm_status (*register_executor)(void *host_ctx, const char *name, const swarm_executor_v1 *executor);
     void (*log)(void *host_ctx, int32_t level, const char *message);
+    /* ABI 1.5 (check struct_size): an executor with SWARM_EXEC_NOTIFIES calls this when the
+     * status of `task_id` changed; the host then calls status for it, from another thread.
+     * It may be called at any time, from any thread, including inside an executor call,
+     * and returns at once. */
+    void (*task_changed)(void *host_ctx, swarm_str task_id);
 } swarm_host_v1;
 
 /* The entry point. On failure the plugin may set *error to a NUL-terminated message, owned
