@@ -5,6 +5,7 @@
 #    (`docker swarm init`, `docker service create --replicas N`, until N/N), in one run,
 #    alternating which goes first over ROUNDS rounds; then the time until `service rm`
 #    leaves no container, for both;
+#  - stop: `service rm` of 20 containers that ignore SIGTERM, grace 2 s, until none is left;
 #  - process: from `service create --replicas M` to M processes RUNNING over 3 nodes (one
 #    manager, two workers), and until `service rm` leaves none.
 # It starts its own dockerd (scripts/test-dockerd.sh) with the image swarm-test:1.
@@ -30,7 +31,7 @@ since() { echo "$(now) - $1" | bc; }
 wait_count() {
   local deadline=$(( $(date +%s) + $2 ))
   while [ "$(date +%s)" -lt "$deadline" ]; do
-    [ "$(eval "$1" 2>/dev/null || echo 0)" -ge "$3" ] && return 0
+    local v; v=$(eval "$1" 2>/dev/null | head -1 || true); [ "${v:-0}" -ge "$3" ] && return 0
     sleep 0.05
   done
   echo "timed out waiting for: $1 >= $3" >&2; return 1
@@ -38,7 +39,7 @@ wait_count() {
 wait_zero() {
   local deadline=$(( $(date +%s) + $2 ))
   while [ "$(date +%s)" -lt "$deadline" ]; do
-    [ "$(eval "$1" 2>/dev/null || echo 1)" -eq 0 ] && return 0
+    local v; v=$(eval "$1" 2>/dev/null | head -1 || true); [ "${v:-1}" -eq 0 ] && return 0
     sleep 0.05
   done
   echo "timed out waiting for: $1 == 0" >&2; return 1
@@ -84,6 +85,14 @@ run_theirs() {
 for r in $(seq "$rounds"); do
   if [ $((r % 2)) -eq 1 ]; then run_ours "$r"; run_theirs "$r"; else run_theirs "$r"; run_ours "$r"; fi
 done
+
+# 20 containers that ignore SIGTERM, grace 2 s: stopped together, not one by one.
+"$ctl" service create --name stubborn --image swarm-test:1 --args=sh --args=-c \
+  --args "trap '' TERM; while true; do sleep 1; done" --replicas 20 --stop-grace-period 2s >/dev/null
+wait_count "ours_running stubborn" 600 20
+t0=$(now); "$ctl" service rm stubborn >/dev/null
+wait_zero "containers com.swift-swarm.service.name=stubborn" 600
+printf 'swift-swarm  20 containers ignoring SIGTERM, grace 2 s, removed: %6.2f s\n' "$(since "$t0")"
 
 token=$("$ctl" cluster inspect default | awk '/Worker/ { print $3 }')
 for w in w1 w2; do start_swarmd "$w" --join-addr "127.0.0.1:$port" --join-token "$token"; done

@@ -19,9 +19,13 @@ final class DockerEngine: Sendable {
         var description: String { message }
     }
 
+    /// Why the configured host cannot be used (not a unix socket), or nil.
+    let unusable: String?
+
     init(host: String?) {
-        var path = host ?? "/var/run/docker.sock"
+        var path = host.flatMap { $0.isEmpty ? nil : $0 } ?? "/var/run/docker.sock"
         if path.hasPrefix("unix://") { path.removeFirst("unix://".count) }
+        unusable = path.hasPrefix("/") ? nil : "DOCKER_HOST \(host ?? "") is not a unix socket (only unix:///path is supported)"
         socketPath = path
         client = Self.sharedClient
     }
@@ -90,6 +94,9 @@ final class DockerEngine: Sendable {
 
     /// Why the engine does not answer, or nil when it does.
     func unreachable() -> String? {
+        if let unusable { return unusable }
+        // No socket: say so at once (a connection attempt would retry until its deadline).
+        if !FileManager.default.fileExists(atPath: socketPath) { return "no docker engine socket at \(socketPath)" }
         do {
             let (status, data) = try call(.GET, "/_ping", timeout: .seconds(3))
             return status == 200 ? nil : "docker engine at \(socketPath) answered \(status): \(Self.message(data, status: status))"

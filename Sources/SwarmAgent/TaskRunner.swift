@@ -2,7 +2,6 @@ import Foundation
 import Logging
 import SwarmAPI
 import SwarmConcurrency
-import SwarmPluginABI
 import SwarmPluginHost
 import SwiftProtobuf
 import Synchronization
@@ -22,8 +21,8 @@ final class TaskRunner: Sendable {
         var removed = false
         var pid: Int32 = 0
         var health: SwarmTaskStatus.Health = .none
-        /// Set when the health check failed and the runner stopped the task.
-        var unhealthy: String?
+        /// Verdicts of the agent's own health check, for ``follow(probing:)``.
+        var verdicts: [TaskFollower.Event] = []
     }
     /// Wakes ``follow()``: a stop or removal was asked for, the health check changed its
     /// mind, or the executor said the task's status changed (ABI 1.5 notices).
@@ -103,10 +102,10 @@ final class TaskRunner: Sendable {
                 if probe != nil { $0.health = .starting }
             }
             set(.running, "started", pid: pid)
-            guard let probe else { return try await follow() }
+            guard let probe else { return try await follow(probing: false) }
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { await self.monitorHealth(probe) }
-                try await self.follow()
+                try await self.follow(probing: true)
                 group.cancelAll()
             }
         } catch is CancellationError {
@@ -121,77 +120,70 @@ final class TaskRunner: Sendable {
         }
     }
 
-    /// Follows the running task until it exits, or until a stop is asked for (then
-    /// stops it), and reports how it ended. An executor that sends change notices (ABI
-    /// 1.5) is asked for the task's status when it says something changed (and every 10 s
-    /// as a safety net); an older one is polled every 100 ms.
-    private func follow() async throws {
+    /// Follows the running task until it ends, with the decisions left to a
+    /// ``TaskFollower``: this loop feeds it stop requests, health verdicts and what the
+    /// executor says, and performs what it returns. An executor that sends change notices
+    /// (ABI 1.5) is asked for the task's status when it says something changed (and every
+    /// 10 s as a safety net); an older one is polled every 100 ms.
+    private func follow(probing: Bool) async throws {
         let (notifies, wake, id) = (executor.notifies, wake, task.id)
         if notifies { TaskChanges.watch(id) { wake.ring() } }
         defer { if notifies { TaskChanges.unwatch(id) } }
-        var stopping = false
-        var engineHealth = Int32(SWARM_HEALTH_NONE)
+        var follower = TaskFollower(probing: probing)
+        var stopFed = false
         while true {
             // The agent ending (its task cancelled) stops the tasks, as a node shut down
             // on purpose does.
             if Task.isCancelled { state.withLock { $0.stopRequested = true } }
-            if !stopping && stopRequested {
-                stopping = true
-                let (executor, grace) = (executor, gracePeriod)
-                // SIGTERM, then SIGKILL after the grace period, off the cooperative pool.
-                try? await ExecutorThreads.run("stop \(id)") { try executor.shutdown(taskID: id, graceNanoseconds: grace) }
+            var events = state.withLock { st -> [TaskFollower.Event] in
+                defer { st.verdicts = [] }
+                return st.verdicts
             }
-            let s = try executor.status(taskID: id)
-            // The executor's own health check (a container engine's), reported like ours.
-            if s.health != engineHealth, let health = SwarmTaskStatus.Health(executor: s.health) {
-                engineHealth = s.health
-                healthChanged(health, failure: s.message.isEmpty ? "health check failed" : s.message, pid: s.pid)
-                continue
+            if !stopFed && stopRequested {
+                stopFed = true
+                events.append(.stopRequested)
             }
-            if s.exited {
-                if let reason = state.withLock({ $0.unhealthy }) {
-                    set(.failed, "unhealthy: \(reason)", exitCode: s.exitCode, pid: s.pid, err: "task unhealthy: \(reason)")
-                } else if stopRequested {
-                    set(.shutdown, "shut down", exitCode: s.exitCode, pid: s.pid)
-                } else if s.exitCode == 0 {
-                    set(.complete, "finished", exitCode: 0, pid: s.pid)
-                } else {
-                    let note = s.message.isEmpty ? "" : " (\(s.message))"
-                    set(.failed, "exited with code \(s.exitCode)\(note)", exitCode: s.exitCode, pid: s.pid,
-                        err: "task exited with code \(s.exitCode)\(note)")
-                }
-                return
+            for event in events {
+                if try await perform(follower.handle(event), &follower) { return }
             }
-            if stopping {
-                // The executor gave up on it (it did not die after SIGKILL): say so.
-                set(.shutdown, "shut down (the executor could not confirm the end)", pid: s.pid)
-                return
-            }
+            // Asked after the stop (if any) returned, so that it says how the stop ended.
+            if try await perform(follower.handle(.observed(try executor.status(taskID: id))), &follower) { return }
             await wake.wait(upTo: notifies ? .seconds(10) : .milliseconds(100))
         }
     }
 
-    /// Reports a change of health; an unhealthy task is stopped (it then ends FAILED, and
-    /// its restart policy applies).
-    private func healthChanged(_ health: SwarmTaskStatus.Health, failure: String, pid: Int32) {
-        state.withLock { st in
-            st.health = health
-            if health == .unhealthy && st.unhealthy == nil {
-                st.unhealthy = failure
-                st.stopRequested = true
+    /// Performs a follower's actions; returns true once the task is finished.
+    private func perform(_ actions: [TaskFollower.Action], _ follower: inout TaskFollower) async throws -> Bool {
+        for action in actions {
+            switch action {
+            case .shutdown:
+                let (executor, id, grace) = (executor, task.id, gracePeriod)
+                // SIGTERM, then SIGKILL after the grace period, off the cooperative pool.
+                try? await ExecutorThreads.run("stop \(id)") { try executor.shutdown(taskID: id, graceNanoseconds: grace) }
+                _ = follower.handle(.shutdownReturned)
+            case .report(let r):
+                let pid = state.withLock { st -> Int32 in
+                    st.health = r.health
+                    return st.pid
+                }
+                if r.state == .running {
+                    // A change of health: the same state again, which set() would drop.
+                    var status = SwarmTaskStatus()
+                    status.state = .running
+                    status.message = r.message
+                    status.pid = pid
+                    status.health = r.health
+                    status.timestamp = Self.now()
+                    report(task.id, status)
+                    if r.health == .unhealthy { logger.info("task \(task.id) is \(r.message); stopping it") }
+                } else {
+                    set(r.state, r.message, exitCode: r.exitCode, pid: pid, err: r.err)
+                }
+            case .finish:
+                return true
             }
         }
-        var status = SwarmTaskStatus()
-        status.state = .running
-        status.message = health == .healthy ? "healthy" : health == .unhealthy ? "unhealthy: \(failure)" : "health: starting"
-        status.pid = pid
-        status.health = health
-        status.timestamp = Self.now()
-        report(task.id, status)
-        if health == .unhealthy {
-            logger.info("task \(task.id) is unhealthy (\(failure)); stopping it")
-            wake.ring()
-        }
+        return false
     }
 
     /// The health check of a process task (the docker executor leaves it to the engine,
@@ -201,8 +193,8 @@ final class TaskRunner: Sendable {
         return HealthProbe(task.spec.healthcheck, env: p.env, directory: p.dir.isEmpty ? workDir : p.dir)
     }
 
-    /// Runs the health check every interval and reports each change of health; once the
-    /// task is unhealthy, ``follow()`` stops it.
+    /// Runs the health check every interval and hands each change of verdict to
+    /// ``follow(probing:)``, which reports it (and stops an unhealthy task).
     private func monitorHealth(_ probe: HealthProbe) async {
         let config = task.spec.healthcheck
         var tracker = HealthTracker(config, startedAt: Self.now())
@@ -211,7 +203,8 @@ final class TaskRunner: Sendable {
             let before = tracker.health
             let health = tracker.record(healthy: failure == nil, at: Self.now())
             if health == before { continue }
-            healthChanged(health, failure: failure ?? "health check failed", pid: state.withLock { $0.pid })
+            state.withLock { $0.verdicts.append(.probed(health, failure: failure ?? "health check failed")) }
+            wake.ring()
             if health == .unhealthy { return }
         }
     }
@@ -247,14 +240,3 @@ final class TaskRunner: Sendable {
     }
 }
 
-extension SwarmTaskStatus.Health {
-    /// The task health for an executor's `SWARM_HEALTH_*`; nil for NONE or an unknown value.
-    init?(executor value: Int32) {
-        switch value {
-        case Int32(SWARM_HEALTH_STARTING): self = .starting
-        case Int32(SWARM_HEALTH_HEALTHY): self = .healthy
-        case Int32(SWARM_HEALTH_UNHEALTHY): self = .unhealthy
-        default: return nil
-        }
-    }
-}

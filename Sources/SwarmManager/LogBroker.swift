@@ -72,14 +72,17 @@ public final class LogBroker: Sendable {
     }
 
     /// Opens a node's subscriptions stream, replacing an earlier one. Subscriptions that
-    /// follow the node's tasks are sent again, so that a reconnecting node resumes them.
+    /// follow the node's tasks are sent again, so that a reconnecting node resumes them, and
+    /// so are those still waiting for this node's answer: one sent to a session that died
+    /// (a node killed and restarted before its old stream was noticed closed) would
+    /// otherwise never end.
     public func register(node: String, tasksOf: @Sendable (String) -> [String]) -> (token: Int, stream: AsyncStream<SwarmLogSubscription>) {
         let (stream, cont) = AsyncStream.makeStream(of: SwarmLogSubscription.self, bufferingPolicy: .bufferingNewest(1024))
         let token = state.withLock { s -> Int in
             s.nextToken += 1
             s.nodes[node]?.stream.finish()
             s.nodes[node] = (s.nextToken, cont)
-            for (id, sub) in s.subscriptions where sub.nodes.contains(node) && sub.message.follow {
+            for (id, sub) in s.subscriptions where sub.nodes.contains(node) && (sub.message.follow || sub.pending.contains(node)) {
                 var m = sub.message
                 m.taskIds = tasksOf(node)
                 s.subscriptions[id]?.pending.insert(node)

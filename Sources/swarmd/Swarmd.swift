@@ -65,10 +65,16 @@ struct Swarmd: AsyncParsableCommand, Sendable {
     @Option(help: "Log level (trace, debug, info, notice, warning, error, critical)")
     var logLevel = "info"
 
+    @Option(help: "Docker Engine socket for the docker executor, unix:///path (default: DOCKER_HOST, else /var/run/docker.sock)")
+    var dockerHost: String?
+
     /// Makes the state directory absolute: executors and the agent resolve task paths
     /// under it from other working directories.
     mutating func validate() throws {
         stateDir = URL(fileURLWithPath: stateDir).standardizedFileURL.path
+        if let dockerHost, !(dockerHost.hasPrefix("unix:///") || dockerHost.hasPrefix("/")) {
+            throw ValidationError("--docker-host \(dockerHost): give the engine's unix socket, as unix:///path (TCP engines are not supported)")
+        }
     }
 
     func run() async throws {
@@ -82,6 +88,8 @@ struct Swarmd: AsyncParsableCommand, Sendable {
         }
         let logger = Logger(label: "swarmd")
         try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true)
+        // The docker executor reads DOCKER_HOST when it loads.
+        if let dockerHost { setenv("DOCKER_HOST", dockerHost, 1) }
         let plugins = try loadPlugins(logger)
         var generic: [SwarmGenericResource] = []
         if let text = genericNodeResources {

@@ -176,6 +176,24 @@ struct LogBrokerTests {
         #expect(got.warnings.contains { $0.contains("not connected") } && got.warnings.contains { $0.contains("disconnected") })
         #expect(broker.subscriptionCount == 0)
     }
+
+    /// A one-shot subscription sent to a node's stream just before the node reopened it
+    /// (killed and restarted) is sent again on the new stream, and still ends.
+    @Test func aOneShotSubscriptionSurvivesTheNodesNewStream() async throws {
+        let broker = LogBroker()
+        let (_, dead) = broker.register(node: "n1") { _ in ["a"] }
+        let events = broker.subscribe(id: "once", tasks: [Self.task("a", on: "n1")], follow: false, tail: 0)
+        var old = dead.makeAsyncIterator()
+        #expect(await old.next()?.id == "once", "sent to the stream that is about to die")
+        let (_, fresh) = broker.register(node: "n1") { _ in ["a"] }
+        var it = fresh.makeAsyncIterator()
+        let again = await it.next()
+        #expect(again?.id == "once" && again?.taskIds == ["a"] && again?.follow == false)
+        broker.publish(node: "n1", .with { $0.subscriptionID = "once"; $0.lines = [Self.line("a", "n1", "hi")]; $0.close = true })
+        let got = await Self.collect(events)
+        #expect(got.lines == ["hi"])
+        #expect(broker.subscriptionCount == 0)
+    }
 }
 
 struct QuantityTests {

@@ -86,6 +86,64 @@ import Testing
         }
         try executor.start(taskID: "t1", serviceID: "s1", workDir: dir, taskProto: [])
         #expect(try executor.status(taskID: "t1") == ExecutorTaskStatus(exited: true, exitCode: 7, pid: 0))
+        // ABI 1.5's fields read as absent: polled, always available, no health.
+        #expect(!executor.notifies && executor.unavailable() == nil)
+    }
+
+    /// An executor of ABI 1.5: it says why it cannot run tasks, reports the engine's
+    /// health with a note, and tells the host when a task changed (from its own thread).
+    @Test func anExecutorOf15NotifiesReportsHealthAndAvailability() async throws {
+        let source = """
+            #include "swarm_plugin.h"
+            #include <pthread.h>
+            #include <string.h>
+            static const swarm_host_v1 *the_host;
+            static swarm_status ok(void *ctx, const swarm_exec_task *t, char **error) { return SWARM_OK; }
+            static swarm_status status(void *ctx, swarm_str id, swarm_exec_status *out, char **error) {
+                out->health = SWARM_HEALTH_UNHEALTHY;
+                strcpy(out->message, "no pong");
+                return SWARM_OK;
+            }
+            static swarm_status shut(void *ctx, swarm_str id, int64_t grace, char **error) { return SWARM_OK; }
+            static swarm_status by_id(void *ctx, swarm_str id, char **error) { return SWARM_OK; }
+            static void *later(void *arg) {
+                swarm_str id = {"t-15", 4};
+                the_host->task_changed(the_host->host_ctx, id);
+                return NULL;
+            }
+            static swarm_status start(void *ctx, const swarm_exec_task *t, char **error) {
+                pthread_t thread;
+                pthread_create(&thread, NULL, later, NULL);
+                pthread_detach(thread);
+                return SWARM_OK;
+            }
+            static swarm_status available(void *ctx, char **error) {
+                static char why[] = "the engine is asleep";
+                *error = why;
+                return SWARM_ERR_FAILED;
+            }
+            swarm_status swarm_plugin_init_v1(const swarm_host_v1 *host, swarm_plugin_info *info, const char **error) {
+                info->abi_major = SWARM_PLUGIN_ABI_MAJOR; info->abi_minor = 5; info->name = "new"; info->version = "1";
+                the_host = host;
+                swarm_executor_v1 e = {sizeof(swarm_executor_v1), NULL, ok, start, status, shut, by_id, by_id, NULL,
+                                       available, SWARM_EXEC_NOTIFIES};
+                return host->register_executor(host->host_ctx, "new-executor", &e);
+            }
+            """
+        let dir = PluginHostTests.tempDir()
+        let registry = PluginRegistry()
+        try registry.load(file: try PluginHostTests.compileC(source, name: "new15", in: dir))
+        let executor = ExecutorClient(try #require(registry.executor("new-executor")))
+        #expect(executor.notifies)
+        #expect(executor.unavailable() == "the engine is asleep")
+        let status = try executor.status(taskID: "t-15")
+        #expect(status.health == Int32(SWARM_HEALTH_UNHEALTHY) && status.message == "no pong" && !status.exited)
+        let (noticed, notice) = AsyncStream.makeStream(of: Void.self)
+        TaskChanges.watch("t-15") { notice.yield() }
+        defer { TaskChanges.unwatch("t-15") }
+        try executor.start(taskID: "t-15", serviceID: "s", workDir: dir, taskProto: [])
+        var it = noticed.makeAsyncIterator()
+        #expect(await it.next() != nil, "the plugin's thread woke the watcher")
     }
 
     @Test func tablesShorterThanTheFirstVersionAreRefusedWithTheSizes() throws {

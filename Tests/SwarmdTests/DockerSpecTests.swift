@@ -126,4 +126,43 @@ extension DockerTests {
         #expect(took < 15, "20 containers with a 2 s grace period took \(took) s to go")
         #expect(c.terminate("manager") == 0)
     }
+
+    /// A node killed with kill -9 and restarted after its tasks moved elsewhere stops and
+    /// removes its stale containers, and the cluster keeps exactly its replicas.
+    @Test func containersTheClusterMovedAwayAreRemovedWhenTheNodeReturns() async throws {
+        let c = try SwarmdCluster()
+        try c.startManager(environment: ["DOCKER_HOST": Self.host])
+        let token = try await c.readyCluster().joinTokens.worker
+        #expect(try c.ctl("cluster", "update", "default", "--heartbeat-period", "1s").status == 0)
+        try c.start("w1", ["--join-addr", c.managerAddr, "--join-token", token], environment: ["DOCKER_HOST": Self.host])
+        try await c.waitFor("two READY nodes", seconds: 30) { await c.nodes().filter { $0.status.state == .ready }.count == 2 }
+        let name = "moved\(Int.random(in: 100_000...999_999))"
+        #expect(try c.ctl("service", "create", "--name", name, "--image", Self.image, "--args", "sleep 600",
+                          "--replicas", "2", "--stop-grace-period", "1s").status == 0)
+        let w1 = try #require(await c.nodes().first { $0.description_p.hostname == "w1" }).id
+        let running = { () async -> [SwarmTask] in
+            await c.tasks().filter { $0.serviceAnnotations.name == name && $0.isRunnable && $0.status.state == .running }
+        }
+        try await c.waitFor("one container on each node", seconds: 60) {
+            await running().filter { $0.nodeID == w1 }.count == 1 && (try? Self.containers(service: name, all: false).count) == 2
+        }
+        let onW1 = try Self.docker("ps", "-q", "--filter", "label=com.swift-swarm.node.id=\(w1)",
+                                   "--filter", "label=com.swift-swarm.service.name=\(name)").output
+            .split(separator: "\n").map(String.init)
+        #expect(onW1.count == 1)
+        c.kill9("w1")
+        try await c.waitFor("w1 DOWN and its task running elsewhere", seconds: 60) {
+            let r = await running()
+            return r.count == 2 && !r.contains { $0.nodeID == w1 } && (try? Self.containers(service: name, all: false).count) == 3
+        }
+        try c.start("w1", ["--join-addr", c.managerAddr, "--join-token", token], environment: ["DOCKER_HOST": Self.host])
+        try await c.waitFor("the stale container gone, two left", seconds: 60) {
+            (try? Self.containers(service: name).count) == 2
+                && (try? Self.containers(service: name).contains { id in onW1.contains { $0.hasPrefix(id) || id.hasPrefix($0) } }) == false
+        }
+        #expect(await running().count == 2)
+        #expect(try c.ctl("service", "rm", name).status == 0)
+        try await c.waitFor("no container left", seconds: 60) { (try? Self.containers(service: name).isEmpty) == true }
+        for n in ["w1", "manager"] { #expect(c.terminate(n) == 0) }
+    }
 }

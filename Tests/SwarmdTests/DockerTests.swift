@@ -152,7 +152,8 @@ struct DockerTests {
     @Test func containerTasksGoOnlyWhereTheEngineAnswers() async throws {
         let c = try SwarmdCluster()
         let link = "\(c.root)/engine.sock"
-        try c.startManager(environment: ["DOCKER_HOST": "unix://\(link)"])
+        // --docker-host wins over DOCKER_HOST.
+        try c.startManager(["--docker-host", "unix://\(link)"], environment: ["DOCKER_HOST": Self.host])
         _ = try await c.readyCluster()
         try await c.waitFor("docker reported unavailable", seconds: 30) {
             (try? c.ctl("plugin", "ls").output)?.contains("unavailable") == true
@@ -180,5 +181,18 @@ struct DockerTests {
         #expect(try c.ctl("service", "rm", name).status == 0)
         try await c.waitFor("no container left", seconds: 60) { (try? Self.containers(service: name).isEmpty) == true }
         #expect(c.terminate("manager") == 0)
+    }
+
+    @Test func aDockerHostThatIsNotAUnixSocketIsRefused() throws {
+        let p = Process()
+        p.executableURL = SwarmdCluster.binDir.appendingPathComponent("swarmd")
+        p.arguments = ["-d", NSTemporaryDirectory() + "swarmd-bad-\(UUID().uuidString.prefix(8))", "--docker-host", "tcp://127.0.0.1:2375"]
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        try p.run()
+        let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(SwarmdCluster.reap(p) != 0)
+        #expect(out.contains("--docker-host tcp://127.0.0.1:2375: give the engine's unix socket"), "\(out)")
     }
 }

@@ -219,8 +219,14 @@ import Testing
             #expect(r.status != 0 && r.output.contains(message), "\(flags): \(r.output)")
         }
         // An image with a command is a container task, never a host process in disguise.
-        let image = try c.ctl("service", "create", "--name", "img", "--image", "busybox", "--command", "sleep", "--args", "600")
-        #expect(image.status != 0 && image.output.contains("unknown runtime \"docker\""), "\(image.output)")
+        let marker = String(Int.random(in: 100_000_000...999_999_999))
+        let image = try c.ctl("service", "create", "--name", "img", "--image", "busybox", "--command", "sleep", "--args", marker)
+        #expect(image.status == 0, "\(image.output)")
+        let img = try await Self.service(c, "img")
+        #expect(img.spec.task.executorName == "docker" && img.spec.task.container.command == ["sleep"])
+        try await Task.sleep(for: .seconds(1))
+        #expect(SwarmdCluster.pids(matching: ["sleep", marker]).isEmpty, "no host process")
+        #expect(try c.ctl("service", "rm", "img").status == 0)
         let rollback = try c.ctl("service", "rollback", "web")
         #expect(rollback.status != 0 && rollback.output.contains("no previous spec"), "\(rollback.output)")
         let after = try await Self.service(c, "web")
