@@ -227,7 +227,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "SwarmReplayTests", dependencies: ["SwarmReplay", "SwarmGPU", "SwarmPluginHost"]),
-        .testTarget(name: "SwarmAgentTests", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf"), .product(name: "GRDB", package: "GRDB.swift"), "SwarmAgent", "SwarmAPI", "SwarmManager"]),
+        .testTarget(name: "SwarmAgentTests", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf"), .product(name: "GRDB", package: "GRDB.swift"), "SwarmAgent", "SwarmAPI", "SwarmManager", "SwarmPluginABI", "SwarmPluginHost"]),
         // Real swarmd and swarmctl processes on loopback.
         .testTarget(
             name: "SwarmdTests",

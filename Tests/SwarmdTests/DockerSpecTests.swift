@@ -166,3 +166,4 @@ extension DockerTests {
         for n in ["w1", "manager"] { #expect(c.terminate(n) == 0) }
     }
 }
+
