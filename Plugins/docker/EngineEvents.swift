@@ -120,8 +120,8 @@ final class EngineEvents: Sendable {
         let health = Self.health(state["Health"] as? [String: Any])
         update(taskID) { entry in
             if let health { (entry.health, entry.message) = health }
-            if started && !running && entry.exit == nil {
-                entry.exit = Int32(state["ExitCode"] as? Int ?? 0)
+            if started && !running {
+                if entry.exit == nil { entry.exit = Int32(state["ExitCode"] as? Int ?? 0) }
                 if state["OOMKilled"] as? Bool == true { entry.message = "OOM-killed" }
             }
         }
@@ -205,9 +205,16 @@ final class EngineEvents: Sendable {
         switch action {
         case "die":
             let code = Int32(attributes["exitCode"] ?? "") ?? -1
-            update(taskID) { if $0.exit == nil { $0.exit = code } }
-            // 137 may be an OOM kill: only the container's state says so.
-            if code == 137 { offPool { self.inspectOOM(taskID) } }
+            if code == 137 {
+                // Maybe an OOM kill: only the container's state says so, and the exit is
+                // recorded with that note (or without, if the engine does not answer).
+                offPool {
+                    self.inspect(taskID)
+                    self.update(taskID) { if $0.exit == nil { $0.exit = code } }
+                }
+            } else {
+                update(taskID) { if $0.exit == nil { $0.exit = code } }
+            }
         case "destroy":
             update(taskID) { if $0.exit == nil { $0.exit = -1; $0.message = "the container was removed behind the node's back" } }
         case "oom":
@@ -229,12 +236,5 @@ final class EngineEvents: Sendable {
     /// Runs a blocking engine call off the cooperative pool.
     private func offPool(_ body: @escaping @Sendable () -> Void) {
         DispatchQueue.global().async(execute: body)
-    }
-
-    private func inspectOOM(_ taskID: String) {
-        guard let c = container(taskID), let (status, data) = try? engine.call(.GET, "/containers/\(c.id)/json"),
-              status == 200, let state = DockerEngine.object(data)["State"] as? [String: Any],
-              state["OOMKilled"] as? Bool == true else { return }
-        update(taskID) { $0.message = "OOM-killed" }
     }
 }

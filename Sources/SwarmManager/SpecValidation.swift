@@ -137,7 +137,7 @@ public struct SpecValidation: Sendable {
             throw .invalidArgument(error.description)
         }
         try validate(health: task.healthcheck)
-        do {
+        do throws(ContainerOptions.ParseError) {
             try ContainerOptions.validate(task.ports)
             if case .container(let c)? = task.runtime {
                 var targets = Set<String>()
@@ -146,10 +146,8 @@ public struct SpecValidation: Sendable {
                     if !targets.insert(m.target).inserted { throw ContainerOptions.ParseError("two mounts at \(m.target)") }
                 }
             }
-        } catch let error as ContainerOptions.ParseError {
-            throw .invalidArgument(error.description)
         } catch {
-            throw .invalidArgument("\(error)")
+            throw .invalidArgument(error.description)
         }
         if task.restart.delay < 0 || task.restart.window < 0 {
             throw .invalidArgument("restart delay and window must not be negative")
