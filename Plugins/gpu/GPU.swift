@@ -21,20 +21,21 @@ import Synchronization
 /// - A multi-GPU task takes its GPUs from one topology group (NVLink or NUMA island) when
 ///   the node declares groups: the group with the most free GPUs that can hold them all.
 final class GPUStrategy: Strategy {
-    private let workload = Mutex<[WeightedShape]>([])
+    private let workload = Mutex<(classes: [WeightedShape], perGPU: GPUMath.PerGPUDemand)>(([], .init(cpu: 0, memory: 0)))
 
     var wantsPrepare: Bool { true }
 
     func prepare(cluster: ClusterView) {
         let w = cluster.workload.map(\.weightedShape)
-        workload.withLock { $0 = w }
+        let perGPU = GPUMath.PerGPUDemand(w)
+        workload.withLock { $0 = (w, perGPU) }
     }
 
     /// The candidate GPU choices on a node, each with its score.
     func choices(_ t: GPUTaskShape, _ node: NodeView) -> [(gpus: [Int], score: Double, delta: Double)] {
         let n = node.gpuState
-        let w = workload.withLock { $0 }
-        let before = GPUMath.fragmentation(n, w, memory: true)
+        let (w, perGPU) = workload.withLock { $0 }
+        let before = GPUMath.strandedFragmentation(n, w, perGPU: perGPU)
         var options: [[Int]] = []
         if t.isSharing {
             options = n.gpuFree.indices.filter { n.gpuFree[$0] >= t.gpuMilli }.map { [$0] }
@@ -44,7 +45,7 @@ final class GPUStrategy: Strategy {
             options = [d]
         }
         return options.map { gpus in
-            let delta = before - GPUMath.fragmentation(GPUMath.placing(t, on: n, gpus: gpus), w, memory: true)
+            let delta = before - GPUMath.strandedFragmentation(GPUMath.placing(t, on: n, gpus: gpus), w, perGPU: perGPU)
             return (gpus, (100 * GPUMath.sigmoid(delta / 1000)).rounded(.down), delta)
         }
     }

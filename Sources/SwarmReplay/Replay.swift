@@ -17,6 +17,8 @@ public struct ReplayRun: Sendable {
     public var seconds: Double
     /// Per-pod decision time (feasibility, scores and GPU choice), 99th percentile.
     public var p99DecisionSeconds: Double
+    /// The GPU milli still free at the end, by cause (``Leftover``).
+    public var leftover: [String: Double] = [:]
 
     /// Mean allocation % at `x` % arrived (records at x, else within x ± 1), to 2 decimals.
     public func allocation(at x: Int) -> Double? { Self.mean(at: x, arrivedPct, allocatedPct).map { ($0 * 100).rounded(.toNearestOrEven) / 100 } }
@@ -195,6 +197,7 @@ public final class ClusterReplay {
             run.fragPct.append(free > 0 ? (10_000 * max(0, fragSum) / free).rounded(.toNearestOrEven) / 100 : 0)
         }
         run.seconds = (clock.now - started).seconds
+        run.leftover = Leftover.breakdown(state, typical)
         latencies.sort()
         run.p99DecisionSeconds = latencies.isEmpty ? 0 : latencies[min(latencies.count - 1, Int(Double(latencies.count) * 0.99))]
         progress(1)

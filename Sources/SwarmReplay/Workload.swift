@@ -32,7 +32,8 @@ public enum Workload {
         var demand = sorted.reduce(0) { $0 + $1.demand }
         // Copies drawn with replacement from the sorted originals; the stop test uses the
         // candidate's per-GPU milli (the artifact's quirk), the total its full demand.
-        while true {
+        // (A list without GPU pods has nothing to tune up: every draw would add 0.)
+        while sorted.contains(where: { $0.gpuMilli > 0 }) {
             let candidate = sorted[rng.below(sorted.count)]
             if demand + Int64(candidate.gpuMilli) > target { break }
             arrivals.append(candidate)

@@ -10,11 +10,23 @@ struct ReplayBench: AsyncParsableCommand {
 
     @Option(help: "Node list CSV (openb_node_list_gpu_node.csv)") var nodes: String
     @Option(help: "Pod list CSV (openb_pod_list_*.csv)") var pods: String
-    @Option(help: "Strategy plugins, comma-separated, loaded by name") var policies = "gpu,fgd,best-fit,gpu-packing,gpu-clustering,dotprod,random"
+    @Option(help: "Strategy plugins, comma-separated, loaded by name (default: the --compare pair, else gpu,fgd,best-fit,gpu-packing,gpu-clustering,dotprod,random)")
+    var policies: String?
+    @Option(help: "Two policies, A,B: A − B paired by seed (mean, SD, t-test) at 100 % and 130 % arrived and for the fragmentation at 90 %")
+    var compare: String?
     @Option(help: "Seeds: a range (42-51) or a comma-separated list") var seeds = "42-51"
     @Option(help: "Output directory for summary.csv, curves.csv and allocation.svg") var out = "replay-out"
     @Option(help: "Directory of plugin .so files (default: $SWARM_PLUGIN_DIR, else the main package's .build/release)") var pluginDir: String?
     @Option(help: "Workload tuned up to this multiple of GPU capacity") var tune = 1.3
+
+    func comparePair() throws -> (String, String)? {
+        guard let compare else { return nil }
+        let two = compare.split(separator: ",", omittingEmptySubsequences: false).map { String($0).trimmingCharacters(in: .whitespaces) }
+        guard two.count == 2, !two[0].isEmpty, !two[1].isEmpty, two[0] != two[1] else {
+            throw ValidationError("--compare takes two different policies, A,B (got \"\(compare)\")")
+        }
+        return (two[0], two[1])
+    }
 
     func parseSeeds() throws -> [UInt64] {
         if let dash = seeds.firstIndex(of: "-"), let a = UInt64(seeds[..<dash]), let b = UInt64(seeds[seeds.index(after: dash)...]), a <= b {
@@ -46,7 +58,12 @@ struct ReplayBench: AsyncParsableCommand {
         let registry = PluginRegistry()
         let dir = pluginDir ?? Self.defaultPluginDir()
         for e in registry.loadDirectory(dir) { FileHandle.standardError.write(Data("warning: \(e)\n".utf8)) }
-        let names = policies.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
+        let pair = try comparePair()
+        let names = (policies ?? pair.map { "\($0.0),\($0.1)" } ?? "gpu,fgd,best-fit,gpu-packing,gpu-clustering,dotprod,random")
+            .split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
+        if let (a, b) = pair, !names.contains(a) || !names.contains(b) {
+            throw ValidationError("--compare \(a),\(b): both must be among --policies (\(names.joined(separator: ",")))")
+        }
         var strategies: [(String, LoadedStrategy)] = []
         for name in names {
             guard let s = registry.strategy(name) else {
@@ -61,6 +78,9 @@ struct ReplayBench: AsyncParsableCommand {
             \(traceNodes.count) nodes, \(capacity / 1000) GPUs; \(tracePods.count) pods, \(typical.count) typical shapes; \
             seeds \(seedList.map(String.init).joined(separator: ",")); policies \(names.joined(separator: ","))\n
             """.utf8))
+        guard tracePods.contains(where: { $0.demand > 0 }) else {
+            throw ValidationError("\(pods): no pod asks for a GPU, so there is no GPU workload to replay")
+        }
         let replay = ClusterReplay(nodes: traceNodes)
         var runs: [ReplayRun] = []
         let total = seedList.count * strategies.count
@@ -79,8 +99,18 @@ struct ReplayBench: AsyncParsableCommand {
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         try ReplayReport.summaryCSV(runs).write(toFile: out + "/summary.csv", atomically: true, encoding: .utf8)
         try ReplayReport.curvesCSV(runs).write(toFile: out + "/curves.csv", atomically: true, encoding: .utf8)
+        var comparison: [PairedComparison] = []
+        if let (a, b) = pair {
+            comparison = [
+                PairedTest.compare(runs, a, b, measure: "alloc@100") { $0.allocation(at: 100) },
+                PairedTest.compare(runs, a, b, measure: "alloc@130") { $0.allocation(at: 130) },
+                PairedTest.compare(runs, a, b, measure: "frag@90") { $0.fragmentation(at: 90) },
+            ]
+            try ReplayReport.comparisonCSV(comparison).write(toFile: out + "/compare.csv", atomically: true, encoding: .utf8)
+        }
         let title = "\(URL(fileURLWithPath: pods).deletingPathExtension().lastPathComponent), seeds \(seeds)"
-        try ReplayReport.allocationSVG(runs, title: title).write(toFile: out + "/allocation.svg", atomically: true, encoding: .utf8)
+        try ReplayReport.allocationSVG(runs, title: title, comparison: comparison)
+            .write(toFile: out + "/allocation.svg", atomically: true, encoding: .utf8)
 
         func pad(_ s: String, _ n: Int) -> String { s.padding(toLength: max(n, s.count), withPad: " ", startingAt: 0) }
         print(pad("policy", 16) + pad("alloc@100 %", 16) + pad("alloc@130 %", 16) + pad("frag@90 %", 16)
@@ -98,6 +128,23 @@ struct ReplayBench: AsyncParsableCommand {
             func pm(_ v: (mean: Double, sd: Double)) -> String { pad(String(format: "%.2f ± %.2f", v.mean, v.sd), 16) }
             print(pad(name, 16) + pm(a100) + pm(a130) + pm(f90) + pad(failedText, 52)
                   + pad(String(format: "%.0f", rate), 14) + String(format: "%.1f µs", p99 * 1e6))
+        }
+        print("\nGPUs left free at the end, by cause (mean per seed; see docs/openb-replay.md)")
+        print(pad("policy", 16) + Leftover.causes.map { pad($0, 12) }.joined() + "total")
+        for (name, _) in strategies {
+            let mine = runs.filter { $0.policy == name }
+            func gpus(_ milli: Double) -> String { pad(String(format: "%.1f", milli / 1000 / Double(max(1, mine.count))), 12) }
+            let sums = Leftover.causes.map { c in mine.reduce(0.0) { $0 + ($1.leftover[c] ?? 0) } }
+            print(pad(name, 16) + sums.map(gpus).joined() + gpus(sums.reduce(0, +)))
+        }
+        if let c = comparison.first {
+            print("\ncompare \(c.a) − \(c.b), paired by seed (n = \(c.differences.count))")
+            print(pad("measure", 12) + pad(c.a, 10) + pad(c.b, 10) + pad("diff", 9) + pad("SD", 8) + pad("t", 9) + pad("p", 11) + "above/below")
+            for c in comparison {
+                print(pad(c.measure, 12) + pad(String(format: "%.2f", c.meanA), 10) + pad(String(format: "%.2f", c.meanB), 10)
+                      + pad(String(format: "%+.2f", c.mean), 9) + pad(String(format: "%.2f", c.sd), 8) + pad(String(format: "%.2f", c.t), 9)
+                      + pad(String(format: "%.2g", c.p), 11) + "\(c.above)/\(c.below)")
+            }
         }
         print("wrote \(out)/summary.csv, \(out)/curves.csv, \(out)/allocation.svg")
     }

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Generates the openb trace variants used to validate GPU strategies, and replays them.
+#
+#   Benchmarks/variants.sh generate DIR          # writes DIR/<name>.csv for every variant
+#   Benchmarks/variants.sh replay DIR OUT [SEEDS] [POLICIES] [SET]
+#        # replays the committed traces and the variants (SET: all, tune or held-out)
+#        # with --compare, two at a time, into OUT/<name>/ and OUT/<name>.txt
+#
+# The "tune" variants were the only ones looked at while the `gpu` strategy was being
+# changed; the "held-out" ones (other weights, another generator seed) were generated and
+# replayed only to report. Needs the release builds of swarm-bench and the strategy plugins
+# (docs/openb-replay.md).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+T=$here/traces/openb
+B=$here/.build/release/swarm-bench
+
+# name | set | generator seed | weights
+VARIANTS="
+tune-cpu30|tune|11|--cpu-only 0.30
+tune-share60|tune|11|--sharing 0.60
+tune-multi05|tune|11|--multi-gpu 0.05
+tune-spec20|tune|11|--gpu-spec 0.20
+held-cpu45|held-out|12|--cpu-only 0.45
+held-cpu05|held-out|12|--cpu-only 0.05
+held-share75|held-out|12|--sharing 0.75
+held-share25|held-out|12|--sharing 0.25
+held-multi10|held-out|12|--multi-gpu 0.10
+held-spec40|held-out|12|--gpu-spec 0.40
+held-mix|held-out|12|--cpu-only 0.25 --sharing 0.55 --multi-gpu 0.04 --gpu-spec 0.15
+"
+
+case "${1:-}" in
+generate)
+    dir=${2:?usage: variants.sh generate DIR}
+    mkdir -p "$dir"
+    echo "$VARIANTS" | while IFS='|' read -r name set seed weights; do
+        [ -n "$name" ] || continue
+        # shellcheck disable=SC2086
+        "$B" trace-variant --pods "$T/openb_pod_list_default.csv" --nodes "$T/openb_node_list_gpu_node.csv" \
+            $weights --seed "$seed" --out "$dir/$name.csv"
+    done
+    ;;
+replay)
+    dir=${2:?usage: variants.sh replay DIR OUT [SEEDS] [POLICIES] [SET]}
+    out=${3:?usage: variants.sh replay DIR OUT [SEEDS] [POLICIES] [SET]}
+    seeds=${4:-42-51}
+    policies=${5:-gpu,fgd}
+    set=${6:-all}
+    mkdir -p "$out"
+    files=()
+    if [ "$set" = all ]; then
+        for t in default gpushare40 multigpu20 gpuspec10 cpu050; do files+=("$T/openb_pod_list_$t.csv"); done
+    fi
+    while IFS='|' read -r name vset _ _; do
+        [ -n "$name" ] || continue
+        if [ "$set" = all ] || [ "$set" = "$vset" ]; then files+=("$dir/$name.csv"); fi
+    done <<< "$VARIANTS"
+    printf '%s\n' "${files[@]}" | xargs -P 2 -I{} sh -c \
+        'n=$(basename {} .csv); "$0" replay --nodes "$1/openb_node_list_gpu_node.csv" --pods {} --policies "$2" --compare "$2" --seeds "$3" --out "$4/$n" > "$4/$n.txt" 2> /dev/null' \
+        "$B" "$T" "$policies" "$seeds" "$out"
+    for f in "${files[@]}"; do
+        n=$(basename "$f" .csv)
+        echo "== $n"
+        sed -n '/^compare/,/^wrote/{/^wrote/!p}' "$out/$n.txt"
+    done
+    ;;
+*)
+    sed -n '2,13p' "$0"
+    exit 2
+    ;;
+esac

@@ -1,0 +1,72 @@
+/// A fragmentation measure that also counts the GPUs a node's CPU and memory cannot feed.
+///
+/// FGD (``GPUMath/fragmentation(_:_:memory:)``) asks of each typical pod whether one more
+/// of it fits a node. A node with eight free GPUs and CPU for one more pod passes that test
+/// for every class, yet seven of its GPUs can never be used: whatever arrives next needs
+/// CPU too. CPU-only pods placed on GPU nodes cause exactly this, and FGD does not see it
+/// until the last pod's worth of CPU is gone.
+///
+/// This measure keeps FGD's per-class test (with memory) and adds what the node can feed:
+/// its free CPU and memory feed free GPUs at the workload's mean CPU and memory per GPU
+/// (``PerGPUDemand``). GPU capacity beyond what they can feed is counted as fragment for
+/// every GPU class that would otherwise use it, in proportion. A node whose CPU keeps pace
+/// with its GPUs scores exactly as under FGD.
+extension GPUMath {
+    /// The workload's mean CPU (milli) and memory per whole GPU of demand, over its GPU
+    /// classes: Σ weight × request / Σ weight × GPUs.
+    public struct PerGPUDemand: Sendable, Equatable {
+        public var cpu: Double
+        public var memory: Double
+
+        public init(cpu: Double, memory: Double) {
+            self.cpu = cpu
+            self.memory = memory
+        }
+
+        public init(_ workload: [WeightedShape]) {
+            var gpus = 0.0, cpu = 0.0, memory = 0.0
+            for w in workload where !w.shape.isCPUOnly {
+                gpus += w.weight * Double(w.shape.demand) / 1000
+                cpu += w.weight * Double(w.shape.cpu)
+                memory += w.weight * Double(w.shape.memory)
+            }
+            self.init(cpu: gpus > 0 ? cpu / gpus : 0, memory: gpus > 0 ? memory / gpus : 0)
+        }
+
+        /// How many whole GPUs the node's free CPU and memory can feed (its GPU count at
+        /// most).
+        public func feedableGPUs(_ node: GPUNodeState) -> Double {
+            var feedable = Double(node.gpuFree.count)
+            if cpu > 0 { feedable = min(feedable, Double(max(0, node.cpuFree)) / cpu) }
+            if memory > 0 { feedable = min(feedable, Double(max(0, node.memoryFree)) / memory) }
+            return feedable
+        }
+    }
+
+    /// The free GPU milli of `node` that `task` could not use: FGD's fragment (with
+    /// memory), and, when the pod fits but the node can feed only `feedable` GPUs, the
+    /// share of its usable GPU capacity beyond them.
+    public static func strandedFragment(_ node: GPUNodeState, for task: GPUTaskShape, feedable: Double) -> Double {
+        let total = node.gpuFreeTotal
+        if total == 0 { return 0 }
+        if task.isCPUOnly || !task.allows(model: node.model) { return Double(total) }
+        var enough = 0
+        var small: Int64 = 0
+        for f in node.gpuFree {
+            if f >= task.gpuMilli { enough += 1 } else { small += Int64(f) }
+        }
+        guard enough >= task.gpuCount, node.cpuFree >= task.cpu, node.memoryFree >= task.memory else { return Double(total) }
+        let usable = Double(total - small)
+        let usableGPUs = usable / 1000
+        if feedable >= usableGPUs { return Double(small) }
+        return Double(small) + usable * (usableGPUs - feedable) / usableGPUs
+    }
+
+    /// Expected stranded fragment of a node over the workload: Σ weight × fragment.
+    public static func strandedFragmentation(_ node: GPUNodeState, _ workload: [WeightedShape], perGPU: PerGPUDemand) -> Double {
+        let feedable = perGPU.feedableGPUs(node)
+        var f = 0.0
+        for w in workload { f += w.weight * strandedFragment(node, for: w.shape, feedable: feedable) }
+        return f
+    }
+}

@@ -1,0 +1,50 @@
+import SwarmGPU
+
+/// Why the GPU capacity that is still free at the end of a replay went unused.
+///
+/// Each node's free GPU milli is shared out over the typical GPU pods by their weights
+/// (CPU-only pods cannot use a GPU, so they take no part), and each share is put down to
+/// what stops that pod from using it:
+/// - `fragmented`: the node's free GPUs are too small or too few for the pod's request
+///   (and any free milli on GPUs smaller than its per-GPU share, when it does fit);
+/// - `model`: the pod's spec excludes the node's model;
+/// - `cpu`, `memory`, `cpu+memory`: the GPUs would do, but the node is short of CPU, of
+///   memory, or of both;
+/// - `usable`: the pod fits; the capacity was free only because no such pod came.
+///
+/// The figures are expectations over the workload, in milli, like FGD's fragmentation
+/// measure, of which `fragmented` + `model` + the CPU part are the terms.
+public enum Leftover {
+    /// The causes, in report order.
+    public static let causes = ["fragmented", "model", "cpu", "memory", "cpu+memory", "usable"]
+
+    /// One node's free GPU milli by cause.
+    public static func node(_ node: GPUNodeState, _ workload: [WeightedShape], into out: inout [String: Double]) {
+        let total = Double(node.gpuFreeTotal)
+        guard total > 0 else { return }
+        let gpuClasses = workload.filter { !$0.shape.isCPUOnly }
+        let weightSum = gpuClasses.reduce(0) { $0 + $1.weight }
+        guard weightSum > 0 else { out["fragmented", default: 0] += total; return }
+        for w in gpuClasses {
+            let t = w.shape
+            let share = total * w.weight / weightSum
+            if !t.allows(model: node.model) { out["model", default: 0] += share; continue }
+            var enough = 0
+            var small: Int64 = 0
+            for f in node.gpuFree { if f >= t.gpuMilli { enough += 1 } else { small += Int64(f) } }
+            guard enough >= t.gpuCount else { out["fragmented", default: 0] += share; continue }
+            let piece = share * Double(small) / total
+            out["fragmented", default: 0] += piece
+            let cpuShort = t.cpu > node.cpuFree, memoryShort = t.memory > node.memoryFree
+            let cause = cpuShort && memoryShort ? "cpu+memory" : cpuShort ? "cpu" : memoryShort ? "memory" : "usable"
+            out[cause, default: 0] += share - piece
+        }
+    }
+
+    /// Free GPU milli by cause over the whole cluster.
+    public static func breakdown(_ nodes: [GPUNodeState], _ workload: [WeightedShape]) -> [String: Double] {
+        var out: [String: Double] = [:]
+        for n in nodes { node(n, workload, into: &out) }
+        return out
+    }
+}
