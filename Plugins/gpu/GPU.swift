@@ -2,8 +2,8 @@ import SwarmGPU
 import SwarmPluginKit
 import Synchronization
 
-/// swift-swarm's GPU strategy: fragmentation-aware, memory-aware, model-aware and
-/// topology-aware.
+/// swift-swarm's GPU strategy: fragmentation-aware, stranding-aware, memory-aware,
+/// model-aware and topology-aware.
 ///
 /// - Like FGD, it places a task where the expected fragmentation of the cluster's free GPU
 ///   capacity (over the workload the cluster expects, which includes each class's allowed
@@ -11,11 +11,15 @@ import Synchronization
 ///   scored in 100 steps, as FGD does: finer steps (1,000, or the exact gradient) place
 ///   consistently worse, because breaking near-ties between nodes by the exact gradient is
 ///   worse than FGD's seeded node order.
-/// - Unlike FGD, a class counts the GPUs of a node as usable only if the node also has the
-///   memory the class asks for: FGD checks CPU only, so it sees GPUs as usable on a node
-///   whose memory is taken, and steers memory-heavy tasks onto nodes where they strand
-///   GPU capacity. This is what puts `gpu` ahead of FGD on every openb trace (+0.05 to
-///   +0.19 points at 130 % arrived, `Benchmarks/RESULTS.md`).
+/// - Unlike FGD, it counts GPUs that the node's CPU and memory cannot feed as lost
+///   (``GPUMath/strandedFragmentation(_:_:perGPU:)``): a node's free CPU and memory feed
+///   its free GPUs at the workload's mean CPU and memory per GPU, and free GPU capacity
+///   beyond that is fragment for every class. FGD asks only whether one more pod fits, so
+///   it lets CPU-only pods and CPU-heavy GPU pods use up the CPU that a node's other GPUs
+///   will need. A class also counts a node's GPUs as usable only if the node has the
+///   class's memory (FGD checks CPU only). Together these put `gpu` ahead of FGD on
+///   every committed openb trace and on most generated variants, but not where CPU runs
+///   out cluster-wide before GPUs do (`docs/openb-replay.md`).
 /// - A fraction goes to a GPU that reaches the node's best step, and among those to the one
 ///   with the best exact gradient (FGD takes the lowest index).
 /// - A multi-GPU task takes its GPUs from one topology group (NVLink or NUMA island) when
