@@ -132,6 +132,19 @@ struct PairedTestTests {
         #expect(same.mean == 0 && same.p == 1)
         #expect(PairedTest.test(mean: 1, sd: 1, n: 1).p.isNaN)
     }
+
+    @Test func theComparisonGoesToTheCSVAndTheSVGPanel() {
+        let runs = [run("a", 1, 95.5), run("a", 2, 95.2), run("b", 1, 95.0), run("b", 2, 95.0)]
+        let c = PairedTest.compare(runs, "a", "b", measure: "alloc@130") { $0.allocation(at: 130) }
+        let csv = ReplayReport.comparisonCSV([c]).split(separator: "\n")
+        #expect(csv.count == 2 && csv[0].hasPrefix("measure,a,b,mean_a,mean_b,mean_diff"))
+        #expect(csv[1].hasPrefix("alloc@130,a,b,95.3500,95.0000,0.3500,"))
+        let plain = ReplayReport.allocationSVG(runs, title: "t")
+        let svg = ReplayReport.allocationSVG(runs, title: "t", comparison: [c])
+        #expect(!plain.contains("paired by seed") && svg.contains("a − b: mean allocation difference"))
+        #expect(svg.contains("alloc@130: +0.35 (SD 0.21") && svg.contains("2 above / 0 below"))
+        #expect(svg.hasSuffix("</svg>\n"))
+    }
 }
 
 struct StrandingTests {
