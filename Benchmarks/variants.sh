@@ -3,13 +3,14 @@
 #
 #   Benchmarks/variants.sh generate DIR          # writes DIR/<name>.csv for every variant
 #   Benchmarks/variants.sh replay DIR OUT [SEEDS] [POLICIES] [SET]
-#        # replays the committed traces and the variants (SET: all, tune or held-out)
+#        # replays the committed traces and the variants (SET: all, tune, held-out or fresh)
 #        # with --compare, two at a time, into OUT/<name>/ and OUT/<name>.txt
 #
-# The "tune" variants were the only ones looked at while the `gpu` strategy was being
-# changed; the "held-out" ones (other weights, another generator seed) were generated and
-# replayed only to report. Needs the release builds of swarm-bench and the strategy plugins
-# (docs/openb-replay.md).
+# The "tune" variants were the ones looked at while the `gpu` strategy was being changed.
+# The "held-out" ones (other weights, generator seed 12) were replayed to report on the
+# first version of the stranding measure, and so were seen before the second; the "fresh"
+# ones (generator seed 13) were generated and replayed only to report on the second.
+# Needs the release builds of swarm-bench and the strategy plugins (docs/openb-replay.md).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 T=$here/traces/openb
@@ -28,6 +29,13 @@ held-share25|held-out|12|--sharing 0.25
 held-multi10|held-out|12|--multi-gpu 0.10
 held-spec40|held-out|12|--gpu-spec 0.40
 held-mix|held-out|12|--cpu-only 0.25 --sharing 0.55 --multi-gpu 0.04 --gpu-spec 0.15
+tune-cpu40|tune|11|--cpu-only 0.40
+tune-cpu50|tune|11|--cpu-only 0.50
+fresh-cpu35|fresh|13|--cpu-only 0.35
+fresh-cpu55|fresh|13|--cpu-only 0.55
+fresh-share70|fresh|13|--sharing 0.70
+fresh-multi08|fresh|13|--multi-gpu 0.08
+fresh-mix|fresh|13|--cpu-only 0.35 --sharing 0.50 --multi-gpu 0.06 --gpu-spec 0.25
 "
 
 case "${1:-}" in
@@ -66,7 +74,7 @@ replay)
     done
     ;;
 *)
-    sed -n '2,13p' "$0"
+    sed -n '2,14p' "$0"
     exit 2
     ;;
 esac

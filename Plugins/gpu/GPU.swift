@@ -11,10 +11,11 @@ import Synchronization
 ///   scored in 100 steps, as FGD does: finer steps (1,000, or the exact gradient) place
 ///   consistently worse, because breaking near-ties between nodes by the exact gradient is
 ///   worse than FGD's seeded node order.
-/// - Unlike FGD, it counts GPUs that the node's CPU and memory cannot feed as lost
-///   (``GPUMath/strandedFragmentation(_:_:perGPU:)``): a node's free CPU and memory feed
-///   its free GPUs at the workload's mean CPU and memory per GPU, and free GPU capacity
-///   beyond that is fragment for every class. FGD asks only whether one more pod fits, so
+/// - Unlike FGD, it counts GPUs that the node's CPU and memory cannot feed as lost when it
+///   places a GPU task (``GPUMath/strandedFragmentation(_:_:perGPU:)``): a node's free CPU
+///   and memory feed its free GPUs at the workload's mean CPU and memory per GPU, or at
+///   what the cluster has left per free GPU when that is less, and free GPU capacity
+///   beyond that is fragment for every class. CPU-only tasks are scored by FGD's measure. FGD asks only whether one more pod fits, so
 ///   it lets CPU-only pods and CPU-heavy GPU pods use up the CPU that a node's other GPUs
 ///   will need. A class also counts a node's GPUs as usable only if the node has the
 ///   class's memory (FGD checks CPU only). Together these put `gpu` ahead of FGD on
@@ -31,7 +32,7 @@ final class GPUStrategy: Strategy {
 
     func prepare(cluster: ClusterView) {
         let w = cluster.workload.map(\.weightedShape)
-        let perGPU = GPUMath.PerGPUDemand(w)
+        let perGPU = GPUMath.PerGPUDemand(w).limited(by: (0..<cluster.nodeCount).map { cluster.node($0).gpuState })
         workload.withLock { $0 = (w, perGPU) }
     }
 
@@ -39,7 +40,13 @@ final class GPUStrategy: Strategy {
     func choices(_ t: GPUTaskShape, _ node: NodeView) -> [(gpus: [Int], score: Double, delta: Double)] {
         let n = node.gpuState
         let (w, perGPU) = workload.withLock { $0 }
-        let before = GPUMath.strandedFragmentation(n, w, perGPU: perGPU)
+        // Stranding is judged for GPU tasks. A CPU-only task brings no GPU: steering it to
+        // spare CPU only hands it the CPU that GPU tasks would have used once CPU binds, so
+        // it is scored by FGD's per-class test (with memory).
+        func measure(_ s: GPUNodeState) -> Double {
+            t.isCPUOnly ? GPUMath.fragmentation(s, w, memory: true) : GPUMath.strandedFragmentation(s, w, perGPU: perGPU)
+        }
+        let before = measure(n)
         var options: [[Int]] = []
         if t.isSharing {
             options = n.gpuFree.indices.filter { n.gpuFree[$0] >= t.gpuMilli }.map { [$0] }
@@ -49,7 +56,7 @@ final class GPUStrategy: Strategy {
             options = [d]
         }
         return options.map { gpus in
-            let delta = before - GPUMath.strandedFragmentation(GPUMath.placing(t, on: n, gpus: gpus), w, perGPU: perGPU)
+            let delta = before - measure(GPUMath.placing(t, on: n, gpus: gpus))
             return (gpus, (100 * GPUMath.sigmoid(delta / 1000)).rounded(.down), delta)
         }
     }

@@ -33,6 +33,23 @@ extension GPUMath {
             self.init(cpu: gpus > 0 ? cpu / gpus : 0, memory: gpus > 0 ? memory / gpus : 0)
         }
 
+        /// The lesser, per resource, of this demand and what the cluster has left per free
+        /// GPU (free CPU and memory over free GPUs, on nodes with free GPU capacity). When
+        /// CPU or memory binds cluster-wide, not every free GPU can be fed wherever pods go;
+        /// only stranding beyond the cluster's own ratio is a placement's doing.
+        public func limited(by nodes: [GPUNodeState]) -> PerGPUDemand {
+            var cpuFree = 0.0, memoryFree = 0.0, gpus = 0.0
+            for n in nodes {
+                let free = Double(n.gpuFreeTotal) / 1000
+                guard free > 0 else { continue }
+                cpuFree += Double(max(0, n.cpuFree))
+                memoryFree += Double(max(0, n.memoryFree))
+                gpus += free
+            }
+            guard gpus > 0 else { return self }
+            return PerGPUDemand(cpu: min(cpu, cpuFree / gpus), memory: min(memory, memoryFree / gpus))
+        }
+
         /// How many whole GPUs the node's free CPU and memory can feed (its GPU count at
         /// most).
         public func feedableGPUs(_ node: GPUNodeState) -> Double {

@@ -187,6 +187,20 @@ struct StrandingTests {
         #expect(GPUMath.PerGPUDemand([]) == GPUMath.PerGPUDemand(cpu: 0, memory: 0))
     }
 
+    @Test func whenTheClusterRunsShortTheRequirementIsWhatItHasLeftPerFreeGPU() {
+        let d = GPUMath.PerGPUDemand(cpu: 12000, memory: 1000)
+        // 4 free GPUs with 24 CPUs between them (a node with no free GPU does not count):
+        // 6 CPUs per free GPU, and memory is plentiful.
+        let nodes = [GPUNodeState(cpuFree: 16000, memoryFree: 9000, gpuFree: [1000, 1000, 0], model: "G2"),
+                     GPUNodeState(cpuFree: 8000, memoryFree: 9000, gpuFree: [500, 500], model: "T4"),
+                     GPUNodeState(cpuFree: 96000, memoryFree: 9000, gpuFree: [0, 0], model: "G2")]
+        #expect(d.limited(by: nodes) == GPUMath.PerGPUDemand(cpu: 8000, memory: 1000))
+        // Enough everywhere: unchanged; no free GPU at all: unchanged.
+        let rich = [GPUNodeState(cpuFree: 96000, memoryFree: 99000, gpuFree: [1000], model: "G2")]
+        #expect(d.limited(by: rich) == d)
+        #expect(d.limited(by: [nodes[2]]) == d)
+    }
+
     @Test func leftoverCapacityIsPutDownToItsCause() {
         let whole = WeightedShape(GPUTaskShape(cpu: 8000, memory: 100, gpuCount: 1, gpuMilli: 1000), weight: 0.5)
         let v100 = WeightedShape(GPUTaskShape(cpu: 1000, memory: 100, gpuCount: 1, gpuMilli: 500, models: ["V100M16"]), weight: 0.25)
