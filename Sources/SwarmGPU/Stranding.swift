@@ -3,7 +3,7 @@
 /// FGD (``GPUMath/fragmentation(_:_:memory:)``) asks of each typical pod whether one more
 /// of it fits a node. A node with eight free GPUs and CPU for one more pod passes that test
 /// for every class, yet seven of its GPUs can never be used: whatever arrives next needs
-/// CPU too. CPU-only pods placed on GPU nodes cause exactly this, and FGD does not see it
+/// CPU too. CPU-heavy pods placed on GPU nodes cause exactly this, and FGD does not see it
 /// until the last pod's worth of CPU is gone.
 ///
 /// This measure keeps FGD's per-class test (with memory) and adds what the node can feed:
