@@ -15,12 +15,13 @@ import Synchronization
 ///   places a GPU task (``GPUMath/strandedFragmentation(_:_:perGPU:)``): a node's free CPU
 ///   and memory feed its free GPUs at the workload's mean CPU and memory per GPU, or at
 ///   what the cluster has left per free GPU when that is less, and free GPU capacity
-///   beyond that is fragment for every class. CPU-only tasks are scored by FGD's measure. FGD asks only whether one more pod fits, so
-///   it lets CPU-only pods and CPU-heavy GPU pods use up the CPU that a node's other GPUs
-///   will need. A class also counts a node's GPUs as usable only if the node has the
-///   class's memory (FGD checks CPU only). Together these put `gpu` ahead of FGD on
-///   every committed openb trace and on most generated variants, but not where CPU runs
-///   out cluster-wide before GPUs do (`docs/openb-replay.md`).
+///   beyond that is fragment for every class. CPU-only tasks are scored by FGD's measure.
+///   FGD asks only whether one more pod fits, so it lets CPU-heavy pods use up the CPU
+///   that a node's other GPUs will need. A class also counts a node's GPUs as usable only
+///   if the node has the class's memory (FGD checks CPU only). Together these put `gpu`
+///   ahead of FGD on four of the five committed openb traces (level on gpushare40) and on
+///   most generated variants, but behind where CPU runs out cluster-wide long before the
+///   GPUs do (`docs/openb-replay.md`).
 /// - A fraction goes to a GPU that reaches the node's best step, and among those to the one
 ///   with the best exact gradient (FGD takes the lowest index).
 /// - A multi-GPU task takes its GPUs from one topology group (NVLink or NUMA island) when

@@ -33,7 +33,8 @@ public enum Workload {
         // Copies drawn with replacement from the sorted originals; the stop test uses the
         // candidate's per-GPU milli (the artifact's quirk), the total its full demand.
         // (A list without GPU pods has nothing to tune up: every draw would add 0.)
-        while sorted.contains(where: { $0.gpuMilli > 0 }) {
+        let tunable = sorted.contains { $0.gpuMilli > 0 }
+        while tunable {
             let candidate = sorted[rng.below(sorted.count)]
             if demand + Int64(candidate.gpuMilli) > target { break }
             arrivals.append(candidate)
