@@ -74,8 +74,15 @@ public enum Trace {
         return out
     }
 
+    /// The columns every pod list has.
+    static let podColumns = ["name", "cpu_milli", "memory_mib", "num_gpu", "gpu_milli"]
+
     public static func pods(path: String) throws(TraceError) -> [TracePod] {
-        let rows = try table(path, required: ["name", "cpu_milli", "memory_mib", "num_gpu", "gpu_milli"])
+        try pods(rows: table(path, required: podColumns), path: path)
+    }
+
+    /// Pods from rows already read by ``table(_:required:)``.
+    static func pods(rows: [(Int, [String: String])], path: String) throws(TraceError) -> [TracePod] {
         var out: [TracePod] = []
         for (line, r) in rows {
             let count = try int(r, "num_gpu", path, line)
@@ -103,6 +110,11 @@ public enum Trace {
 
     /// The rows of a CSV file with a header line, as (line number, column → value).
     static func table(_ path: String, required: [String]) throws(TraceError) -> [(Int, [String: String])] {
+        try headerAndRows(path, required: required).rows
+    }
+
+    /// The header's column names and the rows of a CSV file, as (line number, column → value).
+    static func headerAndRows(_ path: String, required: [String]) throws(TraceError) -> (header: [String], rows: [(Int, [String: String])]) {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw TraceError(file: path, line: 0, reason: "cannot read the file")
         }
@@ -126,6 +138,6 @@ public enum Trace {
             for (k, f) in zip(header, fields) { row[k] = String(f) }
             rows.append((i + 1, row))
         }
-        return rows
+        return (header, rows)
     }
 }

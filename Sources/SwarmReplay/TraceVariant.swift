@@ -1,4 +1,3 @@
-import Foundation
 import SwarmRandom
 
 /// The share of each pod class in a generated trace variant. `nil` keeps the source's.
@@ -57,9 +56,8 @@ public enum TraceVariant {
                               ("--multi-gpu", weights.multiGPU), ("--gpu-spec", weights.gpuSpec)] {
             if let v = value, !(v >= 0 && v <= 1) { throw VariantError("\(name) \(v) is outside 0...1") }
         }
-        let rows = try Trace.table(path, required: ["name", "cpu_milli", "memory_mib", "num_gpu", "gpu_milli"])
-        let pods = try Trace.pods(path: path)
-        let header = try header(path)
+        let (header, rows) = try Trace.headerAndRows(path, required: Trace.podColumns)
+        let pods = try Trace.pods(rows: rows, path: path)
         let source = shares(pods)
         let cpuOnly = weights.cpuOnly ?? source.cpuOnly
         let sharing = weights.sharing ?? source.sharing
@@ -138,14 +136,5 @@ public enum TraceVariant {
             pick -= gpus[m]!
         }
         return models.last!
-    }
-
-    static func header(_ path: String) throws(TraceError) -> [String] {
-        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8),
-              let first = text.split(separator: "\n", maxSplits: 1).first else {
-            throw TraceError(file: path, line: 0, reason: "cannot read the file")
-        }
-        let line = first.hasSuffix("\r") ? first.dropLast() : first
-        return line.split(separator: ",", omittingEmptySubsequences: false).map { String($0).trimmingCharacters(in: .whitespaces) }
     }
 }
