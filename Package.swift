@@ -31,6 +31,7 @@ let package = Package(
         .library(name: "SwarmScheduler", targets: ["SwarmScheduler"]),
         .library(name: "SwarmConstraints", targets: ["SwarmConstraints"]),
         .library(name: "SwarmClient", targets: ["SwarmClient"]),
+        .library(name: "SwarmCA", targets: ["SwarmCA"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
@@ -45,6 +46,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-nio-extras", from: "1.35.2"),
     ],
     targets: [
         // Protocol definitions (proto/) and the committed generated code (Generated/).
@@ -71,6 +77,21 @@ let package = Package(
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
             ]
         ),
+        // The certificate authority and the nodes' TLS: root CA, node certificates, CSRs,
+        // join tokens, chain checks, and the mutual-TLS settings of servers and clients.
+        .target(
+            name: "SwarmCA",
+            dependencies: [
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOCertificateReloading", package: "swift-nio-extras"),
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
+            ]
+        ),
         // The pure Raft core: no I/O, no clock, no dependencies.
         // A seeded generator, the one dependency of the pure Raft core and the GPU maths.
         .target(name: "SwarmRandom"),
@@ -81,7 +102,7 @@ let package = Package(
         .target(
             name: "SwarmRaftNode",
             dependencies: ["SwarmConcurrency", .product(name: "SwiftProtobuf", package: "swift-protobuf"), 
-                "SwarmRaft", "SwarmStore", "SwarmAPI", "SwarmRPC",
+                "SwarmRaft", "SwarmStore", "SwarmAPI", "SwarmRPC", "SwarmCA",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "Logging", package: "swift-log"),
@@ -146,7 +167,7 @@ let package = Package(
             dependencies: ["SwarmRaft", .product(name: "SwiftProtobuf", package: "swift-protobuf"), 
                 "SwarmAPI", "SwarmRPC", "SwarmStore", "SwarmRaftNode", "SwarmScheduler", "SwarmConstraints",
                 "SwarmOrchestrator",
-                "SwarmPluginHost",
+                "SwarmPluginHost", "SwarmCA",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "Logging", package: "swift-log"),
@@ -156,7 +177,7 @@ let package = Package(
         .target(
             name: "SwarmAgent",
             dependencies: ["SwarmConcurrency", .product(name: "SwiftProtobuf", package: "swift-protobuf"), 
-                "SwarmAPI", "SwarmRPC", "SwarmPluginHost", "SwarmPluginABI",
+                "SwarmAPI", "SwarmRPC", "SwarmPluginHost", "SwarmPluginABI", "SwarmCA",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "Logging", package: "swift-log"),
@@ -172,7 +193,7 @@ let package = Package(
         .target(
             name: "SwarmClient",
             dependencies: [
-                "SwarmAPI", "SwarmRPC",
+                "SwarmAPI", "SwarmRPC", "SwarmCA",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
             ]
@@ -181,7 +202,7 @@ let package = Package(
         .executableTarget(
             name: "swarmctl",
             dependencies: [
-                "SwarmClient", "SwarmRPC", "SwarmAPI", "SwarmConstraints", "SwarmOrchestrator",
+                "SwarmClient", "SwarmRPC", "SwarmAPI", "SwarmConstraints", "SwarmOrchestrator", "SwarmCA",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
@@ -191,7 +212,9 @@ let package = Package(
         .executableTarget(
             name: "swarmd",
             dependencies: [.product(name: "UnixSignals", package: "swift-service-lifecycle"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"), "SwarmConstraints", "SwarmRaft", "SwarmStore", .product(name: "SwiftProtobuf", package: "swift-protobuf"), 
-                "SwarmManager", "SwarmAgent", "SwarmRaftNode", "SwarmPluginHost", "SwarmScheduler", "SwarmAPI",
+                "SwarmManager", "SwarmAgent", "SwarmRaftNode", "SwarmPluginHost", "SwarmScheduler", "SwarmAPI", "SwarmCA", "SwarmRPC",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -232,7 +255,7 @@ let package = Package(
         .testTarget(
             name: "SwarmdTests",
             dependencies: ["SwarmClient", .product(name: "SwiftProtobuf", package: "swift-protobuf"), 
-                "SwarmManager", "SwarmAPI", "SwarmRPC", "SwarmTesting",
+                "SwarmManager", "SwarmAPI", "SwarmRPC", "SwarmTesting", "SwarmCA",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
             ]

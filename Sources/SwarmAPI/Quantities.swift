@@ -60,6 +60,7 @@ public enum Quantities {
     /// A duration for display: "1.5s", "250ms", "0s".
     public static func format(nanoseconds n: Int64) -> String {
         if n == 0 { return "0s" }
+        if n % 3_600_000_000_000 == 0 { return "\(n / 3_600_000_000_000)h" }
         if n % 1_000_000_000 == 0 { return "\(n / 1_000_000_000)s" }
         if n % 1_000_000 == 0 { return "\(n / 1_000_000)ms" }
         return "\(Double(n) / 1e9)s"

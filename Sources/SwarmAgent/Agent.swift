@@ -3,6 +3,7 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
 import SwarmAPI
+import SwarmCA
 import SwarmConcurrency
 import SwarmPluginHost
 import SwarmRPC
@@ -21,13 +22,18 @@ public final class Agent: Sendable {
         public var managers: [String]
         public var joinToken: String
         public var description: SwarmNodeDescription
+        /// How sessions to the managers are secured (swarmd: mutual TLS with the node's
+        /// certificate, which admits it; the join token then goes unused).
+        public var security: ClientSecurity
 
-        public init(nodeID: String, stateDir: String, managers: [String], joinToken: String, description: SwarmNodeDescription) {
+        public init(nodeID: String, stateDir: String, managers: [String], joinToken: String, description: SwarmNodeDescription,
+                    security: ClientSecurity = .plaintext) {
             self.nodeID = nodeID
             self.stateDir = stateDir
             self.managers = managers
             self.joinToken = joinToken
             self.description = description
+            self.security = security
         }
     }
 
@@ -49,6 +55,7 @@ public final class Agent: Sendable {
     let publishers = Mutex<[String: Task<Void, Never>]>([:])
     private let token: Mutex<String>
     private let roleHandler = Mutex<(@Sendable (SwarmNodeSpec.Role, String) -> Void)?>(nil)
+    private let expiryHandler = Mutex<(@Sendable (Int64) -> Void)?>(nil)
     /// The node description sent when a session opens: the configured one, with the
     /// executors' current availability.
     let description: Mutex<SwarmNodeDescription>
@@ -141,8 +148,7 @@ public final class Agent: Sendable {
 
     func session(_ addr: String) async throws {
         guard let (host, port) = NetworkAddress.split(addr) else { return }
-        let client = GRPCClient(transport: try .http2NIOPosix(target: .dns(host: host, port: port),
-                                                              transportSecurity: .plaintext))
+        let client = GRPCClient(transport: try config.security.transport(host: host, port: port))
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await client.runConnections() }
             defer { client.beginGracefulShutdown(); group.cancelAll() }
@@ -191,6 +197,13 @@ public final class Agent: Sendable {
         if !m.managers.isEmpty { managers.withLock { $0 = m.managers } }
         let handler = roleHandler.withLock { $0 }
         handler?(m.desiredRole, m.managerToken)
+        if m.nodeCertExpiry > 0, let expiry = expiryHandler.withLock({ $0 }) { expiry(m.nodeCertExpiry) }
+    }
+
+    /// Called with the node certificate validity (nanoseconds) each session message
+    /// carries, so that the node renews at once when the cluster shortened it.
+    public func onCertificateExpiry(_ handler: @escaping @Sendable (Int64) -> Void) {
+        expiryHandler.withLock { $0 = handler }
     }
 
     /// The manager addresses the agent connects to.

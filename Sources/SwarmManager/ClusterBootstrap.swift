@@ -1,27 +1,40 @@
 import Foundation
 import SwarmAPI
+import SwarmCA
 import SwarmStore
 
 /// Creates the cluster object `default` the first time a leader takes office.
 public enum ClusterBootstrap {
     public static let name = "default"
 
-    /// A join token: `SWMTKN-1-<cluster digest>-<secret>`. The digest part identifies the
-    /// cluster's trust root (the cluster key until the CA lands); the secret is random.
-    public static func token(digest: String) -> String { "SWMTKN-1-\(digest)-\(Identifiers.secret())" }
-
-    /// The same token with a new secret.
-    public static func rotated(_ token: String) -> String {
-        let parts = token.split(separator: "-")
-        guard parts.count == 4 else { return token }
-        return "SWMTKN-1-\(parts[2])-\(Identifiers.secret())"
+    /// What the first manager brings to a new cluster: the cluster ID and the root CA that
+    /// its own certificate already names and chains to.
+    public struct Seed: Sendable {
+        public var clusterID: String
+        public var rootCA: RootCA
+        public init(clusterID: String, rootCA: RootCA) {
+            self.clusterID = clusterID
+            self.rootCA = rootCA
+        }
     }
 
-    /// Creates `default` with tokens and SwarmKit's defaults, unless it exists.
-    public static func ensureCluster(_ store: MemoryStore) async throws {
-        if store.view().find(SwarmCluster.self, .name(name)).first != nil { return }
+    /// A new join token for the root `digest`.
+    public static func token(digest: String) -> String { JoinToken(rootDigest: digest).description }
+
+    /// The same token with a new secret (a token that does not parse is replaced whole).
+    public static func rotated(_ token: String, digest: String) -> String {
+        (try? JoinToken(parsing: token))?.rotated().description ?? Self.token(digest: digest)
+    }
+
+    /// Creates `default` with its root CA, tokens and SwarmKit's defaults, unless it
+    /// exists. Without a seed (tests of single parts) a new root is made. Returns whether
+    /// this call created it.
+    @discardableResult
+    public static func ensureCluster(_ store: MemoryStore, seed: Seed? = nil) async throws -> Bool {
+        if store.view().find(SwarmCluster.self, .name(name)).first != nil { return false }
+        let seed = try seed ?? Seed(clusterID: Identifiers.make(), rootCA: RootCA.create())
         var c = SwarmCluster()
-        c.id = Identifiers.make()
+        c.id = seed.clusterID
         c.spec.annotations.name = name
         c.spec.orchestration.taskHistoryRetentionLimit = 5
         c.spec.dispatcher.heartbeatPeriod = 5_000_000_000
@@ -30,13 +43,17 @@ public enum ClusterBootstrap {
         c.spec.raft.heartbeatTick = 1
         c.spec.raft.electionTick = 10
         c.spec.defaultStrategy = "spread"
-        let digest = Identifiers.make() + Identifiers.make()
-        c.joinTokens.worker = token(digest: digest)
-        c.joinTokens.manager = token(digest: digest)
+        c.spec.caConfig.nodeCertExpiry = Int64(RootCA.defaultNodeValidity * 1e9)
+        c.rootCaCert = Data(try seed.rootCA.certificatePEM.utf8)
+        c.rootCaKey = Data(seed.rootCA.keyPEM.utf8)
+        c.joinTokens.worker = token(digest: seed.rootCA.digest)
+        c.joinTokens.manager = token(digest: seed.rootCA.digest)
         do {
             try await store.update { try $0.create(c) }
+            return true
         } catch StoreError.nameConflict {
             // Another leader created it first.
+            return false
         }
     }
 }

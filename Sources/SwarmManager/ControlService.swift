@@ -2,6 +2,7 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import SwarmAPI
+import SwarmCA
 import SwarmPluginHost
 import SwarmRaftNode
 import SwarmRPC
@@ -183,7 +184,14 @@ public struct ControlService: SwarmControl.SimpleServiceProtocol {
         if n.status.state == .ready && !request.force {
             throw ControlError.failedPrecondition("node \(n.id) is not down and can't be removed (use force to remove it anyway)")
         }
-        try await write { try $0.delete(SwarmNode.self, id: n.id) }
+        // Its certificate is refused from now on, everywhere.
+        try await write { tx in
+            try tx.delete(SwarmNode.self, id: n.id)
+            if var c = tx.find(SwarmCluster.self).first, !c.removedNodes.contains(n.id) {
+                c.removedNodes.append(n.id)
+                try tx.update(c)
+            }
+        }
         return SwarmRemoveNodeResponse()
     }
 
@@ -202,7 +210,7 @@ public struct ControlService: SwarmControl.SimpleServiceProtocol {
     // MARK: Clusters
 
     public func getCluster(request: SwarmGetClusterRequest, context: ServerContext) async throws -> SwarmGetClusterResponse {
-        try .with { $0.cluster = try lookup(SwarmCluster.self, request.clusterID) }
+        try .with { $0.cluster = Self.redacted(try lookup(SwarmCluster.self, request.clusterID)) }
     }
 
     public func updateCluster(request: SwarmUpdateClusterRequest, context: ServerContext) async throws -> SwarmUpdateClusterResponse {
@@ -220,11 +228,25 @@ public struct ControlService: SwarmControl.SimpleServiceProtocol {
         }
         var spec = request.spec
         spec.annotations.name = c.spec.annotations.name
+        let expiry = spec.caConfig.nodeCertExpiry
+        if expiry == 0 {
+            spec.caConfig.nodeCertExpiry = c.spec.caConfig.nodeCertExpiry
+        } else if Double(expiry) / 1e9 < RootCA.minimumNodeValidity {
+            throw ControlError.invalidArgument("node certificate expiry \(Double(expiry) / 1e9) s is below the minimum of \(Int(RootCA.minimumNodeValidity)) s")
+        }
         c.spec = spec
-        if request.rotateWorkerToken { c.joinTokens.worker = ClusterBootstrap.rotated(c.joinTokens.worker) }
-        if request.rotateManagerToken { c.joinTokens.manager = ClusterBootstrap.rotated(c.joinTokens.manager) }
+        let digest = (try? PEMFiles.certificate(String(decoding: c.rootCaCert, as: UTF8.self), what: "the root CA")).map(RootCA.digest(of:)) ?? ""
+        if request.rotateWorkerToken { c.joinTokens.worker = ClusterBootstrap.rotated(c.joinTokens.worker, digest: digest) }
+        if request.rotateManagerToken { c.joinTokens.manager = ClusterBootstrap.rotated(c.joinTokens.manager, digest: digest) }
         try await write { try $0.update(c) }
-        return .with { $0.cluster = store.view().get(SwarmCluster.self, id: c.id) ?? c }
+        return .with { $0.cluster = Self.redacted(store.view().get(SwarmCluster.self, id: c.id) ?? c) }
+    }
+
+    /// A cluster as the API returns it: without the root CA's key.
+    static func redacted(_ cluster: SwarmCluster) -> SwarmCluster {
+        var c = cluster
+        c.rootCaKey = Data()
+        return c
     }
 
     // MARK: Plumbing

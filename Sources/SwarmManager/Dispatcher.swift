@@ -2,6 +2,7 @@ import Foundation
 import GRPCCore
 import Logging
 import SwarmAPI
+import SwarmCA
 import SwarmOrchestrator
 import SwarmRaftNode
 import SwarmRPC
@@ -39,6 +40,25 @@ public final class Dispatcher: SwarmDispatcher.SimpleServiceProtocol, Sendable {
         return (.nanoseconds(period), grace, period)
     }
 
+    /// Over mutual TLS, a node acts only for itself: the node ID a call names must be its
+    /// certificate's. (A server without TLS, in tests of this part alone, has no identity
+    /// to compare.)
+    func checkCaller(_ nodeID: String, _ context: ServerContext) throws {
+        guard let proved = PeerIdentity.of(context) else { return }
+        switch proved {
+        case .success(let peer) where peer.nodeID == nodeID: return
+        case .success(let peer):
+            throw RPCError(code: .permissionDenied, message: "node \(peer.nodeID) cannot act as node \(nodeID)")
+        case .failure(let e):
+            throw RPCError(code: .unauthenticated, message: e.description)
+        }
+    }
+
+    func checkSession(_ nodeID: String, _ sessionID: String, _ context: ServerContext) throws {
+        try checkCaller(nodeID, context)
+        try checkSession(nodeID, sessionID)
+    }
+
     func checkSession(_ nodeID: String, _ sessionID: String) throws {
         guard sessions.withLock({ $0[nodeID]?.id }) == sessionID else {
             throw RPCError(code: .notFound, message: "session is no longer valid; open a new one")
@@ -49,9 +69,13 @@ public final class Dispatcher: SwarmDispatcher.SimpleServiceProtocol, Sendable {
 
     public func session(request: SwarmSessionRequest, response: RPCWriter<SwarmSessionMessage>, context: ServerContext) async throws {
         guard !request.nodeID.isEmpty else { throw RPCError(code: .invalidArgument, message: "node ID is required") }
+        try checkCaller(request.nodeID, context)
         let view = store.view()
         var role: SwarmNodeSpec.Role = .worker
-        if view.get(SwarmNode.self, id: request.nodeID) == nil {
+        if case .success(let peer)? = PeerIdentity.of(context) {
+            // The certificate admitted the node (the CA checked its token when it joined).
+            if view.get(SwarmNode.self, id: request.nodeID) == nil { role = peer.role == .manager ? .manager : .worker }
+        } else if view.get(SwarmNode.self, id: request.nodeID) == nil {
             guard let cluster = view.find(SwarmCluster.self).first,
                   !request.joinToken.isEmpty,
                   request.joinToken == cluster.joinTokens.worker || request.joinToken == cluster.joinTokens.manager else {
@@ -105,10 +129,12 @@ public final class Dispatcher: SwarmDispatcher.SimpleServiceProtocol, Sendable {
             $0.heartbeatPeriod = period
             $0.desiredRole = desired
             if desired == .manager { $0.managerToken = view.find(SwarmCluster.self).first?.joinTokens.manager ?? "" }
+            $0.nodeCertExpiry = view.find(SwarmCluster.self).first?.spec.caConfig.nodeCertExpiry ?? 0
         }
     }
 
     public func heartbeat(request: SwarmHeartbeatRequest, context: ServerContext) async throws -> SwarmHeartbeatResponse {
+        try checkCaller(request.nodeID, context)
         let hb = heartbeat
         let ok = sessions.withLock { s -> Bool in
             guard s[request.nodeID]?.id == request.sessionID else { return false }
@@ -120,7 +146,7 @@ public final class Dispatcher: SwarmDispatcher.SimpleServiceProtocol, Sendable {
     }
 
     public func assignments(request: SwarmAssignmentsRequest, response: RPCWriter<SwarmAssignmentsMessage>, context: ServerContext) async throws {
-        try checkSession(request.nodeID, request.sessionID)
+        try checkSession(request.nodeID, request.sessionID, context)
         let (view, watcher) = store.viewAndWatch(WatchFilter(tables: [.tasks], nodeID: request.nodeID, commits: true))
         defer { watcher.cancel() }
         let mine = view.find(SwarmTask.self, .node(request.nodeID)).filter(Self.isAssignment)
@@ -153,7 +179,7 @@ public final class Dispatcher: SwarmDispatcher.SimpleServiceProtocol, Sendable {
     }
 
     public func updateTaskStatus(request: SwarmUpdateTaskStatusRequest, context: ServerContext) async throws -> SwarmUpdateTaskStatusResponse {
-        try checkSession(request.nodeID, request.sessionID)
+        try checkSession(request.nodeID, request.sessionID, context)
         try await store.batch { batch in
             for u in request.updates {
                 try await batch.update { tx in
@@ -173,7 +199,7 @@ public final class Dispatcher: SwarmDispatcher.SimpleServiceProtocol, Sendable {
     }
 
     public func subscriptions(request: SwarmSubscriptionsRequest, response: RPCWriter<SwarmLogSubscription>, context: ServerContext) async throws {
-        try checkSession(request.nodeID, request.sessionID)
+        try checkSession(request.nodeID, request.sessionID, context)
         let store = self.store
         let (token, stream) = logs.register(node: request.nodeID) { node in
             store.view().find(SwarmTask.self, .node(node)).map(\.id)
@@ -196,7 +222,7 @@ public final class Dispatcher: SwarmDispatcher.SimpleServiceProtocol, Sendable {
 
     public func publishLogs(request: RPCAsyncSequence<SwarmPublishLogsRequest, any Error>, context: ServerContext) async throws -> SwarmPublishLogsResponse {
         for try await message in request {
-            try checkSession(message.nodeID, message.sessionID)
+            try checkSession(message.nodeID, message.sessionID, context)
             logs.publish(node: message.nodeID, message)
         }
         return SwarmPublishLogsResponse()

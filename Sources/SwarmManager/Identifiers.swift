@@ -5,7 +5,4 @@ public enum Identifiers {
         let alphabet = Array("0123456789abcdefghijklmnopqrstuvwxyz")
         return String((0..<25).map { _ in alphabet[Int(rng.next() % 36)] })
     }
-
-    /// A join token secret: 25 base36 characters.
-    public static func secret() -> String { make() }
 }

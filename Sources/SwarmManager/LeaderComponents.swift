@@ -8,13 +8,22 @@ public final class LeaderComponents: Sendable {
     let node: any ManagerMembership
     let plugins: PluginRegistry
     let dispatcher: Dispatcher?
+    let seed: ClusterBootstrap.Seed?
+    let bootstrapped: @Sendable () -> Void
     let logger: Logger
 
+    /// - Parameters:
+    ///   - seed: the first manager's cluster ID and root CA, for the cluster object;
+    ///   - bootstrapped: called once the cluster object exists (the first manager then
+    ///     forgets the root key it kept until the store held it).
     public init(node: any ManagerMembership, plugins: PluginRegistry, dispatcher: Dispatcher? = nil,
+                seed: ClusterBootstrap.Seed? = nil, bootstrapped: @escaping @Sendable () -> Void = {},
                 logger: Logger = Logger(label: "swarm.manager")) {
         self.node = node
         self.plugins = plugins
         self.dispatcher = dispatcher
+        self.seed = seed
+        self.bootstrapped = bootstrapped
         self.logger = logger
     }
 
@@ -44,7 +53,8 @@ public final class LeaderComponents: Sendable {
         logger.info("became leader: starting the orchestrator and the scheduler")
         let store = node.store
         do {
-            try await ClusterBootstrap.ensureCluster(store)
+            try await ClusterBootstrap.ensureCluster(store, seed: seed)
+            bootstrapped()
         } catch {
             logger.error("could not create the default cluster: \(error)")
         }

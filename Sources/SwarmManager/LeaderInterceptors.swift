@@ -1,6 +1,7 @@
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import SwarmAPI
+import SwarmCA
 import SwarmRPC
 import SwarmRaftNode
 import SwiftProtobuf
@@ -22,10 +23,14 @@ public struct LeaderInterceptor: ServerInterceptor {
 
     let node: any ManagerNode
     let mode: Mode
+    let security: ClientSecurity
 
-    public init(node: any ManagerNode, mode: Mode) {
+    /// - Parameter security: how forwarded calls reach the leader (swarmd: mutual TLS with
+    ///   this manager's certificate, which the leader authorizes).
+    public init(node: any ManagerNode, mode: Mode, security: ClientSecurity = .plaintext) {
         self.node = node
         self.mode = mode
+        self.security = security
     }
 
     public func intercept<Input: Sendable, Output: Sendable>(
@@ -51,13 +56,13 @@ public struct LeaderInterceptor: ServerInterceptor {
         if Self.streamingMethods.contains(descriptor) {
             // Streamed as the leader answers (`service logs --follow` goes on for good).
             return StreamingServerResponse(of: Output.self) { writer in
-                try await Self.forward(sent, descriptor, host: host, port: port) { try await writer.write($0) }
+                try await Self.forward(sent, descriptor, host: host, port: port, security: security) { try await writer.write($0) }
             }
         }
         // A unary call is forwarded before it is answered, so that the leader's error is
         // this call's error, with no response headers sent ahead of it.
         let answers = Mutex<[Output]>([])
-        let trailing = try await Self.forward(sent, descriptor, host: host, port: port) { m in answers.withLock { $0.append(m) } }
+        let trailing = try await Self.forward(sent, descriptor, host: host, port: port, security: security) { m in answers.withLock { $0.append(m) } }
         let answer = answers.withLock { $0 }
         guard answer.count == 1 else {
             throw RPCError(code: .internalError, message: "the leader answered a unary call with \(answer.count) messages")
@@ -72,10 +77,10 @@ public struct LeaderInterceptor: ServerInterceptor {
     /// `receive`, and returns the answer's trailing metadata. The leader's error (a refused
     /// call) is thrown as it is.
     static func forward<Input: Sendable, Output: Sendable>(
-        _ messages: [Input], _ descriptor: MethodDescriptor, host: String, port: Int,
+        _ messages: [Input], _ descriptor: MethodDescriptor, host: String, port: Int, security: ClientSecurity,
         receive: @escaping @Sendable (Output) async throws -> Void
     ) async throws -> Metadata {
-        let transport = try HTTP2ClientTransport.Posix(target: .dns(host: host, port: port), transportSecurity: .plaintext)
+        let transport = try security.transport(host: host, port: port)
         return try await withGRPCClient(transport: transport) { client in
             let upstream = StreamingClientRequest(of: Input.self) { out in
                 for message in messages { try await out.write(message) }
@@ -155,9 +160,9 @@ struct PassThroughDeserializer<Message>: MessageDeserializer {
 extension LeaderInterceptor {
     /// What a manager's servers apply: the control API forwarded to the leader, the
     /// dispatcher refused away from it. (The Raft API forwards proposals itself.)
-    public static func pipeline(_ node: any ManagerNode) -> [ConditionalInterceptor<any ServerInterceptor>] {
+    public static func pipeline(_ node: any ManagerNode, security: ClientSecurity = .plaintext) -> [ConditionalInterceptor<any ServerInterceptor>] {
         [
-            .apply(LeaderInterceptor(node: node, mode: .forward), to: .services([SwarmControl.descriptor])),
+            .apply(LeaderInterceptor(node: node, mode: .forward, security: security), to: .services([SwarmControl.descriptor])),
             .apply(LeaderInterceptor(node: node, mode: .require), to: .services([SwarmDispatcher.descriptor])),
         ]
     }

@@ -1,3 +1,4 @@
+import SwarmCA
 import SwarmAPI
 import SwarmRaft
 import Synchronization
@@ -22,6 +23,9 @@ public struct RaftNodeConfig: Sendable {
     public var segmentBytes = 64 << 20
     /// The cluster node this manager runs on (recorded with its membership).
     public var nodeID = ""
+    /// How connections to the other managers are secured (swarmd: mutual TLS with the
+    /// node's certificate).
+    public var security: ClientSecurity = .plaintext
 
     public init(stateDir: String, advertiseAddr: String) {
         self.stateDir = stateDir

@@ -3,22 +3,23 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
 import SwarmAPI
+import SwarmCA
 import SwarmConcurrency
 import SwarmRPC
 import SwarmRaft
 import Synchronization
 
-/// Makes a plaintext HTTP/2 gRPC client for `addr` (mTLS arrives with the CA work).
-func makeClient(_ addr: String) throws -> GRPCClient<HTTP2ClientTransport.Posix> {
+/// Makes an HTTP/2 gRPC client for `addr`, secured as `security` says.
+func makeClient(_ addr: String, _ security: ClientSecurity) throws -> GRPCClient<HTTP2ClientTransport.Posix> {
     guard let (host, port) = NetworkAddress.split(addr) else { throw RaftNodeError.refused("bad address \(addr)") }
-    return GRPCClient(transport: try .http2NIOPosix(target: .dns(host: host, port: port), transportSecurity: .plaintext))
+    return GRPCClient(transport: try security.transport(host: host, port: port))
 }
 
 /// Runs `body` with a Raft transport client connected to `addr`, then closes it.
-func withRaftClient<R: Sendable>(_ addr: String,
+func withRaftClient<R: Sendable>(_ addr: String, _ security: ClientSecurity,
                                  _ body: (SwarmRaftTransport.Client<HTTP2ClientTransport.Posix>) async throws -> R) async throws -> R {
     guard let (host, port) = NetworkAddress.split(addr) else { throw RaftNodeError.refused("bad address \(addr)") }
-    return try await withGRPCClient(transport: try .http2NIOPosix(target: .dns(host: host, port: port), transportSecurity: .plaintext)) {
+    return try await withGRPCClient(transport: try security.transport(host: host, port: port)) {
         try await body(SwarmRaftTransport.Client(wrapping: $0))
     }
 }
@@ -178,7 +179,7 @@ final class PeerSender: Sendable {
     private func run(node: RaftNode) async {
         while !stopped {
             do {
-                let client = try makeClient(addr)
+                let client = try makeClient(addr, node.config.security)
                 try await withThrowingDiscardingTaskGroup { group in
                     group.addTask { try await client.runConnections() }
                     defer { client.beginGracefulShutdown() }

@@ -3,6 +3,7 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
 import SwarmAPI
+import SwarmCA
 import SwarmRPC
 import SwarmRaft
 import SwarmStore
@@ -75,8 +76,14 @@ public struct RaftService: SwarmRaftTransport.SimpleServiceProtocol {
         guard node.isLeader else {
             return try await forward { try await $0.join(request) }
         }
-        // Once the cluster object exists, only its manager token admits a new manager.
-        if let cluster = node.store.view().find(SwarmCluster.self).first {
+        // Over mutual TLS the caller's manager certificate admits it (the authorization
+        // interceptor checked the role), for its own node ID only. Without TLS (the bare
+        // Raft daemon), once the cluster object exists only its manager token does.
+        if let identity = PeerIdentity.of(context) {
+            guard case .success(let peer) = identity, peer.nodeID == request.nodeID else {
+                throw RPCError(code: .permissionDenied, message: "a manager joins under the node ID of its own certificate")
+            }
+        } else if let cluster = node.store.view().find(SwarmCluster.self).first {
             if request.token == cluster.joinTokens.worker && !request.token.isEmpty {
                 throw RPCError(code: .failedPrecondition, message: "this is a worker join token; join as a worker")
             }
@@ -151,7 +158,7 @@ public struct RaftService: SwarmRaftTransport.SimpleServiceProtocol {
         guard s.leader != 0, s.leader != node.id, let addr = s.members[s.leader] else {
             throw RPCError(code: .unavailable, message: RaftNodeError.notLeader(leaderID: 0, leaderAddr: nil).description)
         }
-        return try await withRaftClient(addr, call)
+        return try await withRaftClient(addr, node.config.security, call)
     }
 }
 
@@ -208,8 +215,9 @@ extension RaftNode {
 
     /// Asks the member at `addr` to add this manager to its cluster; pass the answer to
     /// ``RaftNode/init(config:joined:forceNewCluster:logger:)``.
-    public static func joinCluster(via addr: String, advertise: String, nodeID: String = "", token: String = "") async throws -> SwarmJoinResponse {
-        try await withRaftClient(addr) { raft in
+    public static func joinCluster(via addr: String, advertise: String, nodeID: String = "", token: String = "",
+                                   security: ClientSecurity = .plaintext) async throws -> SwarmJoinResponse {
+        try await withRaftClient(addr, security) { raft in
             try await raft.join(.with {
                 $0.addr = advertise
                 $0.nodeID = nodeID

@@ -24,6 +24,7 @@ struct ClusterCommand: AsyncParsableCommand {
                 ("Heartbeat Period", Quantities.format(nanoseconds: d.heartbeatPeriod > 0 ? d.heartbeatPeriod : 5_000_000_000)),
                 ("Heartbeat Grace", "\(d.heartbeatGraceMultiplier > 0 ? d.heartbeatGraceMultiplier : 3) periods"),
                 ("Task History", "\(c.spec.orchestration.taskHistoryRetentionLimit > 0 ? c.spec.orchestration.taskHistoryRetentionLimit : 5) per slot"),
+                ("Certificate Expiry", Quantities.format(nanoseconds: c.spec.caConfig.nodeCertExpiry > 0 ? c.spec.caConfig.nodeCertExpiry : 90 * 86_400_000_000_000)),
             ])
             print("Join Tokens:")
             print("  Worker  : \(c.joinTokens.worker)")
@@ -41,6 +42,7 @@ struct ClusterCommand: AsyncParsableCommand {
         @Option(help: "Strategy for services that name none") var defaultStrategy: String?
         @Option(parsing: .singleValue, help: "Filter plugin applied to every service (repeatable)") var defaultFilter: [String] = []
         @Option(help: "Rebalance replicated services when a node joins or becomes active (true or false)") var autoRebalance: Bool?
+        @Option(help: "Validity of the node certificates the CA issues, e.g. 2160h (at least 1h); nodes renew at once when it is shortened") var certExpiry: String?
         @Flag(help: "Issue a new worker join token") var rotateWorkerToken = false
         @Flag(help: "Issue a new manager join token") var rotateManagerToken = false
 
@@ -59,6 +61,11 @@ struct ClusterCommand: AsyncParsableCommand {
             if let taskHistoryLimit {
                 guard taskHistoryLimit >= 0 else { throw ValidationError("--task-history-limit must not be negative") }
                 spec.orchestration.taskHistoryRetentionLimit = taskHistoryLimit
+            }
+            if let certExpiry {
+                let n = try quantity(Quantities.duration, certExpiry)
+                guard n > 0 else { throw ValidationError("--cert-expiry must be positive") }
+                spec.caConfig.nodeCertExpiry = n
             }
             if let defaultStrategy { spec.defaultStrategy = defaultStrategy }
             if let autoRebalance { spec.orchestration.autoRebalance = autoRebalance }

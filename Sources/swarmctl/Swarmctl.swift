@@ -3,6 +3,7 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import SwarmAPI
+import SwarmCA
 import SwarmClient
 import SwarmRPC
 import SwiftProtobuf
@@ -23,6 +24,9 @@ struct Connection: ParsableArguments {
     @Option(help: "Output format: table or json")
     var format = "table"
 
+    @Option(help: "Over TCP: the directory of a manager's certificate and key (a manager's <state-dir>/certificates); defaults to $SWARM_CERT_DIR")
+    var certDir: String?
+
     var address: String {
         let s = socket ?? ProcessInfo.processInfo.environment["SWARM_SOCKET"] ?? "./swarmd-state/swarmd.sock"
         return s.contains("/") || s.hasSuffix(".sock") ? "unix:\(s)" : s
@@ -35,8 +39,24 @@ struct Connection: ParsableArguments {
     }
 
     func call<R: Sendable>(_ body: (SwarmControl.Client<HTTP2ClientTransport.Posix>) async throws -> R) async throws -> R {
+        let address = self.address
+        var security = ClientSecurity.plaintext
+        if !address.hasPrefix("unix:") {
+            // A manager's remote API admits only callers with a manager certificate.
+            guard let dir = certDir ?? ProcessInfo.processInfo.environment["SWARM_CERT_DIR"] else {
+                throw Failure("talking to a manager over TCP needs a manager certificate: give --cert-dir (or SWARM_CERT_DIR), for example a manager's <state-dir>/certificates")
+            }
+            do {
+                guard let credentials = try NodeCredentials.load(directory: dir) else {
+                    throw Failure("\(dir) holds no node certificate (\(NodeCredentials.certificateFile))")
+                }
+                security = .mutualTLS(credentials)
+            } catch let e as CAError {
+                throw Failure(e.description)
+            }
+        }
         do {
-            return try await withControlClient(address, body)
+            return try await withControlClient(address, security: security, body)
         } catch let e as RPCError {
             throw Failure(e.message)
         }

@@ -4,6 +4,7 @@ import GRPCNIOTransportHTTP2
 import Logging
 import SwarmAgent
 import SwarmAPI
+import SwarmCA
 import SwarmManager
 import SwarmPluginHost
 import SwarmRaftNode
@@ -25,14 +26,21 @@ struct ManagerRole: Sendable {
     let advertise: String
     let plugins: PluginRegistry
     let agent: Agent
+    let credentials: NodeCredentials
+    let seed: ClusterBootstrap.Seed?
+    let renewal: CertificateRenewal
     let logger: Logger
 
-    init(options: Swarmd, nodeID: String, advertise: String, plugins: PluginRegistry, agent: Agent, logger: Logger) {
+    init(options: Swarmd, nodeID: String, advertise: String, plugins: PluginRegistry, agent: Agent,
+         credentials: NodeCredentials, seed: ClusterBootstrap.Seed?, renewal: CertificateRenewal, logger: Logger) {
         self.options = options
         self.nodeID = nodeID
         self.advertise = advertise
         self.plugins = plugins
         self.agent = agent
+        self.credentials = credentials
+        self.seed = seed
+        self.renewal = renewal
         self.logger = logger
     }
 
@@ -52,6 +60,8 @@ struct ManagerRole: Sendable {
         config.electionTick = options.electionTick
         config.heartbeatTick = options.heartbeatTick
         config.nodeID = nodeID
+        let security = ClientSecurity.mutualTLS(credentials)
+        config.security = security
         let node: RaftNode
         do {
             node = try RaftNode(config: config, joined: joined, forceNewCluster: options.forceNewCluster, logger: Logger(label: "swarm.raft"))
@@ -68,15 +78,23 @@ struct ManagerRole: Sendable {
         guard let (host, port) = NetworkAddress.split(options.listenRemoteAPI) else {
             throw ManagerRoleError("bad --listen-remote-api \(options.listenRemoteAPI)")
         }
-        let remote = GRPCServer(transport: .http2NIOPosix(address: .ipv4(host: host, port: port), transportSecurity: .plaintext),
-                                services: [RaftService(node: node), control, dispatcher],
-            interceptorPipeline: LeaderInterceptor.pipeline(node))
+        // Mutual TLS, and every call authorized by the caller's certificate before anything
+        // else (the leader check and forwarding follow).
+        let clusterID = credentials.identity.clusterID
+        let authorization = AuthorizationInterceptor(store: node.store, clusterID: { clusterID })
+        let remote = GRPCServer(transport: .http2NIOPosix(address: .ipv4(host: host, port: port), transportSecurity: credentials.serverSecurity()),
+                                services: [RaftService(node: node), control, dispatcher, CAService(node: node)],
+            interceptorPipeline: [.apply(authorization, to: .all)] + LeaderInterceptor.pipeline(node, security: security))
         let socket = options.listenControlAPI ?? options.stateDir + "/swarmd.sock"
         unlink(socket)
+        // The control socket is local: its file mode (0600, set once it listens) admits the
+        // node's owner only.
         let local = GRPCServer(transport: .http2NIOPosix(address: .unixDomainSocket(path: socket), transportSecurity: .plaintext),
                                services: [control],
-            interceptorPipeline: LeaderInterceptor.pipeline(node))
-        let leader = LeaderComponents(node: node, plugins: plugins, dispatcher: dispatcher)
+            interceptorPipeline: LeaderInterceptor.pipeline(node, security: security))
+        let stateDir = options.stateDir
+        let leader = LeaderComponents(node: node, plugins: plugins, dispatcher: dispatcher, seed: seed,
+                                      bootstrapped: { NodeSecurity.forgetBootstrapKey(stateDir: stateDir) })
         let logger = self.logger
         let metrics = options.listenMetrics.map { MetricsServer(address: $0, node: node, logger: logger) }
         let agent = self.agent
@@ -94,6 +112,11 @@ struct ManagerRole: Sendable {
         parts += [
             .ending(.server("remote API on \(host):\(port)", remote)),
             .ending(.server("control socket \(socket)", local)),
+            .ending(NodePart("control socket mode") {
+                _ = try await local.listeningAddress
+                chmod(socket, 0o600)
+                try await gracefulShutdown()
+            }),
             .ending(NodePart("raft node", shutdown: { node.stop() }) {
                 logger.info("manager \(nodeID) serving on \(host):\(port), control socket \(socket)")
                 await node.run()
@@ -149,9 +172,18 @@ struct ManagerRole: Sendable {
         for await (role, token) in requests where role == .manager && !token.isEmpty {
             // Retried for a while: the managers may be busy electing a leader.
             for _ in 0..<30 where !Task.isCancelled {
+                // A manager's certificate first: the managers' Raft API admits no other.
+                if credentials.identity.role != .manager {
+                    do { try await renewal.renew(role: .manager) } catch {
+                        logger.warning("promotion: a manager certificate was not issued yet: \(error)")
+                        try? await Task.sleep(for: .seconds(1))
+                        continue
+                    }
+                }
                 for manager in agent.managerAddresses {
                     do {
-                        return try await RaftNode.joinCluster(via: manager, advertise: advertise, nodeID: nodeID, token: token)
+                        return try await RaftNode.joinCluster(via: manager, advertise: advertise, nodeID: nodeID, token: token,
+                                                              security: .mutualTLS(credentials))
                     } catch {
                         logger.warning("promotion: joining the managers through \(manager) failed: \(error)")
                     }

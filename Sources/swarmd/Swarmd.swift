@@ -5,6 +5,7 @@ import GRPCNIOTransportHTTP2
 import Logging
 import SwarmAgent
 import SwarmAPI
+import SwarmCA
 import SwarmConstraints
 import SwarmManager
 import SwarmPluginHost
@@ -41,7 +42,7 @@ struct Swarmd: AsyncParsableCommand, Sendable {
     @Option(help: "Address of a manager to join")
     var joinAddr: String?
 
-    @Option(help: "Join token (from `swarmctl cluster inspect default`)")
+    @Option(help: "Join token, SWMTKN-1-… (from `swarmctl cluster inspect default`)")
     var joinToken: String?
 
     @Option(help: "Directory of plugins (.so) to load")
@@ -95,7 +96,12 @@ struct Swarmd: AsyncParsableCommand, Sendable {
         if let text = genericNodeResources {
             do { generic = try GenericResources.parse(text) } catch { throw ValidationError("\(error)") }
         }
-        let nodeID = try persistentNodeID()
+        // The state directory holds the node's key and the control socket: its owner only.
+        chmod(stateDir, 0o700)
+        let (credentials, seed) = try await NodeSecurity.credentials(stateDir: stateDir, nodeID: try persistentNodeID(),
+                                                                     joinAddr: joinAddr, joinToken: joinToken, logger: logger)
+        let nodeID = credentials.identity.nodeID
+        let security = ClientSecurity.mutualTLS(credentials)
         let advertise = advertiseRemoteAPI ?? listenRemoteAPI.replacingOccurrences(of: "0.0.0.0", with: "127.0.0.1")
         var probed = NodeDescriptionProbe.describe(hostname: hostname, plugins: plugins)
         // GPUs: discovered with nvidia-smi when there is one, else those declared as named
@@ -112,19 +118,18 @@ struct Swarmd: AsyncParsableCommand, Sendable {
         let raftDir = stateDir + "/raft"
         var joined: SwarmJoinResponse?
         var isManager = FileManager.default.fileExists(atPath: raftDir + "/raft-id")
-        if !isManager, let joinAddr {
+        if !isManager && seed != nil {
+            isManager = true  // this node founds the cluster
+        } else if !isManager && credentials.identity.role == .manager, let joinAddr {
+            // A manager certificate: this node joins the managers' Raft group.
             do {
-                joined = try await RaftNode.joinCluster(via: joinAddr, advertise: advertise, nodeID: nodeID, token: joinToken ?? "")
+                joined = try await RaftNode.joinCluster(via: joinAddr, advertise: advertise, nodeID: nodeID, security: security)
                 isManager = true
-            } catch let e as RPCError where e.code == .failedPrecondition {
-                // A worker token: this node joins as a worker.
-            } catch let e as RPCError where e.code == .permissionDenied {
-                throw ValidationError("the cluster at \(joinAddr) refused the join token")
             } catch let e as RPCError {
-                throw ValidationError("cannot join the cluster at \(joinAddr): \(e.message)")
+                throw StartError("cannot join the managers at \(joinAddr): \(e.message)")
             }
-        } else if !isManager {
-            isManager = true  // no cluster to join: bootstrap a new one
+        } else if !isManager && joinAddr == nil {
+            throw StartError("this node is a worker of cluster \(credentials.identity.clusterID): give --join-addr, the address of one of its managers")
         }
         if plugins.names(.executor).isEmpty {
             if !isManager { throw ValidationError("no executor plugin is loaded; a worker needs at least one (see --plugin-dir)") }
@@ -134,7 +139,7 @@ struct Swarmd: AsyncParsableCommand, Sendable {
         do {
             agent = try Agent(config: .init(nodeID: nodeID, stateDir: stateDir + "/agent",
                                             managers: isManager ? [advertise] : [joinAddr!],
-                                            joinToken: isManager ? "" : joinToken ?? "", description: description),
+                                            joinToken: "", description: description, security: security),
                               plugins: plugins)
         } catch {
             throw ValidationError("\(error)")
@@ -142,7 +147,10 @@ struct Swarmd: AsyncParsableCommand, Sendable {
         let (roleRequests, requestRole) = AsyncStream.makeStream(of: (SwarmNodeSpec.Role, String).self,
                                                                  bufferingPolicy: .bufferingNewest(1))
         agent.onDesiredRole { role, token in requestRole.yield((role, token)) }
-        let manager = ManagerRole(options: self, nodeID: nodeID, advertise: advertise, plugins: plugins, agent: agent, logger: logger)
+        let renewal = CertificateRenewal(credentials: credentials, managers: { agent.managerAddresses }, logger: logger)
+        agent.onCertificateExpiry { renewal.clusterExpiryChanged($0) }
+        let manager = ManagerRole(options: self, nodeID: nodeID, advertise: advertise, plugins: plugins, agent: agent,
+                                  credentials: credentials, seed: seed, renewal: renewal, logger: logger)
         if !isManager { logger.info("joining \(joinAddr!) as worker \(nodeID)") }
         let startAsManager = isManager
         let firstJoin = joined
@@ -159,6 +167,15 @@ struct Swarmd: AsyncParsableCommand, Sendable {
                     logger.notice("demoted: this node is now a worker")
                     try? FileManager.default.removeItem(atPath: raftDir)
                     agent.setManagers(others)
+                    // Its certificate follows: a worker's, from the remaining managers.
+                    Task {
+                        for attempt in 1...30 {
+                            do { try await renewal.renew(role: .worker); return } catch {
+                                logger.warning("demotion: worker certificate (attempt \(attempt)): \(error)")
+                            }
+                            try? await Task.sleep(for: .seconds(1))
+                        }
+                    }
                     managing = false
                     join = nil
                 } else {
@@ -172,7 +189,8 @@ struct Swarmd: AsyncParsableCommand, Sendable {
             }
         }
         let group = ServiceGroup(configuration: .init(
-            services: [.ending(NodePart("agent") { await agent.run() }), .ending(roles)],
+            services: [.ending(NodePart("agent") { await agent.run() }), .ending(roles),
+                       .ending(NodePart("certificate renewal") { await renewal.run() })],
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         // A part that failed (a remote API that cannot listen) ends swarmd with its error.
         try await group.run()

@@ -3,6 +3,8 @@ import Foundation
 import FoundationNetworking
 #endif
 import SwarmAPI
+import GRPCCore
+import SwarmCA
 import Testing
 
 /// Promotion and demotion of a real worker process, and the manager's metrics endpoint.
@@ -12,10 +14,13 @@ import Testing
         let metricsPort = SwarmdCluster.freePort()
         try c.startManager(["--listen-metrics", "127.0.0.1:\(metricsPort)"])
         let token = try await c.readyCluster().joinTokens.worker
-        // A wrong token: the node refuses to start, says why, and learns nothing.
-        try c.startWorker("intruder", token: "SWMTKN-1-0000000000000000000000000000000000000000000000000-0000000000000000000000000")
+        // A wrong token (this cluster's root, another secret): the node refuses to start,
+        // says why, and learns nothing.
+        let wrong = String(token.dropLast(25)) + "0000000000000000000000000"
+        try c.startWorker("intruder", token: wrong)
         try await c.waitFor("the intruder to give up", seconds: 20) { !c.isRunning("intruder") }
-        #expect(c.logTail("intruder").contains("refused the join token"), "\(c.logTail("intruder"))")
+        #expect(c.logTail("intruder").contains("refused the join: invalid join token"), "\(c.logTail("intruder"))")
+        #expect(!FileManager.default.fileExists(atPath: "\(c.root)/intruder/certificates/swarm-node.crt"))
         #expect(await c.nodes().allSatisfy { $0.description_p.hostname != "intruder" })
         try c.startWorker("w1", token: token, port: SwarmdCluster.freePort())
         try await c.waitFor("two READY nodes", seconds: 30) {
@@ -35,6 +40,9 @@ import Testing
         }
         let w1Socket = "\(c.root)/w1/swarmd.sock"
         try await c.waitFor("w1's control socket", seconds: 20) { FileManager.default.fileExists(atPath: w1Socket) }
+        // w1 now holds a manager certificate; kept here to try once w1 is demoted.
+        let managerCert = try SecurityProbe.copyCertificates(of: "\(c.root)/w1", to: "\(c.root)/w1-as-manager")
+        #expect(managerCert.identity.role == .manager)
         let viaW1 = try c.ctl("node", "ls", "--socket", w1Socket)
         #expect(viaW1.status == 0 && viaW1.output.contains("Leader") && viaW1.output.contains("Reachable"), "\(viaW1.output)")
         // w1 is not the leader: its control calls are forwarded, the leader's errors with them.
@@ -46,6 +54,13 @@ import Testing
         try await c.waitFor("w1 to be a worker again", seconds: 40) {
             guard let n = await w1() else { return false }
             return n.role == .worker && n.status.state == .ready && !FileManager.default.fileExists(atPath: w1Socket)
+        }
+        // The demoted node's manager certificate no longer calls the Raft API, and w1 moved
+        // to a worker's certificate.
+        let refused = await SecurityProbe.raftStatus(c.managerAddr, .mutualTLS(managerCert))
+        #expect(refused?.code == .permissionDenied && refused?.message.contains("demoted") == true, "\(String(describing: refused))")
+        try await c.waitFor("w1's worker certificate", seconds: 30) {
+            (try? NodeCredentials.load(directory: "\(c.root)/w1/certificates"))??.identity.role == .worker
         }
         // The tasks ran through both role changes undisturbed.
         #expect(SwarmdCluster.pids(matching: ["/bin/sleep", marker]) == pids)

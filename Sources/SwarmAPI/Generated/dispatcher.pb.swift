@@ -70,6 +70,10 @@ public nonisolated struct SwarmSessionMessage: Sendable {
 
   public var managerToken: String = String()
 
+  /// The validity of the node certificates the CA now issues, in nanoseconds. A node whose
+  /// certificate lives longer (the cluster shortened it) renews at once.
+  public var nodeCertExpiry: Int64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -391,7 +395,7 @@ nonisolated extension SwarmSessionRequest: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension SwarmSessionMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SessionMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}session_id\0\u{3}node_id\0\u{1}managers\0\u{3}heartbeat_period\0\u{3}desired_role\0\u{3}manager_token\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}session_id\0\u{3}node_id\0\u{1}managers\0\u{3}heartbeat_period\0\u{3}desired_role\0\u{3}manager_token\0\u{3}node_cert_expiry\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -405,6 +409,7 @@ nonisolated extension SwarmSessionMessage: SwiftProtobuf.Message, SwiftProtobuf.
       case 4: try { try decoder.decodeSingularInt64Field(value: &self.heartbeatPeriod) }()
       case 5: try { try decoder.decodeSingularEnumField(value: &self.desiredRole) }()
       case 6: try { try decoder.decodeSingularStringField(value: &self.managerToken) }()
+      case 7: try { try decoder.decodeSingularInt64Field(value: &self.nodeCertExpiry) }()
       default: break
       }
     }
@@ -429,6 +434,9 @@ nonisolated extension SwarmSessionMessage: SwiftProtobuf.Message, SwiftProtobuf.
     if !self.managerToken.isEmpty {
       try visitor.visitSingularStringField(value: self.managerToken, fieldNumber: 6)
     }
+    if self.nodeCertExpiry != 0 {
+      try visitor.visitSingularInt64Field(value: self.nodeCertExpiry, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -439,6 +447,7 @@ nonisolated extension SwarmSessionMessage: SwiftProtobuf.Message, SwiftProtobuf.
     if lhs.heartbeatPeriod != rhs.heartbeatPeriod {return false}
     if lhs.desiredRole != rhs.desiredRole {return false}
     if lhs.managerToken != rhs.managerToken {return false}
+    if lhs.nodeCertExpiry != rhs.nodeCertExpiry {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -764,9 +764,23 @@ public nonisolated struct SwarmCluster: @unchecked Sendable {
   /// Clears the value of `joinTokens`. Subsequent reads from it will return its default value.
   public mutating func clearJoinTokens() {_uniqueStorage()._joinTokens = nil}
 
+  /// The root CA certificate (PEM) that every node certificate chains to.
   public var rootCaCert: Data {
     get {_storage._rootCaCert}
     set {_uniqueStorage()._rootCaCert = newValue}
+  }
+
+  /// The root CA's private key (PEM, ECDSA P-256), so that any manager can sign. The
+  /// control API never returns it.
+  public var rootCaKey: Data {
+    get {_storage._rootCaKey}
+    set {_uniqueStorage()._rootCaKey = newValue}
+  }
+
+  /// Nodes removed from the cluster: their certificates are refused everywhere.
+  public var removedNodes: [String] {
+    get {_storage._removedNodes}
+    set {_uniqueStorage()._removedNodes = newValue}
   }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -1767,7 +1781,7 @@ nonisolated extension SwarmJoinTokens: SwiftProtobuf.Message, SwiftProtobuf._Mes
 
 nonisolated extension SwarmCluster: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Cluster"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}meta\0\u{1}spec\0\u{3}join_tokens\0\u{3}root_ca_cert\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}meta\0\u{1}spec\0\u{3}join_tokens\0\u{3}root_ca_cert\0\u{3}root_ca_key\0\u{3}removed_nodes\0")
 
   fileprivate class _StorageClass {
     var _id: String = String()
@@ -1775,6 +1789,8 @@ nonisolated extension SwarmCluster: SwiftProtobuf.Message, SwiftProtobuf._Messag
     var _spec: SwarmClusterSpec? = nil
     var _joinTokens: SwarmJoinTokens? = nil
     var _rootCaCert: Data = Data()
+    var _rootCaKey: Data = Data()
+    var _removedNodes: [String] = []
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1790,6 +1806,8 @@ nonisolated extension SwarmCluster: SwiftProtobuf.Message, SwiftProtobuf._Messag
       _spec = source._spec
       _joinTokens = source._joinTokens
       _rootCaCert = source._rootCaCert
+      _rootCaKey = source._rootCaKey
+      _removedNodes = source._removedNodes
     }
   }
 
@@ -1813,6 +1831,8 @@ nonisolated extension SwarmCluster: SwiftProtobuf.Message, SwiftProtobuf._Messag
         case 3: try { try decoder.decodeSingularMessageField(value: &_storage._spec) }()
         case 4: try { try decoder.decodeSingularMessageField(value: &_storage._joinTokens) }()
         case 5: try { try decoder.decodeSingularBytesField(value: &_storage._rootCaCert) }()
+        case 6: try { try decoder.decodeSingularBytesField(value: &_storage._rootCaKey) }()
+        case 7: try { try decoder.decodeRepeatedStringField(value: &_storage._removedNodes) }()
         default: break
         }
       }
@@ -1840,6 +1860,12 @@ nonisolated extension SwarmCluster: SwiftProtobuf.Message, SwiftProtobuf._Messag
       if !_storage._rootCaCert.isEmpty {
         try visitor.visitSingularBytesField(value: _storage._rootCaCert, fieldNumber: 5)
       }
+      if !_storage._rootCaKey.isEmpty {
+        try visitor.visitSingularBytesField(value: _storage._rootCaKey, fieldNumber: 6)
+      }
+      if !_storage._removedNodes.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._removedNodes, fieldNumber: 7)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1854,6 +1880,8 @@ nonisolated extension SwarmCluster: SwiftProtobuf.Message, SwiftProtobuf._Messag
         if _storage._spec != rhs_storage._spec {return false}
         if _storage._joinTokens != rhs_storage._joinTokens {return false}
         if _storage._rootCaCert != rhs_storage._rootCaCert {return false}
+        if _storage._rootCaKey != rhs_storage._rootCaKey {return false}
+        if _storage._removedNodes != rhs_storage._removedNodes {return false}
         return true
       }
       if !storagesAreEqual {return false}

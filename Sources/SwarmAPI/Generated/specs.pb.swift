@@ -940,6 +940,15 @@ public nonisolated struct SwarmClusterSpec: Sendable {
 
   public var defaultFilters: [String] = []
 
+  public var caConfig: SwarmClusterSpec.CAConfig {
+    get {_caConfig ?? SwarmClusterSpec.CAConfig()}
+    set {_caConfig = newValue}
+  }
+  /// Returns true if `caConfig` has been explicitly set.
+  public var hasCaConfig: Bool {self._caConfig != nil}
+  /// Clears the value of `caConfig`. Subsequent reads from it will return its default value.
+  public mutating func clearCaConfig() {self._caConfig = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated struct Orchestration: Sendable {
@@ -992,12 +1001,26 @@ public nonisolated struct SwarmClusterSpec: Sendable {
     public init() {}
   }
 
+  public nonisolated struct CAConfig: Sendable {
+    // SwiftProtobuf.Message conformance is added in an extension below. See the
+    // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+    // methods supported on all messages.
+
+    /// Validity of the node certificates the CA issues, in nanoseconds (0: 90 days).
+    public var nodeCertExpiry: Int64 = 0
+
+    public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+    public init() {}
+  }
+
   public init() {}
 
   fileprivate var _annotations: SwarmAnnotations? = nil
   fileprivate var _orchestration: SwarmClusterSpec.Orchestration? = nil
   fileprivate var _raft: SwarmClusterSpec.Raft? = nil
   fileprivate var _dispatcher: SwarmClusterSpec.Dispatcher? = nil
+  fileprivate var _caConfig: SwarmClusterSpec.CAConfig? = nil
 }
 
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
@@ -2221,7 +2244,7 @@ nonisolated extension SwarmNodeSpec.Availability: SwiftProtobuf._ProtoNameProvid
 
 nonisolated extension SwarmClusterSpec: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ClusterSpec"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}annotations\0\u{1}orchestration\0\u{1}raft\0\u{1}dispatcher\0\u{3}default_strategy\0\u{3}default_filters\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}annotations\0\u{1}orchestration\0\u{1}raft\0\u{1}dispatcher\0\u{3}default_strategy\0\u{3}default_filters\0\u{3}ca_config\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2235,6 +2258,7 @@ nonisolated extension SwarmClusterSpec: SwiftProtobuf.Message, SwiftProtobuf._Me
       case 4: try { try decoder.decodeSingularMessageField(value: &self._dispatcher) }()
       case 5: try { try decoder.decodeSingularStringField(value: &self.defaultStrategy) }()
       case 6: try { try decoder.decodeRepeatedStringField(value: &self.defaultFilters) }()
+      case 7: try { try decoder.decodeSingularMessageField(value: &self._caConfig) }()
       default: break
       }
     }
@@ -2263,6 +2287,9 @@ nonisolated extension SwarmClusterSpec: SwiftProtobuf.Message, SwiftProtobuf._Me
     if !self.defaultFilters.isEmpty {
       try visitor.visitRepeatedStringField(value: self.defaultFilters, fieldNumber: 6)
     }
+    try { if let v = self._caConfig {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2273,6 +2300,7 @@ nonisolated extension SwarmClusterSpec: SwiftProtobuf.Message, SwiftProtobuf._Me
     if lhs._dispatcher != rhs._dispatcher {return false}
     if lhs.defaultStrategy != rhs.defaultStrategy {return false}
     if lhs.defaultFilters != rhs.defaultFilters {return false}
+    if lhs._caConfig != rhs._caConfig {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2393,6 +2421,36 @@ nonisolated extension SwarmClusterSpec.Dispatcher: SwiftProtobuf.Message, SwiftP
   public static func ==(lhs: SwarmClusterSpec.Dispatcher, rhs: SwarmClusterSpec.Dispatcher) -> Bool {
     if lhs.heartbeatPeriod != rhs.heartbeatPeriod {return false}
     if lhs.heartbeatGraceMultiplier != rhs.heartbeatGraceMultiplier {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension SwarmClusterSpec.CAConfig: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = SwarmClusterSpec.protoMessageName + ".CAConfig"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}node_cert_expiry\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularInt64Field(value: &self.nodeCertExpiry) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.nodeCertExpiry != 0 {
+      try visitor.visitSingularInt64Field(value: self.nodeCertExpiry, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: SwarmClusterSpec.CAConfig, rhs: SwarmClusterSpec.CAConfig) -> Bool {
+    if lhs.nodeCertExpiry != rhs.nodeCertExpiry {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

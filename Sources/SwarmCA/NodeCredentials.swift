@@ -1,0 +1,156 @@
+import Crypto
+import Foundation
+import NIOCertificateReloading
+import NIOSSL
+import SwiftASN1
+import Synchronization
+import X509
+
+/// A node's TLS identity: its private key (which never leaves it), its certificate and the
+/// roots it trusts, kept in `<state-dir>/certificates` and swapped in place when the
+/// certificate is renewed, so that connections opened afterwards present the new one.
+///
+/// It is the certificate source of the node's servers and clients (a
+/// `CertificateReloader`), and checks the chains its peers present.
+public final class NodeCredentials: Sendable, CertificateReloader {
+    struct Current: Sendable {
+        var key: P256.Signing.PrivateKey
+        var certificate: Certificate
+        var identity: NodeIdentity
+        var roots: [Certificate]
+        var override: NIOSSLContextConfigurationOverride
+    }
+
+    let current: Mutex<Current>
+    /// Where the files are kept; nil keeps them in memory only.
+    public let directory: String?
+
+    public static let keyFile = "swarm-node.key"
+    public static let certificateFile = "swarm-node.crt"
+    public static let rootsFile = "swarm-root-ca.crt"
+
+    /// Credentials for `key` and `certificate` (issued by one of `roots`), saved to
+    /// `directory` when one is given.
+    public init(key: P256.Signing.PrivateKey, certificate: Certificate, roots: [Certificate], directory: String?) throws(CAError) {
+        self.directory = directory
+        current = Mutex(try Self.make(key: key, certificate: certificate, roots: roots))
+        if directory != nil { try save() }
+    }
+
+    /// Reads the credentials kept in `directory`; nil when the node has none yet. A file
+    /// that is there but unreadable is an error that names it.
+    public static func load(directory: String) throws(CAError) -> NodeCredentials? {
+        let keyPath = directory + "/" + keyFile, certPath = directory + "/" + certificateFile, rootsPath = directory + "/" + rootsFile
+        guard FileManager.default.fileExists(atPath: certPath) else { return nil }
+        func read(_ path: String) throws(CAError) -> String {
+            guard let data = FileManager.default.contents(atPath: path) else { throw CAError("\(path) cannot be read") }
+            return String(decoding: data, as: UTF8.self)
+        }
+        let key = try PEMFiles.privateKey(try read(keyPath), what: keyPath)
+        let certificate = try PEMFiles.certificate(try read(certPath), what: certPath)
+        let roots = try PEMFiles.certificates(try read(rootsPath), what: rootsPath)
+        let credentials: NodeCredentials
+        do { credentials = try NodeCredentials(key: key, certificate: certificate, roots: roots, directory: nil) } catch {
+            throw CAError("\(directory): \(error)")
+        }
+        return NodeCredentials(copying: credentials, directory: directory)
+    }
+
+    private init(copying other: NodeCredentials, directory: String) {
+        self.directory = directory
+        current = Mutex(other.current.withLock { $0 })
+    }
+
+    static func make(key: P256.Signing.PrivateKey, certificate: Certificate, roots: [Certificate]) throws(CAError) -> Current {
+        guard certificate.publicKey == Certificate.PublicKey(key.publicKey) else {
+            throw CAError("the node key does not belong to the node certificate")
+        }
+        let identity = try NodeIdentity(certificate: certificate)
+        guard !roots.isEmpty else { throw CAError("no root CA is trusted") }
+        var override = NIOSSLContextConfigurationOverride()
+        do {
+            // The chain a node presents ends with the root, so that a joining node can check
+            // the root against its token's digest.
+            let chain = [certificate] + roots.filter { $0.subject == certificate.issuer }
+            override.certificateChain = try chain.map { .certificate(try NIOSSLCertificate(bytes: try $0.derBytes(), format: .der)) }
+            override.privateKey = .privateKey(try NIOSSLPrivateKey(bytes: Array(key.pemRepresentation.utf8), format: .pem))
+        } catch {
+            throw CAError("the node certificate or key cannot be used for TLS: \(error)")
+        }
+        return Current(key: key, certificate: certificate, identity: identity, roots: roots, override: override)
+    }
+
+    /// Who this node is, as its certificate says.
+    public var identity: NodeIdentity { current.withLock { $0.identity } }
+    public var certificate: Certificate { current.withLock { $0.certificate } }
+    public var roots: [Certificate] { current.withLock { $0.roots } }
+    public var key: P256.Signing.PrivateKey { current.withLock { $0.key } }
+
+    /// The certificate and key that new TLS connections use.
+    public var sslContextConfigurationOverride: NIOSSLContextConfigurationOverride { current.withLock { $0.override } }
+
+    /// Takes a renewed certificate (for the same key) and the roots to trust, and saves them.
+    public func update(certificate: Certificate, roots: [Certificate]) throws(CAError) {
+        let next = try Self.make(key: key, certificate: certificate, roots: roots)
+        current.withLock { $0 = next }
+        if directory != nil { try save() }
+    }
+
+    /// A CSR for this node's key, for `role`.
+    public func signingRequest(role: NodeRole?) throws -> String {
+        try SigningRequest.make(key: key, nodeID: identity.nodeID, role: role)
+    }
+
+    /// Writes the three files, each replaced whole (written aside, then renamed), the key
+    /// with mode 0600.
+    func save() throws(CAError) {
+        guard let directory else { return }
+        let c = current.withLock { $0 }
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
+            try Self.write(c.key.pemRepresentation, to: directory + "/" + Self.keyFile, mode: 0o600)
+            try Self.write(try c.certificate.serializeAsPEM().pemString + "\n", to: directory + "/" + Self.certificateFile, mode: 0o644)
+            let roots = try c.roots.map { try $0.serializeAsPEM().pemString }.joined(separator: "\n") + "\n"
+            try Self.write(roots, to: directory + "/" + Self.rootsFile, mode: 0o644)
+        } catch {
+            throw CAError("cannot save the node's certificates in \(directory): \(error)")
+        }
+    }
+
+    static func write(_ text: String, to path: String, mode: Int) throws {
+        let aside = path + ".new"
+        unlink(aside)
+        guard FileManager.default.createFile(atPath: aside, contents: Data(text.utf8), attributes: [.posixPermissions: mode]) else {
+            throw CAError("cannot write \(aside)")
+        }
+        guard rename(aside, path) == 0 else { throw CAError("cannot replace \(path): errno \(errno)") }
+    }
+
+    /// When to renew: a random point between 50 % and 80 % of the certificate's lifetime,
+    /// counted from its issue (its start, less the backdating).
+    public func renewalDate<G: RandomNumberGenerator>(using rng: inout G) -> Date {
+        let (issued, lifetime) = issuedAndLifetime
+        return issued + lifetime * Double.random(in: 0.5...0.8, using: &rng)
+    }
+
+    /// When the certificate was issued, and how long it was issued for.
+    public var issuedAndLifetime: (issued: Date, lifetime: TimeInterval) {
+        let cert = certificate
+        let whole = cert.notValidAfter.timeIntervalSince(cert.notValidBefore)
+        let backdate = whole > RootCA.backdate ? RootCA.backdate : 0
+        return (cert.notValidBefore + backdate, whole - backdate)
+    }
+}
+
+extension Certificate {
+    /// The PEM encoding.
+    public var pem: String { get throws { try serializeAsPEM().pemString } }
+
+    /// The DER encoding.
+    public func derBytes() throws -> [UInt8] {
+        var serializer = DER.Serializer()
+        try serializer.serialize(self)
+        return serializer.serializedBytes
+    }
+}
