@@ -228,7 +228,7 @@ let package = Package(
         .executableTarget(
             name: "swarm-raftd",
             dependencies: [
-                "SwarmRaftNode", "SwarmAPI", "SwarmRPC",
+                "SwarmRaftNode", "SwarmAPI", "SwarmRPC", "SwarmCA", "SwarmManager",
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "Logging", package: "swift-log"),

@@ -27,6 +27,8 @@ let package = Package(
                 .product(name: "SwarmScheduler", package: "swift-swarm"),
                 .product(name: "SwarmPluginHost", package: "swift-swarm"),
                 .product(name: "SwarmGPU", package: "swift-swarm"),
+                .product(name: "SwarmCA", package: "swift-swarm"),
+                .product(name: "SwarmClient", package: "swift-swarm"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),

@@ -2,6 +2,8 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
+import SwarmCA
+import SwarmManager
 import SwarmRaftNode
 
 /// A bare replicated-store manager: one Raft member serving the manager-to-manager API.
@@ -9,7 +11,11 @@ import SwarmRaftNode
 ///
 ///     swarm-raftd --state-dir DIR --listen 127.0.0.1:4242 [--join ADDR] [--force-new-cluster]
 ///                 [--tick-ms 100] [--election-tick 10] [--heartbeat-tick 1]
-///                 [--snapshot-interval 10000] [--keep-entries 500]
+///                 [--snapshot-interval 10000] [--keep-entries 500] [--tls-dir DIR]
+///
+/// With `--tls-dir` (a directory of node credentials, as swarmd keeps in
+/// `<state-dir>/certificates`, with a manager certificate), the member serves and calls
+/// its peers over mutual TLS, and authorizes calls as swarmd's remote API does.
 var options: [String: String] = [:]
 var flags: Set<String> = []
 var args = CommandLine.arguments.dropFirst().makeIterator()
@@ -33,6 +39,20 @@ if let h = options["--heartbeat-tick"].flatMap(Int.init) { config.heartbeatTick 
 if let s = options["--snapshot-interval"].flatMap(UInt64.init) { config.snapshotInterval = s }
 if let k = options["--keep-entries"].flatMap(UInt64.init) { config.logEntriesForSlowFollowers = k }
 
+var credentials: NodeCredentials?
+if let dir = options["--tls-dir"] {
+    do { credentials = try NodeCredentials.load(directory: dir) } catch {
+        FileHandle.standardError.write(Data("swarm-raftd: \(error)\n".utf8))
+        exit(2)
+    }
+    guard let c = credentials else {
+        FileHandle.standardError.write(Data("swarm-raftd: \(dir) holds no node certificate\n".utf8))
+        exit(2)
+    }
+    config.security = .mutualTLS(c)
+    config.nodeID = c.identity.nodeID
+}
+
 signal(SIGTERM, SIG_IGN)
 let sigterm = DispatchSource.makeSignalSource(signal: SIGTERM)
 
@@ -40,12 +60,21 @@ do {
     var joined: SwarmJoinResponse?
     let hasState = FileManager.default.fileExists(atPath: stateDir + "/raft-id")
     if let joinAddr = options["--join"], !hasState {
-        joined = try await RaftNode.joinCluster(via: joinAddr, advertise: config.advertiseAddr)
+        joined = try await RaftNode.joinCluster(via: joinAddr, advertise: config.advertiseAddr, nodeID: config.nodeID,
+                                                security: config.security)
     }
     let node = try RaftNode(config: config, joined: joined, forceNewCluster: flags.contains("--force-new-cluster"))
     guard let (host, port) = NetworkAddress.split(listen) else { throw RaftNodeError.refused("bad --listen \(listen)") }
-    let server = GRPCServer(transport: .http2NIOPosix(address: .ipv4(host: host, port: port), transportSecurity: .plaintext),
+    let server: GRPCServer<HTTP2ServerTransport.Posix>
+    if let credentials {
+        let clusterID = credentials.identity.clusterID
+        server = GRPCServer(transport: .http2NIOPosix(address: .ipv4(host: host, port: port), transportSecurity: credentials.serverSecurity()),
+                            services: [RaftService(node: node)],
+                            interceptors: [AuthorizationInterceptor(store: node.store, clusterID: { clusterID })])
+    } else {
+        server = GRPCServer(transport: .http2NIOPosix(address: .ipv4(host: host, port: port), transportSecurity: .plaintext),
                             services: [RaftService(node: node)])
+    }
     sigterm.setEventHandler {
         node.stop()
         server.beginGracefulShutdown()

@@ -3,6 +3,7 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import SwarmAPI
+import SwarmCA
 import SwarmRPC
 import SwarmRaftNode
 
@@ -37,9 +38,36 @@ struct RaftBench: AsyncParsableCommand {
     @Option(help: "Path of the swarm-raftd binary (build it with `swift build -c release --product swarm-raftd`)")
     var raftd = "../.build/release/swarm-raftd"
 
+    @Option(help: "plaintext, mtls (mutual TLS with manager certificates and swarmd's authorization), or both: the same load on a plaintext cluster, then on an mTLS one, with the loss")
+    var security = "plaintext"
+
+    func validate() throws {
+        guard ["plaintext", "mtls", "both"].contains(security) else { throw ValidationError("--security is plaintext, mtls or both") }
+        if security != "plaintext" && inProcess { throw ValidationError("--in-process runs without TLS; leave out --security") }
+    }
+
     func run() async throws {
-        let cluster = try BenchCluster(size: managers, binary: raftd)
+        var figures: [[String: Double]] = []
+        let modes = security == "both" ? [false, true] : [security == "mtls"]
+        for tls in modes {
+            figures.append(try await run(tls: tls))
+        }
+        if modes.count == 2 {
+            var rows: [[String]] = []
+            for key in figures[0].keys.sorted() {
+                guard let plain = figures[0][key], let secure = figures[1][key], plain > 0 else { continue }
+                rows.append([key, String(format: "%.0f", plain), String(format: "%.0f", secure), String(format: "%+.1f %%", (secure / plain - 1) * 100)])
+            }
+            print("mutual TLS against plaintext, same run (proposals/s):")
+            printTable(["row", "plaintext", "mTLS", "change"], rows)
+        }
+    }
+
+    /// Runs the load matrix on a fresh cluster; returns proposals per second by row.
+    func run(tls: Bool) async throws -> [String: Double] {
+        let cluster = try BenchCluster(size: managers, binary: raftd, tls: tls)
         defer { cluster.stopAll() }
+        var figures: [String: Double] = [:]
         var embedded: RaftNode?
         if inProcess {
             embedded = try await cluster.formAroundEmbeddedLeader()
@@ -58,15 +86,17 @@ struct RaftBench: AsyncParsableCommand {
                 } else {
                     guard let leader = await cluster.leaderIndex() else { throw ValidationError("no leader") }
                     r = try await Self.load(addr: cluster.addr(leader), concurrency: c, payload: size,
-                                            seconds: duration, tag: "r\(tag)", update: workload == "update")
+                                            seconds: duration, tag: "r\(tag)", update: workload == "update", security: cluster.security)
                 }
+                figures[String(format: "%5d B x %4d", size, c)] = Double(r.ok) / max(r.elapsed, 1e-9)
                 rows.append(["\(managers)", "\(size) B", "\(c)", rate(r.ok, r.elapsed),
                              ms(r.latency.percentile(50)), ms(r.latency.percentile(99)), "\(r.errors)"])
                 print("  \(managers) managers, \(size) B, concurrency \(c): \(rate(r.ok, r.elapsed))")
             }
         }
         print("raft benchmark: \(managers) manager(s) on loopback, fsync on, \(duration) s per row, \(workload) workload, "
-              + (inProcess ? "proposals made inside the leader" : "proposals through the gRPC Propose API"))
+              + (inProcess ? "proposals made inside the leader" : "proposals through the gRPC Propose API")
+              + (tls ? ", mutual TLS" : ", plaintext"))
         printTable(["managers", "payload", "concurrency", "proposals/s", "p50", "p99", "errors"], rows)
 
         if failoverTrials > 0 && managers >= 3 && !inProcess {
@@ -79,6 +109,7 @@ struct RaftBench: AsyncParsableCommand {
             let mean = times.reduce(0, +) / Double(times.count)
             print("failover (SIGKILL of the leader to the first committed write): mean \(ms(mean)), max \(ms(times.max()!)) over \(times.count) trials")
         }
+        return figures
     }
 
     struct LoadResult {
@@ -127,9 +158,9 @@ struct RaftBench: AsyncParsableCommand {
     }
 
     static func load(addr: String, concurrency: Int, payload: Int, seconds limit: Double, tag: String,
-                     update: Bool) async throws -> LoadResult {
+                     update: Bool, security: ClientSecurity) async throws -> LoadResult {
         let connections = max(1, concurrency / 32)
-        let clients = try (0..<connections).map { _ in try BenchCluster.client(addr) }
+        let clients = try (0..<connections).map { _ in try BenchCluster.client(addr, security) }
         let body = Data(repeating: 0x61, count: payload)
         let start = ContinuousClock.now
         let deadline = start + .milliseconds(Int(limit * 1000))
@@ -181,13 +212,28 @@ final class BenchCluster {
     let root = NSTemporaryDirectory() + "swarm-bench-\(UUID().uuidString)"
     var ports: [Int]
     var processes: [Int: Process] = [:]
+    /// How this process's clients connect (mTLS: a manager certificate of the bench's CA).
+    let security: ClientSecurity
+    let tls: Bool
 
-    init(size: Int, binary: String) throws {
+    /// With `tls`, a root CA is made and each member gets a manager certificate of its own.
+    init(size: Int, binary: String, tls: Bool = false) throws {
         guard FileManager.default.isExecutableFile(atPath: binary) else {
             throw ValidationError("\(binary) not found; build it with `swift build -c release --product swarm-raftd` in the repository root")
         }
         self.binary = binary
+        self.tls = tls
         ports = (0..<size).map { 21000 + Int.random(in: 0..<20000) + $0 }
+        if tls {
+            let ca = try RootCA.create()
+            for k in 0..<size {
+                _ = try ca.credentials(for: NodeIdentity(nodeID: "m\(k)", role: .manager, clusterID: "bench"), validity: 86400,
+                                       directory: "\(root)/tls-m\(k)")
+            }
+            security = .mutualTLS(try ca.credentials(for: NodeIdentity(nodeID: "bench", role: .manager, clusterID: "bench"), validity: 86400))
+        } else {
+            security = .plaintext
+        }
     }
 
     func addr(_ k: Int) -> String { "127.0.0.1:\(ports[k])" }
@@ -196,6 +242,7 @@ final class BenchCluster {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: binary)
         p.arguments = ["--state-dir", "\(root)/m\(k)", "--listen", addr(k)] + (join.map { ["--join", addr($0)] } ?? [])
+            + (tls ? ["--tls-dir", "\(root)/tls-m\(k)"] : [])
         p.standardOutput = FileHandle.nullDevice
         p.standardError = FileHandle.nullDevice
         try p.run()
@@ -213,14 +260,13 @@ final class BenchCluster {
         try? FileManager.default.removeItem(atPath: root)
     }
 
-    static func client(_ addr: String) throws -> GRPCClient<HTTP2ClientTransport.Posix> {
+    static func client(_ addr: String, _ security: ClientSecurity) throws -> GRPCClient<HTTP2ClientTransport.Posix> {
         let parts = addr.split(separator: ":")
-        return GRPCClient(transport: try .http2NIOPosix(target: .ipv4(address: String(parts[0]), port: Int(parts[1])!),
-                                                         transportSecurity: .plaintext))
+        return GRPCClient(transport: try security.transport(host: String(parts[0]), port: Int(parts[1])!))
     }
 
-    static func call<R: Sendable>(_ addr: String, _ body: @Sendable (SwarmRaftTransport.Client<HTTP2ClientTransport.Posix>) async throws -> R) async throws -> R {
-        let c = try client(addr)
+    func call<R: Sendable>(_ addr: String, _ body: @Sendable (SwarmRaftTransport.Client<HTTP2ClientTransport.Posix>) async throws -> R) async throws -> R {
+        let c = try Self.client(addr, security)
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await c.runConnections() }
             defer { c.beginGracefulShutdown(); group.cancelAll() }
@@ -254,7 +300,7 @@ final class BenchCluster {
         var o = CallOptions.defaults
         o.timeout = .seconds(2)
         let options = o
-        return try? await Self.call(addr(k)) { try await $0.status(SwarmStatusRequest(), options: options) }
+        return try? await call(addr(k)) { try await $0.status(SwarmStatusRequest(), options: options) }
     }
 
     func leaderIndex() async -> Int? {
@@ -314,7 +360,7 @@ final class BenchCluster {
             let target = others[n % others.count]
             n += 1
             let data = Self.createConfig(id: "\(tag)-\(n)", body: Data("x".utf8))
-            if (try? await Self.call(addr(target)) { try await $0.propose(.with { $0.data = data }, options: options) }) != nil {
+            if (try? await call(addr(target)) { try await $0.propose(.with { $0.data = data }, options: options) }) != nil {
                 break
             }
             if seconds(ContinuousClock.now - t0) > 30 { throw ValidationError("no write committed within 30 s") }

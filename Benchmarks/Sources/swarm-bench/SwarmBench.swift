@@ -6,6 +6,6 @@ struct SwarmBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "swarm-bench",
         abstract: "swift-swarm benchmarks",
-        subcommands: [StoreBench.self, RaftBench.self, WALBench.self, ReplayBench.self, TraceVariantCommand.self, SchedulerBench.self, PluginCallBench.self]
+        subcommands: [StoreBench.self, RaftBench.self, JoinBench.self, WALBench.self, ReplayBench.self, TraceVariantCommand.self, SchedulerBench.self, PluginCallBench.self]
     )
 }
