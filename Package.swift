@@ -136,15 +136,17 @@ let package = Package(
         .target(name: "SwarmGPU", dependencies: ["SwarmRandom"]),
         .target(name: "SwarmProcessSupport", path: "Plugins/process-support"),
         .target(name: "SwarmProcessPlugin", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf"), "SwarmPluginKit", "SwarmAPI", "SwarmProcessSupport",
-                                                           "SwarmPluginLogs"],
+                                                           "SwarmPluginLogs", "SwarmTaskFiles"],
                 path: "Plugins/process"),
         // Task output to rotated log files, for the executors.
         .target(name: "SwarmPluginLogs", path: "Plugins/logs"),
+        // A task's secrets and configs as files on a private tmpfs, for the executors.
+        .target(name: "SwarmTaskFiles", dependencies: ["SwarmAPI", .product(name: "SwiftProtobuf", package: "swift-protobuf")], path: "Plugins/task-files"),
         // The docker executor: Docker Engine API over its unix socket.
         .target(name: "SwarmDockerPlugin", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf"), "SwarmPluginKit", "SwarmAPI",
                                                           .product(name: "AsyncHTTPClient", package: "async-http-client"),
                                                           .product(name: "NIOCore", package: "swift-nio"),
-                                                          .product(name: "NIOHTTP1", package: "swift-nio"), "SwarmPluginLogs"],
+                                                          .product(name: "NIOHTTP1", package: "swift-nio"), "SwarmPluginLogs", "SwarmTaskFiles"],
                 path: "Plugins/docker"),
         // Placement constraints (SwarmKit's expressions) and placement input errors, pure: what
         // the orchestrator needs of placement, without the scheduler.

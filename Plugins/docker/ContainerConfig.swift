@@ -1,12 +1,18 @@
 import Foundation
 import SwarmAPI
+import SwarmTaskFiles
 
 /// The body of `POST /containers/create` for a task: the spec's command, args, env,
 /// directory, user, labels naming the task, service, slot and node, CPU and memory limits
 /// and reservations, GPUs, mounts, host-mode published ports, health check, and stop
 /// signal and grace period.
 enum ContainerConfig {
-    static func body(_ t: SwarmTask, _ spec: SwarmContainerSpec) -> [String: Any] {
+    /// Where a container finds its secrets and configs (the task's private tmpfs
+    /// directories, bound read-only), as Docker's own secrets are.
+    static let secretsTarget = "/run/secrets"
+    static let configsTarget = "/run/configs"
+
+    static func body(_ t: SwarmTask, _ spec: SwarmContainerSpec, files: TaskFiles.Written = .init()) -> [String: Any] {
         var env = ["SWARM_TASK_ID=\(t.id)", "SWARM_TASK_SLOT=\(t.slot)", "SWARM_SERVICE_ID=\(t.serviceID)",
                    "SWARM_SERVICE_NAME=\(t.serviceAnnotations.name)", "SWARM_NODE_ID=\(t.nodeID)"]
         var host: [String: Any] = [:]
@@ -21,7 +27,16 @@ enum ContainerConfig {
             host["DeviceRequests"] = [["Driver": "nvidia", "DeviceIDs": ids, "Capabilities": [["gpu"]]]]
             env += ["NVIDIA_VISIBLE_DEVICES=\(ids.joined(separator: ","))"]
         }
-        if !spec.mounts.isEmpty { host["Mounts"] = spec.mounts.map(mount) }
+        var mounts = spec.mounts.map(mount)
+        if let dir = files.secretsDir {
+            mounts.append(["Type": "bind", "Source": dir, "Target": secretsTarget, "ReadOnly": true])
+            env.append("SWARM_SECRETS_DIR=\(secretsTarget)")
+        }
+        if let dir = files.configsDir {
+            mounts.append(["Type": "bind", "Source": dir, "Target": configsTarget, "ReadOnly": true])
+            env.append("SWARM_CONFIGS_DIR=\(configsTarget)")
+        }
+        if !mounts.isEmpty { host["Mounts"] = mounts }
         var exposed: [String: Any] = [:]
         var bindings: [String: [[String: String]]] = [:]
         for p in t.spec.ports {

@@ -3,6 +3,7 @@ import NIOCore
 import NIOHTTP1
 import SwarmAPI
 import SwarmPluginKit
+import SwarmTaskFiles
 import SwiftProtobuf
 import Synchronization
 
@@ -18,6 +19,8 @@ final class DockerExecutor: Executor {
     let events: EngineEvents
     /// Tasks whose container a previous run of the node made.
     private let adopted = Mutex<Set<String>>([])
+    /// The work directory of each task, to remove its secret and config files with it.
+    private let workDirs = Mutex<[String: String]>([:])
 
     init(engine: DockerEngine, notifier: TaskNotifier) {
         self.engine = engine
@@ -44,6 +47,11 @@ final class DockerExecutor: Executor {
             throw ExecutorError("task \(task.taskID) has no container image")
         }
         try FileManager.default.createDirectory(atPath: task.workDir, withIntermediateDirectories: true)
+        // Secrets and configs: files on a tmpfs private to the task, bound into the container.
+        let files: TaskFiles.Written
+        do { files = try TaskFiles.write(t, workDir: task.workDir) } catch {
+            throw ExecutorError("task \(task.taskID): \(error)")
+        }
         // From here on no exit of the container can be missed.
         try events.awaitConnected()
         let health: ExecHealth = t.spec.healthcheck.test.isEmpty ? .none : .starting
@@ -52,18 +60,20 @@ final class DockerExecutor: Executor {
         if status == 200, let id = DockerEngine.object(data)["Id"] as? String {
             events.follow(t.id, .init(id: id, health: health))
             adopted.withLock { _ = $0.insert(t.id) }
+            workDirs.withLock { $0[t.id] = task.workDir }
             events.inspect(t.id)  // it may have exited, or be healthy already
             return
         }
         try call { try engine.ensureImage(spec.image) }
         let created = try call {
             try engine.expect([201], .POST, "/containers/create", query: [("name", Self.name(t.id))],
-                              json: ContainerConfig.body(t, spec))
+                              json: ContainerConfig.body(t, spec, files: files))
         }
         guard let id = DockerEngine.object(created)["Id"] as? String else {
             throw ExecutorError("the engine created no container for task \(t.id)")
         }
         events.follow(t.id, .init(id: id, health: health))
+        workDirs.withLock { $0[t.id] = task.workDir }
     }
 
     func start(_ task: ExecTask) throws {
@@ -114,6 +124,7 @@ final class DockerExecutor: Executor {
         events.forget(taskID)
         adopted.withLock { _ = $0.remove(taskID) }
         try call { try engine.expect([204, 404], .DELETE, "/containers/\(id)", query: [("force", "true")]) }
+        if let dir = workDirs.withLock({ $0.removeValue(forKey: taskID) }) { TaskFiles.remove(workDir: dir, taskID: taskID) }
     }
 
     /// Runs an engine call, turning its failure into the executor's error.

@@ -4,6 +4,7 @@ import Glibc
 import SwarmAPI
 import SwarmPluginKit
 import SwarmPluginLogs
+import SwarmTaskFiles
 import SwarmProcessSupport
 import SwiftProtobuf
 import Synchronization
@@ -62,6 +63,10 @@ final class ProcessExecutor: Executor {
         for (kind, units) in Dictionary(grouping: t.assignedGenericResources, by: \.kind) {
             let value = units.map { $0.named.isEmpty ? String($0.value) : $0.named }.joined(separator: ",")
             env.append("DOCKER_RESOURCE_\(kind.uppercased())=\(value)")
+        }
+        // Secrets and configs as files on a tmpfs private to the task.
+        do { env += try TaskFiles.write(t, workDir: task.workDir).environment } catch {
+            throw ExecutorError("task \(task.taskID): \(error)")
         }
         prepared.withLock { $0[task.taskID] = Prepared(spec: spec, limits: t.spec.resources.limits, env: env, workDir: task.workDir) }
         // After a node restart the process may still be running: adopt it, never start a twin.
@@ -129,6 +134,7 @@ final class ProcessExecutor: Executor {
             // Not our child: we can see that it is gone, but not its exit code.
             if Self.livePid(in: r.workDir) == nil {
                 r.exit = -1
+                TaskFiles.remove(workDir: r.workDir, taskID: taskID)
                 return ExecStatus(exited: true, exitCode: -1, pid: r.pid)
             }
             return ExecStatus(exited: false, exitCode: 0, pid: r.pid)
@@ -139,6 +145,8 @@ final class ProcessExecutor: Executor {
             let code: Int32 = (st & 0x7F) == 0 ? (st >> 8) & 0xFF : 128 + (st & 0x7F)
             r.exit = code
             unlink(r.workDir + "/pid")
+            // The task has ended: its secrets go with it.
+            TaskFiles.remove(workDir: r.workDir, taskID: taskID)
             return ExecStatus(exited: true, exitCode: code, pid: r.pid)
         }
         return ExecStatus(exited: false, exitCode: 0, pid: r.pid)
@@ -172,6 +180,7 @@ final class ProcessExecutor: Executor {
         if let r = running.withLock({ $0.removeValue(forKey: taskID) }) {
             for dir in r.cgroups { rmdir(dir) }
         }
+        if let p = prepared.withLock({ $0[taskID] }) { TaskFiles.remove(workDir: p.workDir, taskID: taskID) }
         prepared.withLock { _ = $0.removeValue(forKey: taskID) }
     }
 

@@ -56,6 +56,12 @@ public final class Agent: Sendable {
     private let token: Mutex<String>
     private let roleHandler = Mutex<(@Sendable (SwarmNodeSpec.Role, String) -> Void)?>(nil)
     private let expiryHandler = Mutex<(@Sendable (Int64) -> Void)?>(nil)
+    struct Dependencies {
+        var secrets: [String: SwarmSecret] = [:]
+        var configs: [String: SwarmConfig] = [:]
+    }
+    /// Secrets and configs the managers sent for this node's tasks.
+    private let dependencies = Mutex(Dependencies())
     /// The node description sent when a session opens: the configured one, with the
     /// executors' current availability.
     let description: Mutex<SwarmNodeDescription>
@@ -254,9 +260,48 @@ public final class Agent: Sendable {
     func assignments(_ d: SwarmDispatcher.Client<HTTP2ClientTransport.Posix>, _ s: SwarmSessionMessage) async throws {
         try await d.assignments(.with { $0.nodeID = config.nodeID; $0.sessionID = s.sessionID }) { response in
             for try await message in response.messages {
-                self.handle(.assignments(complete: message.type == .complete, message.changes))
+                let tasks = self.takeDependencies(message)
+                self.handle(.assignments(complete: message.type == .complete, tasks))
             }
         }
+    }
+
+    /// Keeps the secrets and configs an assignments message carries (in memory only: they
+    /// are never written to the task database), and returns its task changes.
+    func takeDependencies(_ message: SwarmAssignmentsMessage) -> [SwarmAssignmentChange] {
+        dependencies.withLock { d in
+            if message.type == .complete { d = Dependencies() }
+            for change in message.changes {
+                switch change.item {
+                case .secret(let s): d.secrets[s.id] = change.action == .remove ? nil : s
+                case .config(let c): d.configs[c.id] = change.action == .remove ? nil : c
+                case .task, nil: break
+                }
+            }
+        }
+        return message.changes.filter { if case .task = $0.item { return true } else { return false } }
+    }
+
+    /// The task as its executor gets it: with the data of the secrets and configs it
+    /// references; or why one is missing.
+    func withDependencies(_ task: SwarmTask) -> Result<SwarmTask, AgentDependencyError> {
+        dependencies.withLock { d in
+            var t = task
+            for ref in task.spec.secrets {
+                guard let s = d.secrets[ref.secretID] else { return .failure(AgentDependencyError("secret \(ref.secretName) was not sent to this node")) }
+                t.dependencies.secrets.append(s)
+            }
+            for ref in task.spec.configs {
+                guard let c = d.configs[ref.configID] else { return .failure(AgentDependencyError("config \(ref.configName) was not sent to this node")) }
+                t.dependencies.configs.append(c)
+            }
+            return .success(t)
+        }
+    }
+
+    /// The secrets and configs this node holds now (tests, diagnostics): their IDs.
+    public var heldDependencies: (secrets: [String], configs: [String]) {
+        dependencies.withLock { (Array($0.secrets.keys).sorted(), Array($0.configs.keys).sorted()) }
     }
 
     /// Runs one event through the ``AgentCore`` and performs its actions.
@@ -298,7 +343,14 @@ public final class Agent: Sendable {
             return
         }
         guard let executor = plugins.executor(task.spec.executorName) else { return }
-        let runner = TaskRunner(task: task, executor: ExecutorClient(executor),
+        let forExecutor: SwarmTask
+        switch withDependencies(task) {
+        case .success(let t): forExecutor = t
+        case .failure(let e):
+            enqueue(task.id, .with { $0.state = .rejected; $0.err = e.description })
+            return
+        }
+        let runner = TaskRunner(task: task, executorTask: forExecutor, executor: ExecutorClient(executor),
                                 workDir: "\(config.stateDir)/tasks/\(task.id)", logger: logger) { [weak self] id, status in
             self?.enqueue(id, status)
         }
@@ -349,4 +401,10 @@ public final class Agent: Sendable {
             outboxFilled.ring()
         }
     }
+}
+
+/// A secret or config a task references is not on the node.
+struct AgentDependencyError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }

@@ -10,6 +10,7 @@ import Synchronization
 /// then COMPLETE, FAILED or SHUTDOWN, reporting each state. States only move forward.
 final class TaskRunner: Sendable {
     let task: SwarmTask
+    let executorTask: SwarmTask
     let executor: ExecutorClient
     let workDir: String
     let report: @Sendable (String, SwarmTaskStatus) -> Void
@@ -30,16 +31,19 @@ final class TaskRunner: Sendable {
     /// Fired by ``remove()`` only.
     private let removal = StopSignal()
 
-    init(task: SwarmTask, executor: ExecutorClient, workDir: String, logger: Logger,
+    /// - Parameter executorTask: the task as the executor gets it (with the data of its
+    ///   secrets and configs); `task` is what the agent records and reports on.
+    init(task: SwarmTask, executorTask: SwarmTask? = nil, executor: ExecutorClient, workDir: String, logger: Logger,
          report: @escaping @Sendable (String, SwarmTaskStatus) -> Void) {
         self.task = task
+        self.executorTask = executorTask ?? task
         self.executor = executor
         self.workDir = workDir
         self.logger = logger
         self.report = report
     }
 
-    var proto: [UInt8] { (try? task.serializedBytes()) ?? [] }
+    var proto: [UInt8] { (try? executorTask.serializedBytes()) ?? [] }
 
     func set(_ s: SwarmTaskState, _ message: String, exitCode: Int32 = 0, pid: Int32 = 0, err: String = "") {
         let health = state.withLock { st -> SwarmTaskStatus.Health? in

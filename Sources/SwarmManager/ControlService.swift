@@ -38,12 +38,16 @@ public struct ControlService: SwarmControl.SimpleServiceProtocol {
         var service = SwarmService()
         service.id = Identifiers.make()
         service.spec = request.spec
+        try Self.resolveReferences(&service.spec.task, in: store.view())
         service.specVersion = 1
         if store.view().find(SwarmService.self, .name(request.spec.annotations.name)).first != nil {
             throw ControlError.invalidArgument("service name \"\(request.spec.annotations.name)\" is already in use")
         }
         if request.dryRun { return try dryRun(service) }
-        try await write { try $0.create(service) }
+        try await write { tx in
+            try Self.checkReferencesExist(service.spec.task, in: tx)
+            try tx.create(service)
+        }
         return .with { $0.service = store.view().get(SwarmService.self, id: service.id) ?? service }
     }
 
@@ -61,13 +65,18 @@ public struct ControlService: SwarmControl.SimpleServiceProtocol {
             service = try Self.rolledBack(service, now: now)
         } else {
             try validation().validate(request.spec)
+            var spec = request.spec
+            try Self.resolveReferences(&spec.task, in: store.view())
             if request.spec.annotations.name != service.spec.annotations.name,
                store.view().find(SwarmService.self, .name(request.spec.annotations.name)).first != nil {
                 throw ControlError.invalidArgument("service name \"\(request.spec.annotations.name)\" is already in use")
             }
-            service = try Self.updated(service, to: request.spec, now: now)
+            service = try Self.updated(service, to: spec, now: now)
         }
-        try await write { try $0.update(service) }
+        try await write { tx in
+            try Self.checkReferencesExist(service.spec.task, in: tx)
+            try tx.update(service)
+        }
         return .with { $0.service = store.view().get(SwarmService.self, id: service.id) ?? service }
     }
 

@@ -150,15 +150,19 @@ public final class Dispatcher: SwarmDispatcher.SimpleServiceProtocol, Sendable {
         let (view, watcher) = store.viewAndWatch(WatchFilter(tables: [.tasks], nodeID: request.nodeID, commits: true))
         defer { watcher.cancel() }
         let mine = view.find(SwarmTask.self, .node(request.nodeID)).filter(Self.isAssignment)
+        // The secrets and configs its tasks need go with them, ahead of them.
+        var sent = Dependencies(of: mine, in: view)
         try await response.write(.with {
             $0.type = .complete
-            $0.changes = mine.map { t in .with { $0.action = .update; $0.task = t } }
+            $0.changes = sent.changes(from: Dependencies()) + mine.map { t in .with { $0.action = .update; $0.task = t } }
         })
         var pending: [SwarmAssignmentChange] = []
+        var touched = false
         for try await message in watcher {
             switch message {
             case .event(let e):
                 guard let t = e.new?.task ?? e.old?.task else { continue }
+                touched = true
                 let belongs = e.kind != .deleted && t.nodeID == request.nodeID && Self.isAssignment(t)
                 let was = e.old?.task.map { $0.nodeID == request.nodeID && Self.isAssignment($0) } ?? false
                 if belongs {
@@ -169,10 +173,19 @@ public final class Dispatcher: SwarmDispatcher.SimpleServiceProtocol, Sendable {
                     pending.append(.with { $0.action = .remove; $0.task = t })
                 }
             case .commit:
-                if pending.isEmpty { continue }
+                // A task that ended (its status, reported by the node itself, is not echoed)
+                // may still withdraw a secret.
+                if !touched { continue }
+                touched = false
                 try checkSession(request.nodeID, request.sessionID)
-                let batch = pending
+                // New needs first (ahead of the tasks that have them), withdrawals after.
+                let now = store.view()
+                let needed = Dependencies(of: now.find(SwarmTask.self, .node(request.nodeID)).filter(Self.isAssignment), in: now)
+                let dependencyChanges = needed.changes(from: sent)
+                sent = needed
+                let batch = dependencyChanges.filter { $0.action == .update } + pending + dependencyChanges.filter { $0.action == .remove }
                 pending = []
+                if batch.isEmpty { continue }
                 try await response.write(.with { $0.type = .incremental; $0.changes = batch })
             }
         }
@@ -264,5 +277,48 @@ public final class Dispatcher: SwarmDispatcher.SimpleServiceProtocol, Sendable {
                 }
             }
         }
+    }
+}
+
+/// The secrets and configs a node's tasks need: those referenced by its assigned tasks
+/// that have not ended. A node receives them while it needs them, and is told to drop
+/// them when no such task is left.
+struct Dependencies {
+    var secrets: [String: SwarmSecret] = [:]
+    var configs: [String: SwarmConfig] = [:]
+
+    init() {}
+
+    init(of tasks: [SwarmTask], in view: ReadTx) {
+        for t in tasks where !t.status.state.isTerminal && t.isRunnable {
+            for ref in t.spec.secrets where secrets[ref.secretID] == nil {
+                if let s = view.get(SwarmSecret.self, id: ref.secretID) { secrets[s.id] = s }
+            }
+            for ref in t.spec.configs where configs[ref.configID] == nil {
+                if let c = view.get(SwarmConfig.self, id: ref.configID) { configs[c.id] = c }
+            }
+        }
+    }
+
+    /// What to send a node that holds `previous` so that it holds these.
+    func changes(from previous: Dependencies) -> [SwarmAssignmentChange] {
+        var out: [SwarmAssignmentChange] = []
+        for (id, s) in secrets.sorted(by: { $0.key < $1.key }) where previous.secrets[id] == nil {
+            out.append(.with { $0.action = .update; $0.secret = s })
+        }
+        for (id, c) in configs.sorted(by: { $0.key < $1.key }) where previous.configs[id] == nil {
+            out.append(.with { $0.action = .update; $0.config = c })
+        }
+        for (id, s) in previous.secrets.sorted(by: { $0.key < $1.key }) where secrets[id] == nil {
+            var withdrawn = SwarmSecret()
+            withdrawn.id = s.id
+            out.append(.with { $0.action = .remove; $0.secret = withdrawn })
+        }
+        for (id, c) in previous.configs.sorted(by: { $0.key < $1.key }) where configs[id] == nil {
+            var withdrawn = SwarmConfig()
+            withdrawn.id = c.id
+            out.append(.with { $0.action = .remove; $0.config = withdrawn })
+        }
+        return out
     }
 }

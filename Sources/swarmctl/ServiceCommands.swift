@@ -19,6 +19,7 @@ struct ServiceCommand: AsyncParsableCommand {
         @Flag(help: "Show where the tasks would go, and why, without creating anything") var dryRun = false
         @OptionGroup var flags: ServiceFlags
         @OptionGroup var container: ContainerFlags
+        @OptionGroup var data: DataFlags
         @OptionGroup var rollout: RolloutFlags
         @OptionGroup var job: JobFlags
 
@@ -38,6 +39,7 @@ struct ServiceCommand: AsyncParsableCommand {
             RolloutFlags.defaults(&spec)
             try flags.apply(to: &spec)
             try container.apply(to: &spec)
+            try data.apply(to: &spec)
             try rollout.apply(to: &spec)
             try job.apply(to: &spec)
             let dry = dryRun
@@ -59,6 +61,7 @@ struct ServiceCommand: AsyncParsableCommand {
         @Argument(help: "Service ID or name (or a unique prefix)") var service: String
         @OptionGroup var flags: ServiceFlags
         @OptionGroup var container: ContainerFlags
+        @OptionGroup var data: DataFlags
         @OptionGroup var rollout: RolloutFlags
         @Flag(help: "Replace every task even if nothing else changed (runs a job again)") var force = false
         @Flag(help: "Move tasks toward where the service's strategy would place them now, paced by the update settings") var rebalance = false
@@ -67,6 +70,7 @@ struct ServiceCommand: AsyncParsableCommand {
             var s = try await conn.call { try await $0.getService(.with { $0.serviceID = service }) }.service
             try flags.apply(to: &s.spec)
             try container.apply(to: &s.spec)
+            try data.apply(to: &s.spec)
             try rollout.apply(to: &s.spec)
             if force { s.spec.task.forceUpdate += 1 }
             if rebalance {
@@ -149,6 +153,8 @@ struct ServiceCommand: AsyncParsableCommand {
                 rows.append(("Command", ([t.process.command] + t.process.args).joined(separator: " ")))
                 if !t.process.env.isEmpty { rows.append(("Env", t.process.env.joined(separator: " "))) }
             }
+            for r in t.secrets { rows.append(("Secret", r.secretName + (r.target == r.secretName ? "" : " -> \(r.target)"))) }
+            for r in t.configs { rows.append(("Config", r.configName + (r.target == r.configName ? "" : " -> \(r.target)"))) }
             for p in t.ports where p.publishedPort != 0 {
                 rows.append(("Port", "\(p.publishedPort):\(p.targetPort)/\(p.protocol.isEmpty ? "tcp" : p.protocol) (host)"))
             }

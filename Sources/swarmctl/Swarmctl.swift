@@ -13,7 +13,8 @@ import SwiftProtobuf
 struct Swarmctl: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "swarmctl", abstract: "Control a swift-swarm cluster",
-        subcommands: [ServiceCommand.self, NodeCommand.self, TaskCommand.self, ClusterCommand.self, PluginCommand.self])
+        subcommands: [ServiceCommand.self, NodeCommand.self, TaskCommand.self, ClusterCommand.self, PluginCommand.self,
+                      SecretCommand.self, ConfigCommand.self])
 }
 
 /// Where the manager is, and how to print.

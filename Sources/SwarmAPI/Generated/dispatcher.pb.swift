@@ -126,16 +126,44 @@ public nonisolated struct SwarmAssignmentChange: Sendable {
 
   public var action: SwarmAssignmentChange.Action = .update
 
+  /// A task, or a secret or config that a task on the node references (sent while such a
+  /// task is assigned there, removed when none is).
+  public var item: SwarmAssignmentChange.OneOf_Item? = nil
+
   public var task: SwarmTask {
-    get {_task ?? SwarmTask()}
-    set {_task = newValue}
+    get {
+      if case .task(let v)? = item {return v}
+      return SwarmTask()
+    }
+    set {item = .task(newValue)}
   }
-  /// Returns true if `task` has been explicitly set.
-  public var hasTask: Bool {self._task != nil}
-  /// Clears the value of `task`. Subsequent reads from it will return its default value.
-  public mutating func clearTask() {self._task = nil}
+
+  public var secret: SwarmSecret {
+    get {
+      if case .secret(let v)? = item {return v}
+      return SwarmSecret()
+    }
+    set {item = .secret(newValue)}
+  }
+
+  public var config: SwarmConfig {
+    get {
+      if case .config(let v)? = item {return v}
+      return SwarmConfig()
+    }
+    set {item = .config(newValue)}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  /// A task, or a secret or config that a task on the node references (sent while such a
+  /// task is assigned there, removed when none is).
+  public nonisolated enum OneOf_Item: Equatable, Sendable {
+    case task(SwarmTask)
+    case secret(SwarmSecret)
+    case config(SwarmConfig)
+
+  }
 
   public nonisolated enum Action: SwiftProtobuf.Enum, Swift.CaseIterable {
     public typealias RawValue = Int
@@ -172,8 +200,6 @@ public nonisolated struct SwarmAssignmentChange: Sendable {
   }
 
   public init() {}
-
-  fileprivate var _task: SwarmTask? = nil
 }
 
 public nonisolated struct SwarmAssignmentsMessage: Sendable {
@@ -555,7 +581,7 @@ nonisolated extension SwarmAssignmentsRequest: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension SwarmAssignmentChange: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".AssignmentChange"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}action\0\u{1}task\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}action\0\u{1}task\0\u{1}secret\0\u{1}config\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -564,7 +590,45 @@ nonisolated extension SwarmAssignmentChange: SwiftProtobuf.Message, SwiftProtobu
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularEnumField(value: &self.action) }()
-      case 2: try { try decoder.decodeSingularMessageField(value: &self._task) }()
+      case 2: try {
+        var v: SwarmTask?
+        var hadOneofValue = false
+        if let current = self.item {
+          hadOneofValue = true
+          if case .task(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.item = .task(v)
+        }
+      }()
+      case 3: try {
+        var v: SwarmSecret?
+        var hadOneofValue = false
+        if let current = self.item {
+          hadOneofValue = true
+          if case .secret(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.item = .secret(v)
+        }
+      }()
+      case 4: try {
+        var v: SwarmConfig?
+        var hadOneofValue = false
+        if let current = self.item {
+          hadOneofValue = true
+          if case .config(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.item = .config(v)
+        }
+      }()
       default: break
       }
     }
@@ -578,15 +642,27 @@ nonisolated extension SwarmAssignmentChange: SwiftProtobuf.Message, SwiftProtobu
     if self.action != .update {
       try visitor.visitSingularEnumField(value: self.action, fieldNumber: 1)
     }
-    try { if let v = self._task {
+    switch self.item {
+    case .task?: try {
+      guard case .task(let v)? = self.item else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
-    } }()
+    }()
+    case .secret?: try {
+      guard case .secret(let v)? = self.item else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    }()
+    case .config?: try {
+      guard case .config(let v)? = self.item else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    }()
+    case nil: break
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: SwarmAssignmentChange, rhs: SwarmAssignmentChange) -> Bool {
     if lhs.action != rhs.action {return false}
-    if lhs._task != rhs._task {return false}
+    if lhs.item != rhs.item {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -706,11 +706,36 @@ public nonisolated struct SwarmTask: @unchecked Sendable {
     set {_uniqueStorage()._runningSince = newValue}
   }
 
+  /// Only in the copy an agent hands its executor: the data of the secrets and configs
+  /// the task references. Never stored, and never sent by a manager.
+  public var dependencies: SwarmTaskDependencies {
+    get {_storage._dependencies ?? SwarmTaskDependencies()}
+    set {_uniqueStorage()._dependencies = newValue}
+  }
+  /// Returns true if `dependencies` has been explicitly set.
+  public var hasDependencies: Bool {_storage._dependencies != nil}
+  /// Clears the value of `dependencies`. Subsequent reads from it will return its default value.
+  public mutating func clearDependencies() {_uniqueStorage()._dependencies = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+public nonisolated struct SwarmTaskDependencies: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var secrets: [SwarmSecret] = []
+
+  public var configs: [SwarmConfig] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 public nonisolated struct SwarmJoinTokens: Sendable {
@@ -790,7 +815,8 @@ public nonisolated struct SwarmCluster: @unchecked Sendable {
   fileprivate var _storage = _StorageClass.defaultInstance
 }
 
-/// Opaque application objects that later features add (secrets, configs, networks).
+/// A secret: data given to the tasks that reference it, as files. The control API never
+/// returns its data after creation.
 public nonisolated struct SwarmSecret: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -818,6 +844,9 @@ public nonisolated struct SwarmSecret: Sendable {
 
   public var data: Data = Data()
 
+  /// The data's size in bytes (shown where the data is not).
+  public var size: UInt64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -826,6 +855,7 @@ public nonisolated struct SwarmSecret: Sendable {
   fileprivate var _annotations: SwarmAnnotations? = nil
 }
 
+/// A config: like a secret, but not confidential (the control API returns its data).
 public nonisolated struct SwarmConfig: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -852,6 +882,8 @@ public nonisolated struct SwarmConfig: Sendable {
   public mutating func clearAnnotations() {self._annotations = nil}
 
   public var data: Data = Data()
+
+  public var size: UInt64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1585,7 +1617,7 @@ nonisolated extension SwarmAssignedGPU: SwiftProtobuf.Message, SwiftProtobuf._Me
 
 nonisolated extension SwarmTask: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Task"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}meta\0\u{3}service_id\0\u{1}slot\0\u{3}node_id\0\u{1}spec\0\u{3}spec_version\0\u{3}desired_state\0\u{1}status\0\u{3}service_annotations\0\u{3}assigned_generic_resources\0\u{3}assigned_gpus\0\u{3}start_after\0\u{3}running_since\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}meta\0\u{3}service_id\0\u{1}slot\0\u{3}node_id\0\u{1}spec\0\u{3}spec_version\0\u{3}desired_state\0\u{1}status\0\u{3}service_annotations\0\u{3}assigned_generic_resources\0\u{3}assigned_gpus\0\u{3}start_after\0\u{3}running_since\0\u{1}dependencies\0")
 
   fileprivate class _StorageClass {
     var _id: String = String()
@@ -1602,6 +1634,7 @@ nonisolated extension SwarmTask: SwiftProtobuf.Message, SwiftProtobuf._MessageIm
     var _assignedGpus: [SwarmAssignedGPU] = []
     var _startAfter: Int64 = 0
     var _runningSince: Int64 = 0
+    var _dependencies: SwarmTaskDependencies? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1626,6 +1659,7 @@ nonisolated extension SwarmTask: SwiftProtobuf.Message, SwiftProtobuf._MessageIm
       _assignedGpus = source._assignedGpus
       _startAfter = source._startAfter
       _runningSince = source._runningSince
+      _dependencies = source._dependencies
     }
   }
 
@@ -1658,6 +1692,7 @@ nonisolated extension SwarmTask: SwiftProtobuf.Message, SwiftProtobuf._MessageIm
         case 12: try { try decoder.decodeRepeatedMessageField(value: &_storage._assignedGpus) }()
         case 13: try { try decoder.decodeSingularInt64Field(value: &_storage._startAfter) }()
         case 14: try { try decoder.decodeSingularInt64Field(value: &_storage._runningSince) }()
+        case 15: try { try decoder.decodeSingularMessageField(value: &_storage._dependencies) }()
         default: break
         }
       }
@@ -1712,6 +1747,9 @@ nonisolated extension SwarmTask: SwiftProtobuf.Message, SwiftProtobuf._MessageIm
       if _storage._runningSince != 0 {
         try visitor.visitSingularInt64Field(value: _storage._runningSince, fieldNumber: 14)
       }
+      try { if let v = _storage._dependencies {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 15)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1735,10 +1773,46 @@ nonisolated extension SwarmTask: SwiftProtobuf.Message, SwiftProtobuf._MessageIm
         if _storage._assignedGpus != rhs_storage._assignedGpus {return false}
         if _storage._startAfter != rhs_storage._startAfter {return false}
         if _storage._runningSince != rhs_storage._runningSince {return false}
+        if _storage._dependencies != rhs_storage._dependencies {return false}
         return true
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension SwarmTaskDependencies: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TaskDependencies"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}secrets\0\u{1}configs\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.secrets) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.configs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.secrets.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.secrets, fieldNumber: 1)
+    }
+    if !self.configs.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.configs, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: SwarmTaskDependencies, rhs: SwarmTaskDependencies) -> Bool {
+    if lhs.secrets != rhs.secrets {return false}
+    if lhs.configs != rhs.configs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1893,7 +1967,7 @@ nonisolated extension SwarmCluster: SwiftProtobuf.Message, SwiftProtobuf._Messag
 
 nonisolated extension SwarmSecret: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Secret"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}meta\0\u{1}annotations\0\u{1}data\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}meta\0\u{1}annotations\0\u{1}data\0\u{1}size\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1905,6 +1979,7 @@ nonisolated extension SwarmSecret: SwiftProtobuf.Message, SwiftProtobuf._Message
       case 2: try { try decoder.decodeSingularMessageField(value: &self._meta) }()
       case 3: try { try decoder.decodeSingularMessageField(value: &self._annotations) }()
       case 4: try { try decoder.decodeSingularBytesField(value: &self.data) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.size) }()
       default: break
       }
     }
@@ -1926,6 +2001,9 @@ nonisolated extension SwarmSecret: SwiftProtobuf.Message, SwiftProtobuf._Message
     } }()
     if !self.data.isEmpty {
       try visitor.visitSingularBytesField(value: self.data, fieldNumber: 4)
+    }
+    if self.size != 0 {
+      try visitor.visitSingularUInt64Field(value: self.size, fieldNumber: 5)
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1935,6 +2013,7 @@ nonisolated extension SwarmSecret: SwiftProtobuf.Message, SwiftProtobuf._Message
     if lhs._meta != rhs._meta {return false}
     if lhs._annotations != rhs._annotations {return false}
     if lhs.data != rhs.data {return false}
+    if lhs.size != rhs.size {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1942,7 +2021,7 @@ nonisolated extension SwarmSecret: SwiftProtobuf.Message, SwiftProtobuf._Message
 
 nonisolated extension SwarmConfig: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Config"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}meta\0\u{1}annotations\0\u{1}data\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}meta\0\u{1}annotations\0\u{1}data\0\u{1}size\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1954,6 +2033,7 @@ nonisolated extension SwarmConfig: SwiftProtobuf.Message, SwiftProtobuf._Message
       case 2: try { try decoder.decodeSingularMessageField(value: &self._meta) }()
       case 3: try { try decoder.decodeSingularMessageField(value: &self._annotations) }()
       case 4: try { try decoder.decodeSingularBytesField(value: &self.data) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.size) }()
       default: break
       }
     }
@@ -1976,6 +2056,9 @@ nonisolated extension SwarmConfig: SwiftProtobuf.Message, SwiftProtobuf._Message
     if !self.data.isEmpty {
       try visitor.visitSingularBytesField(value: self.data, fieldNumber: 4)
     }
+    if self.size != 0 {
+      try visitor.visitSingularUInt64Field(value: self.size, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1984,6 +2067,7 @@ nonisolated extension SwarmConfig: SwiftProtobuf.Message, SwiftProtobuf._Message
     if lhs._meta != rhs._meta {return false}
     if lhs._annotations != rhs._annotations {return false}
     if lhs.data != rhs.data {return false}
+    if lhs.size != rhs.size {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

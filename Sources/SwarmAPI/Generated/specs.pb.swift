@@ -475,6 +475,18 @@ public nonisolated struct SwarmTaskSpec: @unchecked Sendable {
   /// Clears the value of `healthcheck`. Subsequent reads from it will return its default value.
   public mutating func clearHealthcheck() {_uniqueStorage()._healthcheck = nil}
 
+  /// Secrets and configs the task gets as files: in the directory named by its
+  /// SWARM_SECRETS_DIR (SWARM_CONFIGS_DIR) environment variable, each under its target.
+  public var secrets: [SwarmSecretReference] {
+    get {_storage._secrets}
+    set {_uniqueStorage()._secrets = newValue}
+  }
+
+  public var configs: [SwarmConfigReference] {
+    get {_storage._configs}
+    set {_uniqueStorage()._configs = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Runtime: Equatable, Sendable {
@@ -486,6 +498,39 @@ public nonisolated struct SwarmTaskSpec: @unchecked Sendable {
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+public nonisolated struct SwarmSecretReference: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var secretID: String = String()
+
+  public var secretName: String = String()
+
+  /// The file name (default: the secret's name).
+  public var target: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct SwarmConfigReference: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var configID: String = String()
+
+  public var configName: String = String()
+
+  public var target: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 /// A health check. For process tasks the agent runs `test` (argv; or ["CMD", argv...], or
@@ -1626,7 +1671,7 @@ nonisolated extension SwarmPortConfig: SwiftProtobuf.Message, SwiftProtobuf._Mes
 
 nonisolated extension SwarmTaskSpec: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TaskSpec"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}process\0\u{1}container\0\u{1}resources\0\u{1}restart\0\u{1}placement\0\u{3}runtime_name\0\u{1}strategy\0\u{1}filters\0\u{1}ports\0\u{3}force_update\0\u{1}healthcheck\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}process\0\u{1}container\0\u{1}resources\0\u{1}restart\0\u{1}placement\0\u{3}runtime_name\0\u{1}strategy\0\u{1}filters\0\u{1}ports\0\u{3}force_update\0\u{1}healthcheck\0\u{1}secrets\0\u{1}configs\0")
 
   fileprivate class _StorageClass {
     var _runtime: SwarmTaskSpec.OneOf_Runtime?
@@ -1639,6 +1684,8 @@ nonisolated extension SwarmTaskSpec: SwiftProtobuf.Message, SwiftProtobuf._Messa
     var _ports: [SwarmPortConfig] = []
     var _forceUpdate: UInt64 = 0
     var _healthcheck: SwarmHealthConfig? = nil
+    var _secrets: [SwarmSecretReference] = []
+    var _configs: [SwarmConfigReference] = []
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1659,6 +1706,8 @@ nonisolated extension SwarmTaskSpec: SwiftProtobuf.Message, SwiftProtobuf._Messa
       _ports = source._ports
       _forceUpdate = source._forceUpdate
       _healthcheck = source._healthcheck
+      _secrets = source._secrets
+      _configs = source._configs
     }
   }
 
@@ -1712,6 +1761,8 @@ nonisolated extension SwarmTaskSpec: SwiftProtobuf.Message, SwiftProtobuf._Messa
         case 9: try { try decoder.decodeRepeatedMessageField(value: &_storage._ports) }()
         case 10: try { try decoder.decodeSingularUInt64Field(value: &_storage._forceUpdate) }()
         case 11: try { try decoder.decodeSingularMessageField(value: &_storage._healthcheck) }()
+        case 12: try { try decoder.decodeRepeatedMessageField(value: &_storage._secrets) }()
+        case 13: try { try decoder.decodeRepeatedMessageField(value: &_storage._configs) }()
         default: break
         }
       }
@@ -1762,6 +1813,12 @@ nonisolated extension SwarmTaskSpec: SwiftProtobuf.Message, SwiftProtobuf._Messa
       try { if let v = _storage._healthcheck {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
       } }()
+      if !_storage._secrets.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._secrets, fieldNumber: 12)
+      }
+      if !_storage._configs.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._configs, fieldNumber: 13)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1781,10 +1838,92 @@ nonisolated extension SwarmTaskSpec: SwiftProtobuf.Message, SwiftProtobuf._Messa
         if _storage._ports != rhs_storage._ports {return false}
         if _storage._forceUpdate != rhs_storage._forceUpdate {return false}
         if _storage._healthcheck != rhs_storage._healthcheck {return false}
+        if _storage._secrets != rhs_storage._secrets {return false}
+        if _storage._configs != rhs_storage._configs {return false}
         return true
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension SwarmSecretReference: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SecretReference"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}secret_id\0\u{3}secret_name\0\u{1}target\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.secretID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.secretName) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.target) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.secretID.isEmpty {
+      try visitor.visitSingularStringField(value: self.secretID, fieldNumber: 1)
+    }
+    if !self.secretName.isEmpty {
+      try visitor.visitSingularStringField(value: self.secretName, fieldNumber: 2)
+    }
+    if !self.target.isEmpty {
+      try visitor.visitSingularStringField(value: self.target, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: SwarmSecretReference, rhs: SwarmSecretReference) -> Bool {
+    if lhs.secretID != rhs.secretID {return false}
+    if lhs.secretName != rhs.secretName {return false}
+    if lhs.target != rhs.target {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension SwarmConfigReference: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ConfigReference"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}config_id\0\u{3}config_name\0\u{1}target\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.configID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.configName) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.target) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.configID.isEmpty {
+      try visitor.visitSingularStringField(value: self.configID, fieldNumber: 1)
+    }
+    if !self.configName.isEmpty {
+      try visitor.visitSingularStringField(value: self.configName, fieldNumber: 2)
+    }
+    if !self.target.isEmpty {
+      try visitor.visitSingularStringField(value: self.target, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: SwarmConfigReference, rhs: SwarmConfigReference) -> Bool {
+    if lhs.configID != rhs.configID {return false}
+    if lhs.configName != rhs.configName {return false}
+    if lhs.target != rhs.target {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -219,6 +219,110 @@ public enum SwarmControl: Sendable {
                 type: .serverStreaming
             )
         }
+        /// Namespace for "CreateSecret" metadata.
+        public enum CreateSecret: Sendable {
+            /// Request type for "CreateSecret".
+            public typealias Input = SwarmCreateSecretRequest
+            /// Response type for "CreateSecret".
+            public typealias Output = SwarmCreateSecretResponse
+            /// Descriptor for "CreateSecret".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "swarm.v1.Control"),
+                method: "CreateSecret",
+                type: .unary
+            )
+        }
+        /// Namespace for "GetSecret" metadata.
+        public enum GetSecret: Sendable {
+            /// Request type for "GetSecret".
+            public typealias Input = SwarmGetSecretRequest
+            /// Response type for "GetSecret".
+            public typealias Output = SwarmGetSecretResponse
+            /// Descriptor for "GetSecret".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "swarm.v1.Control"),
+                method: "GetSecret",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListSecrets" metadata.
+        public enum ListSecrets: Sendable {
+            /// Request type for "ListSecrets".
+            public typealias Input = SwarmListSecretsRequest
+            /// Response type for "ListSecrets".
+            public typealias Output = SwarmListSecretsResponse
+            /// Descriptor for "ListSecrets".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "swarm.v1.Control"),
+                method: "ListSecrets",
+                type: .unary
+            )
+        }
+        /// Namespace for "RemoveSecret" metadata.
+        public enum RemoveSecret: Sendable {
+            /// Request type for "RemoveSecret".
+            public typealias Input = SwarmRemoveSecretRequest
+            /// Response type for "RemoveSecret".
+            public typealias Output = SwarmRemoveSecretResponse
+            /// Descriptor for "RemoveSecret".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "swarm.v1.Control"),
+                method: "RemoveSecret",
+                type: .unary
+            )
+        }
+        /// Namespace for "CreateConfig" metadata.
+        public enum CreateConfig: Sendable {
+            /// Request type for "CreateConfig".
+            public typealias Input = SwarmCreateConfigRequest
+            /// Response type for "CreateConfig".
+            public typealias Output = SwarmCreateConfigResponse
+            /// Descriptor for "CreateConfig".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "swarm.v1.Control"),
+                method: "CreateConfig",
+                type: .unary
+            )
+        }
+        /// Namespace for "GetConfig" metadata.
+        public enum GetConfig: Sendable {
+            /// Request type for "GetConfig".
+            public typealias Input = SwarmGetConfigRequest
+            /// Response type for "GetConfig".
+            public typealias Output = SwarmGetConfigResponse
+            /// Descriptor for "GetConfig".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "swarm.v1.Control"),
+                method: "GetConfig",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListConfigs" metadata.
+        public enum ListConfigs: Sendable {
+            /// Request type for "ListConfigs".
+            public typealias Input = SwarmListConfigsRequest
+            /// Response type for "ListConfigs".
+            public typealias Output = SwarmListConfigsResponse
+            /// Descriptor for "ListConfigs".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "swarm.v1.Control"),
+                method: "ListConfigs",
+                type: .unary
+            )
+        }
+        /// Namespace for "RemoveConfig" metadata.
+        public enum RemoveConfig: Sendable {
+            /// Request type for "RemoveConfig".
+            public typealias Input = SwarmRemoveConfigRequest
+            /// Response type for "RemoveConfig".
+            public typealias Output = SwarmRemoveConfigResponse
+            /// Descriptor for "RemoveConfig".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "swarm.v1.Control"),
+                method: "RemoveConfig",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "swarm.v1.Control" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             CreateService.descriptor,
@@ -235,7 +339,15 @@ public enum SwarmControl: Sendable {
             GetCluster.descriptor,
             UpdateCluster.descriptor,
             ListPlugins.descriptor,
-            TaskLogs.descriptor
+            TaskLogs.descriptor,
+            CreateSecret.descriptor,
+            GetSecret.descriptor,
+            ListSecrets.descriptor,
+            RemoveSecret.descriptor,
+            CreateConfig.descriptor,
+            GetConfig.descriptor,
+            ListConfigs.descriptor,
+            RemoveConfig.descriptor
         ]
     }
 }
@@ -471,6 +583,118 @@ extension SwarmControl {
             request: GRPCCore.StreamingServerRequest<SwarmTaskLogsRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<SwarmTaskLogsResponse>
+
+        /// Handle the "CreateSecret" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `SwarmCreateSecretRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `SwarmCreateSecretResponse` messages.
+        func createSecret(
+            request: GRPCCore.StreamingServerRequest<SwarmCreateSecretRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<SwarmCreateSecretResponse>
+
+        /// Handle the "GetSecret" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `SwarmGetSecretRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `SwarmGetSecretResponse` messages.
+        func getSecret(
+            request: GRPCCore.StreamingServerRequest<SwarmGetSecretRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<SwarmGetSecretResponse>
+
+        /// Handle the "ListSecrets" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `SwarmListSecretsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `SwarmListSecretsResponse` messages.
+        func listSecrets(
+            request: GRPCCore.StreamingServerRequest<SwarmListSecretsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<SwarmListSecretsResponse>
+
+        /// Handle the "RemoveSecret" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `SwarmRemoveSecretRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `SwarmRemoveSecretResponse` messages.
+        func removeSecret(
+            request: GRPCCore.StreamingServerRequest<SwarmRemoveSecretRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<SwarmRemoveSecretResponse>
+
+        /// Handle the "CreateConfig" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `SwarmCreateConfigRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `SwarmCreateConfigResponse` messages.
+        func createConfig(
+            request: GRPCCore.StreamingServerRequest<SwarmCreateConfigRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<SwarmCreateConfigResponse>
+
+        /// Handle the "GetConfig" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `SwarmGetConfigRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `SwarmGetConfigResponse` messages.
+        func getConfig(
+            request: GRPCCore.StreamingServerRequest<SwarmGetConfigRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<SwarmGetConfigResponse>
+
+        /// Handle the "ListConfigs" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `SwarmListConfigsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `SwarmListConfigsResponse` messages.
+        func listConfigs(
+            request: GRPCCore.StreamingServerRequest<SwarmListConfigsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<SwarmListConfigsResponse>
+
+        /// Handle the "RemoveConfig" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `SwarmRemoveConfigRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `SwarmRemoveConfigResponse` messages.
+        func removeConfig(
+            request: GRPCCore.StreamingServerRequest<SwarmRemoveConfigRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<SwarmRemoveConfigResponse>
     }
 
     /// Service protocol for the "swarm.v1.Control" service.
@@ -690,6 +914,118 @@ extension SwarmControl {
             request: GRPCCore.ServerRequest<SwarmTaskLogsRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<SwarmTaskLogsResponse>
+
+        /// Handle the "CreateSecret" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SwarmCreateSecretRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `SwarmCreateSecretResponse` message.
+        func createSecret(
+            request: GRPCCore.ServerRequest<SwarmCreateSecretRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<SwarmCreateSecretResponse>
+
+        /// Handle the "GetSecret" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SwarmGetSecretRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `SwarmGetSecretResponse` message.
+        func getSecret(
+            request: GRPCCore.ServerRequest<SwarmGetSecretRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<SwarmGetSecretResponse>
+
+        /// Handle the "ListSecrets" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SwarmListSecretsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `SwarmListSecretsResponse` message.
+        func listSecrets(
+            request: GRPCCore.ServerRequest<SwarmListSecretsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<SwarmListSecretsResponse>
+
+        /// Handle the "RemoveSecret" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SwarmRemoveSecretRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `SwarmRemoveSecretResponse` message.
+        func removeSecret(
+            request: GRPCCore.ServerRequest<SwarmRemoveSecretRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<SwarmRemoveSecretResponse>
+
+        /// Handle the "CreateConfig" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SwarmCreateConfigRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `SwarmCreateConfigResponse` message.
+        func createConfig(
+            request: GRPCCore.ServerRequest<SwarmCreateConfigRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<SwarmCreateConfigResponse>
+
+        /// Handle the "GetConfig" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SwarmGetConfigRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `SwarmGetConfigResponse` message.
+        func getConfig(
+            request: GRPCCore.ServerRequest<SwarmGetConfigRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<SwarmGetConfigResponse>
+
+        /// Handle the "ListConfigs" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SwarmListConfigsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `SwarmListConfigsResponse` message.
+        func listConfigs(
+            request: GRPCCore.ServerRequest<SwarmListConfigsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<SwarmListConfigsResponse>
+
+        /// Handle the "RemoveConfig" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SwarmRemoveConfigRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `SwarmRemoveConfigResponse` message.
+        func removeConfig(
+            request: GRPCCore.ServerRequest<SwarmRemoveConfigRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<SwarmRemoveConfigResponse>
     }
 
     /// Simple service protocol for the "swarm.v1.Control" service.
@@ -908,6 +1244,118 @@ extension SwarmControl {
             response: GRPCCore.RPCWriter<SwarmTaskLogsResponse>,
             context: GRPCCore.ServerContext
         ) async throws
+
+        /// Handle the "CreateSecret" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `SwarmCreateSecretRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `SwarmCreateSecretResponse` to respond with.
+        func createSecret(
+            request: SwarmCreateSecretRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> SwarmCreateSecretResponse
+
+        /// Handle the "GetSecret" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `SwarmGetSecretRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `SwarmGetSecretResponse` to respond with.
+        func getSecret(
+            request: SwarmGetSecretRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> SwarmGetSecretResponse
+
+        /// Handle the "ListSecrets" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `SwarmListSecretsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `SwarmListSecretsResponse` to respond with.
+        func listSecrets(
+            request: SwarmListSecretsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> SwarmListSecretsResponse
+
+        /// Handle the "RemoveSecret" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `SwarmRemoveSecretRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `SwarmRemoveSecretResponse` to respond with.
+        func removeSecret(
+            request: SwarmRemoveSecretRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> SwarmRemoveSecretResponse
+
+        /// Handle the "CreateConfig" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `SwarmCreateConfigRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `SwarmCreateConfigResponse` to respond with.
+        func createConfig(
+            request: SwarmCreateConfigRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> SwarmCreateConfigResponse
+
+        /// Handle the "GetConfig" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `SwarmGetConfigRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `SwarmGetConfigResponse` to respond with.
+        func getConfig(
+            request: SwarmGetConfigRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> SwarmGetConfigResponse
+
+        /// Handle the "ListConfigs" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `SwarmListConfigsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `SwarmListConfigsResponse` to respond with.
+        func listConfigs(
+            request: SwarmListConfigsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> SwarmListConfigsResponse
+
+        /// Handle the "RemoveConfig" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `SwarmRemoveConfigRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `SwarmRemoveConfigResponse` to respond with.
+        func removeConfig(
+            request: SwarmRemoveConfigRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> SwarmRemoveConfigResponse
     }
 }
 
@@ -1075,6 +1523,94 @@ extension SwarmControl.StreamingServiceProtocol {
             serializer: GRPCProtobuf.ProtobufSerializer<SwarmTaskLogsResponse>(),
             handler: { request, context in
                 try await self.taskLogs(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: SwarmControl.Method.CreateSecret.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SwarmCreateSecretRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<SwarmCreateSecretResponse>(),
+            handler: { request, context in
+                try await self.createSecret(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: SwarmControl.Method.GetSecret.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SwarmGetSecretRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<SwarmGetSecretResponse>(),
+            handler: { request, context in
+                try await self.getSecret(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: SwarmControl.Method.ListSecrets.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SwarmListSecretsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<SwarmListSecretsResponse>(),
+            handler: { request, context in
+                try await self.listSecrets(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: SwarmControl.Method.RemoveSecret.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SwarmRemoveSecretRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<SwarmRemoveSecretResponse>(),
+            handler: { request, context in
+                try await self.removeSecret(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: SwarmControl.Method.CreateConfig.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SwarmCreateConfigRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<SwarmCreateConfigResponse>(),
+            handler: { request, context in
+                try await self.createConfig(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: SwarmControl.Method.GetConfig.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SwarmGetConfigRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<SwarmGetConfigResponse>(),
+            handler: { request, context in
+                try await self.getConfig(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: SwarmControl.Method.ListConfigs.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SwarmListConfigsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<SwarmListConfigsResponse>(),
+            handler: { request, context in
+                try await self.listConfigs(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: SwarmControl.Method.RemoveConfig.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SwarmRemoveConfigRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<SwarmRemoveConfigResponse>(),
+            handler: { request, context in
+                try await self.removeConfig(
                     request: request,
                     context: context
                 )
@@ -1249,6 +1785,94 @@ extension SwarmControl.ServiceProtocol {
             context: context
         )
         return response
+    }
+
+    public func createSecret(
+        request: GRPCCore.StreamingServerRequest<SwarmCreateSecretRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<SwarmCreateSecretResponse> {
+        let response = try await self.createSecret(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getSecret(
+        request: GRPCCore.StreamingServerRequest<SwarmGetSecretRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<SwarmGetSecretResponse> {
+        let response = try await self.getSecret(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listSecrets(
+        request: GRPCCore.StreamingServerRequest<SwarmListSecretsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<SwarmListSecretsResponse> {
+        let response = try await self.listSecrets(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func removeSecret(
+        request: GRPCCore.StreamingServerRequest<SwarmRemoveSecretRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<SwarmRemoveSecretResponse> {
+        let response = try await self.removeSecret(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func createConfig(
+        request: GRPCCore.StreamingServerRequest<SwarmCreateConfigRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<SwarmCreateConfigResponse> {
+        let response = try await self.createConfig(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getConfig(
+        request: GRPCCore.StreamingServerRequest<SwarmGetConfigRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<SwarmGetConfigResponse> {
+        let response = try await self.getConfig(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listConfigs(
+        request: GRPCCore.StreamingServerRequest<SwarmListConfigsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<SwarmListConfigsResponse> {
+        let response = try await self.listConfigs(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func removeConfig(
+        request: GRPCCore.StreamingServerRequest<SwarmRemoveConfigRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<SwarmRemoveConfigResponse> {
+        let response = try await self.removeConfig(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
     }
 }
 
@@ -1451,6 +2075,110 @@ extension SwarmControl.SimpleServiceProtocol {
                 )
                 return [:]
             }
+        )
+    }
+
+    public func createSecret(
+        request: GRPCCore.ServerRequest<SwarmCreateSecretRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<SwarmCreateSecretResponse> {
+        return GRPCCore.ServerResponse<SwarmCreateSecretResponse>(
+            message: try await self.createSecret(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getSecret(
+        request: GRPCCore.ServerRequest<SwarmGetSecretRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<SwarmGetSecretResponse> {
+        return GRPCCore.ServerResponse<SwarmGetSecretResponse>(
+            message: try await self.getSecret(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listSecrets(
+        request: GRPCCore.ServerRequest<SwarmListSecretsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<SwarmListSecretsResponse> {
+        return GRPCCore.ServerResponse<SwarmListSecretsResponse>(
+            message: try await self.listSecrets(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func removeSecret(
+        request: GRPCCore.ServerRequest<SwarmRemoveSecretRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<SwarmRemoveSecretResponse> {
+        return GRPCCore.ServerResponse<SwarmRemoveSecretResponse>(
+            message: try await self.removeSecret(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func createConfig(
+        request: GRPCCore.ServerRequest<SwarmCreateConfigRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<SwarmCreateConfigResponse> {
+        return GRPCCore.ServerResponse<SwarmCreateConfigResponse>(
+            message: try await self.createConfig(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getConfig(
+        request: GRPCCore.ServerRequest<SwarmGetConfigRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<SwarmGetConfigResponse> {
+        return GRPCCore.ServerResponse<SwarmGetConfigResponse>(
+            message: try await self.getConfig(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listConfigs(
+        request: GRPCCore.ServerRequest<SwarmListConfigsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<SwarmListConfigsResponse> {
+        return GRPCCore.ServerResponse<SwarmListConfigsResponse>(
+            message: try await self.listConfigs(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func removeConfig(
+        request: GRPCCore.ServerRequest<SwarmRemoveConfigRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<SwarmRemoveConfigResponse> {
+        return GRPCCore.ServerResponse<SwarmRemoveConfigResponse>(
+            message: try await self.removeConfig(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
         )
     }
 }
@@ -1747,6 +2475,158 @@ extension SwarmControl {
             deserializer: some GRPCCore.MessageDeserializer<SwarmTaskLogsResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.StreamingClientResponse<SwarmTaskLogsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "CreateSecret" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SwarmCreateSecretRequest` message.
+        ///   - serializer: A serializer for `SwarmCreateSecretRequest` messages.
+        ///   - deserializer: A deserializer for `SwarmCreateSecretResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func createSecret<Result>(
+            request: GRPCCore.ClientRequest<SwarmCreateSecretRequest>,
+            serializer: some GRPCCore.MessageSerializer<SwarmCreateSecretRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SwarmCreateSecretResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwarmCreateSecretResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetSecret" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SwarmGetSecretRequest` message.
+        ///   - serializer: A serializer for `SwarmGetSecretRequest` messages.
+        ///   - deserializer: A deserializer for `SwarmGetSecretResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getSecret<Result>(
+            request: GRPCCore.ClientRequest<SwarmGetSecretRequest>,
+            serializer: some GRPCCore.MessageSerializer<SwarmGetSecretRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SwarmGetSecretResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwarmGetSecretResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListSecrets" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SwarmListSecretsRequest` message.
+        ///   - serializer: A serializer for `SwarmListSecretsRequest` messages.
+        ///   - deserializer: A deserializer for `SwarmListSecretsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listSecrets<Result>(
+            request: GRPCCore.ClientRequest<SwarmListSecretsRequest>,
+            serializer: some GRPCCore.MessageSerializer<SwarmListSecretsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SwarmListSecretsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwarmListSecretsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "RemoveSecret" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SwarmRemoveSecretRequest` message.
+        ///   - serializer: A serializer for `SwarmRemoveSecretRequest` messages.
+        ///   - deserializer: A deserializer for `SwarmRemoveSecretResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func removeSecret<Result>(
+            request: GRPCCore.ClientRequest<SwarmRemoveSecretRequest>,
+            serializer: some GRPCCore.MessageSerializer<SwarmRemoveSecretRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SwarmRemoveSecretResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwarmRemoveSecretResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "CreateConfig" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SwarmCreateConfigRequest` message.
+        ///   - serializer: A serializer for `SwarmCreateConfigRequest` messages.
+        ///   - deserializer: A deserializer for `SwarmCreateConfigResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func createConfig<Result>(
+            request: GRPCCore.ClientRequest<SwarmCreateConfigRequest>,
+            serializer: some GRPCCore.MessageSerializer<SwarmCreateConfigRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SwarmCreateConfigResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwarmCreateConfigResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetConfig" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SwarmGetConfigRequest` message.
+        ///   - serializer: A serializer for `SwarmGetConfigRequest` messages.
+        ///   - deserializer: A deserializer for `SwarmGetConfigResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getConfig<Result>(
+            request: GRPCCore.ClientRequest<SwarmGetConfigRequest>,
+            serializer: some GRPCCore.MessageSerializer<SwarmGetConfigRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SwarmGetConfigResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwarmGetConfigResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListConfigs" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SwarmListConfigsRequest` message.
+        ///   - serializer: A serializer for `SwarmListConfigsRequest` messages.
+        ///   - deserializer: A deserializer for `SwarmListConfigsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listConfigs<Result>(
+            request: GRPCCore.ClientRequest<SwarmListConfigsRequest>,
+            serializer: some GRPCCore.MessageSerializer<SwarmListConfigsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SwarmListConfigsResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwarmListConfigsResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "RemoveConfig" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SwarmRemoveConfigRequest` message.
+        ///   - serializer: A serializer for `SwarmRemoveConfigRequest` messages.
+        ///   - deserializer: A deserializer for `SwarmRemoveConfigResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func removeConfig<Result>(
+            request: GRPCCore.ClientRequest<SwarmRemoveConfigRequest>,
+            serializer: some GRPCCore.MessageSerializer<SwarmRemoveConfigRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SwarmRemoveConfigResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwarmRemoveConfigResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -2213,6 +3093,246 @@ extension SwarmControl {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "CreateSecret" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SwarmCreateSecretRequest` message.
+        ///   - serializer: A serializer for `SwarmCreateSecretRequest` messages.
+        ///   - deserializer: A deserializer for `SwarmCreateSecretResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func createSecret<Result>(
+            request: GRPCCore.ClientRequest<SwarmCreateSecretRequest>,
+            serializer: some GRPCCore.MessageSerializer<SwarmCreateSecretRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SwarmCreateSecretResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwarmCreateSecretResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: SwarmControl.Method.CreateSecret.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "GetSecret" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SwarmGetSecretRequest` message.
+        ///   - serializer: A serializer for `SwarmGetSecretRequest` messages.
+        ///   - deserializer: A deserializer for `SwarmGetSecretResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getSecret<Result>(
+            request: GRPCCore.ClientRequest<SwarmGetSecretRequest>,
+            serializer: some GRPCCore.MessageSerializer<SwarmGetSecretRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SwarmGetSecretResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwarmGetSecretResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: SwarmControl.Method.GetSecret.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListSecrets" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SwarmListSecretsRequest` message.
+        ///   - serializer: A serializer for `SwarmListSecretsRequest` messages.
+        ///   - deserializer: A deserializer for `SwarmListSecretsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listSecrets<Result>(
+            request: GRPCCore.ClientRequest<SwarmListSecretsRequest>,
+            serializer: some GRPCCore.MessageSerializer<SwarmListSecretsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SwarmListSecretsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwarmListSecretsResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: SwarmControl.Method.ListSecrets.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "RemoveSecret" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SwarmRemoveSecretRequest` message.
+        ///   - serializer: A serializer for `SwarmRemoveSecretRequest` messages.
+        ///   - deserializer: A deserializer for `SwarmRemoveSecretResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func removeSecret<Result>(
+            request: GRPCCore.ClientRequest<SwarmRemoveSecretRequest>,
+            serializer: some GRPCCore.MessageSerializer<SwarmRemoveSecretRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SwarmRemoveSecretResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwarmRemoveSecretResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: SwarmControl.Method.RemoveSecret.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "CreateConfig" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SwarmCreateConfigRequest` message.
+        ///   - serializer: A serializer for `SwarmCreateConfigRequest` messages.
+        ///   - deserializer: A deserializer for `SwarmCreateConfigResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func createConfig<Result>(
+            request: GRPCCore.ClientRequest<SwarmCreateConfigRequest>,
+            serializer: some GRPCCore.MessageSerializer<SwarmCreateConfigRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SwarmCreateConfigResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwarmCreateConfigResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: SwarmControl.Method.CreateConfig.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "GetConfig" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SwarmGetConfigRequest` message.
+        ///   - serializer: A serializer for `SwarmGetConfigRequest` messages.
+        ///   - deserializer: A deserializer for `SwarmGetConfigResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getConfig<Result>(
+            request: GRPCCore.ClientRequest<SwarmGetConfigRequest>,
+            serializer: some GRPCCore.MessageSerializer<SwarmGetConfigRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SwarmGetConfigResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwarmGetConfigResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: SwarmControl.Method.GetConfig.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListConfigs" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SwarmListConfigsRequest` message.
+        ///   - serializer: A serializer for `SwarmListConfigsRequest` messages.
+        ///   - deserializer: A deserializer for `SwarmListConfigsResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listConfigs<Result>(
+            request: GRPCCore.ClientRequest<SwarmListConfigsRequest>,
+            serializer: some GRPCCore.MessageSerializer<SwarmListConfigsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SwarmListConfigsResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwarmListConfigsResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: SwarmControl.Method.ListConfigs.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "RemoveConfig" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SwarmRemoveConfigRequest` message.
+        ///   - serializer: A serializer for `SwarmRemoveConfigRequest` messages.
+        ///   - deserializer: A deserializer for `SwarmRemoveConfigResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func removeConfig<Result>(
+            request: GRPCCore.ClientRequest<SwarmRemoveConfigRequest>,
+            serializer: some GRPCCore.MessageSerializer<SwarmRemoveConfigRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SwarmRemoveConfigResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwarmRemoveConfigResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: SwarmControl.Method.RemoveConfig.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -2587,6 +3707,206 @@ extension SwarmControl.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<SwarmTaskLogsRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<SwarmTaskLogsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CreateSecret" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `SwarmCreateSecretRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createSecret<Result>(
+        request: GRPCCore.ClientRequest<SwarmCreateSecretRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwarmCreateSecretResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.createSecret(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<SwarmCreateSecretRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SwarmCreateSecretResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetSecret" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `SwarmGetSecretRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getSecret<Result>(
+        request: GRPCCore.ClientRequest<SwarmGetSecretRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwarmGetSecretResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getSecret(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<SwarmGetSecretRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SwarmGetSecretResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListSecrets" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `SwarmListSecretsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listSecrets<Result>(
+        request: GRPCCore.ClientRequest<SwarmListSecretsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwarmListSecretsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listSecrets(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<SwarmListSecretsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SwarmListSecretsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RemoveSecret" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `SwarmRemoveSecretRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func removeSecret<Result>(
+        request: GRPCCore.ClientRequest<SwarmRemoveSecretRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwarmRemoveSecretResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.removeSecret(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<SwarmRemoveSecretRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SwarmRemoveSecretResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CreateConfig" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `SwarmCreateConfigRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createConfig<Result>(
+        request: GRPCCore.ClientRequest<SwarmCreateConfigRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwarmCreateConfigResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.createConfig(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<SwarmCreateConfigRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SwarmCreateConfigResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetConfig" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `SwarmGetConfigRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getConfig<Result>(
+        request: GRPCCore.ClientRequest<SwarmGetConfigRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwarmGetConfigResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getConfig(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<SwarmGetConfigRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SwarmGetConfigResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListConfigs" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `SwarmListConfigsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listConfigs<Result>(
+        request: GRPCCore.ClientRequest<SwarmListConfigsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwarmListConfigsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listConfigs(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<SwarmListConfigsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SwarmListConfigsResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RemoveConfig" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `SwarmRemoveConfigRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func removeConfig<Result>(
+        request: GRPCCore.ClientRequest<SwarmRemoveConfigRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwarmRemoveConfigResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.removeConfig(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<SwarmRemoveConfigRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SwarmRemoveConfigResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -3023,6 +4343,238 @@ extension SwarmControl.ClientProtocol {
             metadata: metadata
         )
         return try await self.taskLogs(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CreateSecret" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createSecret<Result>(
+        _ message: SwarmCreateSecretRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwarmCreateSecretResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<SwarmCreateSecretRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.createSecret(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetSecret" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getSecret<Result>(
+        _ message: SwarmGetSecretRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwarmGetSecretResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<SwarmGetSecretRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getSecret(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListSecrets" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listSecrets<Result>(
+        _ message: SwarmListSecretsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwarmListSecretsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<SwarmListSecretsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listSecrets(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RemoveSecret" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func removeSecret<Result>(
+        _ message: SwarmRemoveSecretRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwarmRemoveSecretResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<SwarmRemoveSecretRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.removeSecret(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "CreateConfig" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func createConfig<Result>(
+        _ message: SwarmCreateConfigRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwarmCreateConfigResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<SwarmCreateConfigRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.createConfig(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetConfig" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getConfig<Result>(
+        _ message: SwarmGetConfigRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwarmGetConfigResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<SwarmGetConfigRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getConfig(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListConfigs" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listConfigs<Result>(
+        _ message: SwarmListConfigsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwarmListConfigsResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<SwarmListConfigsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listConfigs(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "RemoveConfig" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func removeConfig<Result>(
+        _ message: SwarmRemoveConfigRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwarmRemoveConfigResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<SwarmRemoveConfigRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.removeConfig(
             request: request,
             options: options,
             onResponse: handleResponse
