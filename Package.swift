@@ -238,7 +238,7 @@ let package = Package(
         ),
         .testTarget(name: "SwarmRaftTests", dependencies: ["SwarmRaft", "SwarmTesting"]),
         .testTarget(name: "SwarmStoreTests", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf"), "SwarmStore", "SwarmAPI"]),
-        .testTarget(name: "SwarmRaftNodeTests", dependencies: ["SwarmConcurrency", "SwarmAPI", "SwarmStore", .product(name: "SwiftProtobuf", package: "swift-protobuf"), .product(name: "GRPCCore", package: "grpc-swift-2"), .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"), "SwarmRaftNode", "SwarmRaft", "SwarmRPC", "SwarmTesting"]),
+        .testTarget(name: "SwarmRaftNodeTests", dependencies: ["SwarmConcurrency", "SwarmAPI", "SwarmStore", "SwarmCA", .product(name: "SwiftProtobuf", package: "swift-protobuf"), .product(name: "GRPCCore", package: "grpc-swift-2"), .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"), "SwarmRaftNode", "SwarmRaft", "SwarmRPC", "SwarmTesting"]),
         .testTarget(
             name: "SwarmPluginHostTests",
             dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf"), "SwarmPluginHost", "SwarmPluginABI", "SwarmAPI", .product(name: "Logging", package: "swift-log")]

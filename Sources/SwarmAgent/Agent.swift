@@ -25,9 +25,12 @@ public final class Agent: Sendable {
         /// How sessions to the managers are secured (swarmd: mutual TLS with the node's
         /// certificate, which admits it; the join token then goes unused).
         public var security: ClientSecurity
+        /// Seals the task records on disk (swarmd: the node's data key).
+        public var dataKey: DataCipher?
 
         public init(nodeID: String, stateDir: String, managers: [String], joinToken: String, description: SwarmNodeDescription,
-                    security: ClientSecurity = .plaintext) {
+                    security: ClientSecurity = .plaintext, dataKey: DataCipher? = nil) {
+            self.dataKey = dataKey
             self.nodeID = nodeID
             self.stateDir = stateDir
             self.managers = managers
@@ -84,7 +87,7 @@ public final class Agent: Sendable {
         self.logger = logger
         (launches, launch) = AsyncStream.makeStream(of: (@Sendable () async -> Void).self)
         try FileManager.default.createDirectory(atPath: config.stateDir, withIntermediateDirectories: true)
-        db = try TaskDB(path: config.stateDir + "/tasks.db")
+        db = try TaskDB(path: config.stateDir + "/tasks.db", cipher: config.dataKey)
         let records = try db.all()
         core = Mutex(AgentCore(recovered: records, executors: Set(plugins.names(.executor))))
         // States observed before the restart that no manager acknowledged are sent first.

@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import SwarmAPI
+import SwarmCA
 import SwiftProtobuf
 
 /// The agent's local record of its assigned tasks and their last observed states, in
@@ -22,9 +23,13 @@ public final class TaskDB: Sendable {
 
     let queue: DatabaseQueue
     public let path: String
+    /// Seals each task record (the task's spec names its service, its command, its
+    /// environment) with the node's data key; nil keeps them in the clear.
+    let cipher: DataCipher?
 
-    public init(path: String) throws {
+    public init(path: String, cipher: DataCipher? = nil) throws {
         self.path = path
+        self.cipher = cipher
         do {
             queue = try DatabaseQueue(path: path)
             var migrator = DatabaseMigrator()
@@ -38,7 +43,7 @@ public final class TaskDB: Sendable {
             }
             try migrator.migrate(queue)
             // Every record must decode; a damaged file is refused rather than half-read.
-            _ = try Self.load(queue)
+            _ = try Self.load(queue, cipher)
         } catch let e as DatabaseError {
             throw OpenError(description: "task database \(path) cannot be used: \(e.message ?? "\(e)")")
         } catch let e as OpenError {
@@ -50,10 +55,10 @@ public final class TaskDB: Sendable {
 
     /// Every task recorded, by ID.
     public func all() throws -> [String: Record] {
-        try Self.load(queue)
+        try Self.load(queue, cipher)
     }
 
-    static func load(_ queue: DatabaseQueue) throws -> [String: Record] {
+    static func load(_ queue: DatabaseQueue, _ cipher: DataCipher?) throws -> [String: Record] {
         try queue.read { db in
             var out: [String: Record] = [:]
             for row in try Row.fetchAll(db, sql: "SELECT id, spec, status, reported FROM task") {
@@ -61,7 +66,12 @@ public final class TaskDB: Sendable {
                 let spec: Data = row["spec"]
                 let statusData: Data? = row["status"]
                 do {
-                    let task = try SwarmTask(serializedBytes: spec)
+                    var bytes = Array(spec)
+                    if DataCipher.isSealed(bytes) {
+                        guard let cipher else { throw OpenError(description: "task database: record \(id) is sealed with a data key, and none was given") }
+                        bytes = try cipher.open(bytes)
+                    }
+                    let task = try SwarmTask(serializedBytes: bytes)
                     let status = try statusData.map { try SwarmTaskStatus(serializedBytes: $0) }
                     out[id] = Record(task: task, status: status, reported: row["reported"])
                 } catch {
@@ -74,7 +84,8 @@ public final class TaskDB: Sendable {
 
     /// Records (or refreshes) an assigned task, keeping its observed status.
     public func put(_ task: SwarmTask) throws {
-        let spec = Data(try task.serializedBytes() as [UInt8])
+        let plain: [UInt8] = try task.serializedBytes()
+        let spec = Data(cipher.map { $0.seal(plain) } ?? plain)
         try queue.write { db in
             try db.execute(sql: """
                 INSERT INTO task (id, spec) VALUES (?, ?)

@@ -68,7 +68,7 @@ public final class RaftNode: Sendable {
         store = MemoryStore(proposer: proposer)
         var (storage, recovered, recovery) = try RaftStorage.open(
             directory: config.stateDir + "/raft", segmentBytes: config.segmentBytes,
-            keepOldSnapshots: config.keepOldSnapshots)
+            keepOldSnapshots: config.keepOldSnapshots, cipher: config.dataKey)
         if let torn = recovery.truncatedTail {
             logger.warning("recovered a torn write: cut \(torn.droppedBytes) bytes at \(torn.path):\(torn.offset)")
         }

@@ -26,6 +26,9 @@ public struct RaftNodeConfig: Sendable {
     /// How connections to the other managers are secured (swarmd: mutual TLS with the
     /// node's certificate).
     public var security: ClientSecurity = .plaintext
+    /// Seals the log's entries and the snapshots on disk (swarmd: always, with the node's
+    /// data key); nil writes them in the clear.
+    public var dataKey: DataCipher?
 
     public init(stateDir: String, advertiseAddr: String) {
         self.stateDir = stateDir

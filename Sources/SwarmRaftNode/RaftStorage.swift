@@ -1,3 +1,4 @@
+import SwarmCA
 import SwarmRaft
 
 /// The durable state of one Raft member: a write-ahead log plus snapshot files, under
@@ -7,12 +8,13 @@ public final class RaftStorage {
     public let snapshots: SnapshotFiles
 
     /// Opens the storage and recovers what a restarting member needs.
-    public static func open(directory: String, segmentBytes: Int = 64 << 20, keepOldSnapshots: Int = 1)
+    /// With `cipher`, entries and snapshots are sealed with that data key.
+    public static func open(directory: String, segmentBytes: Int = 64 << 20, keepOldSnapshots: Int = 1, cipher: DataCipher? = nil)
         throws(StorageError) -> (storage: RaftStorage, recovered: RecoveredState, recovery: WALRecovery)
     {
-        let snapshots = try SnapshotFiles(directory: directory + "/snap", keepOld: keepOldSnapshots)
+        let snapshots = try SnapshotFiles(directory: directory + "/snap", keepOld: keepOldSnapshots, cipher: cipher)
         let snapshot = try snapshots.loadNewest() ?? Snapshot()
-        let (wal, recovery) = try WAL.open(directory: directory + "/wal", segmentBytes: segmentBytes)
+        let (wal, recovery) = try WAL.open(directory: directory + "/wal", segmentBytes: segmentBytes, cipher: cipher)
         if recovery.snapshotIndex > snapshot.metadata.index {
             throw .corruptSnapshot(path: snapshots.directory,
                                    reason: "the log was compacted to index \(recovery.snapshotIndex) but the newest snapshot is at \(snapshot.metadata.index)")

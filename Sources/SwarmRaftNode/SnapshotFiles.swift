@@ -1,42 +1,50 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import SwarmCA
 import SwarmRaft
 
 /// Snapshot files: `<term>-<index>.snap` (hex), each
-/// `"SWSNAP1\n" | u64 index | u64 term | voters | learners | data | u32 crc32c(all before)`.
+/// `"SWSNAP1\n" | u64 index | u64 term | voters | learners | data | u32 crc32c(all before)`,
+/// or, with a data key, `"SWSNAP2\n"` and the data sealed with it.
 /// Written to a temporary file, fsynced and renamed, so a crash never leaves a half file
 /// under a real name.
 public struct SnapshotFiles: Sendable {
     static let magic = Array("SWSNAP1\n".utf8)
+    static let sealedMagic = Array("SWSNAP2\n".utf8)
     public let directory: String
     /// Older snapshots kept besides the newest.
     public var keepOld: Int
+    /// Seals the snapshot data when set.
+    let cipher: DataCipher?
 
-    public init(directory: String, keepOld: Int = 1) throws(StorageError) {
+    public init(directory: String, keepOld: Int = 1, cipher: DataCipher? = nil) throws(StorageError) {
         try WAL.makeDirectory(directory)
         self.directory = directory
         self.keepOld = keepOld
+        self.cipher = cipher
     }
 
-    static func encode(_ snap: Snapshot) -> [UInt8] {
+    static func encode(_ snap: Snapshot, cipher: DataCipher? = nil) -> [UInt8] {
         var w = ByteWriter()
-        w.bytes.append(contentsOf: magic)
+        w.bytes.append(contentsOf: cipher == nil ? magic : sealedMagic)
         w.u64(snap.metadata.index)
         w.u64(snap.metadata.term)
         w.u32(UInt32(snap.metadata.confState.voters.count))
         for v in snap.metadata.confState.voters { w.u64(v) }
         w.u32(UInt32(snap.metadata.confState.learners.count))
         for l in snap.metadata.confState.learners { w.u64(l) }
-        w.blob(snap.data)
+        w.blob(cipher.map { $0.seal(snap.data) } ?? snap.data)
         w.u32(CRC32C.checksum(w.bytes))
         return w.bytes
     }
 
-    static func decode(_ bytes: [UInt8], path: String) throws(StorageError) -> Snapshot {
-        guard bytes.count >= magic.count + 4, Array(bytes.prefix(magic.count)) == magic else {
+    static func decode(_ bytes: [UInt8], path: String, cipher: DataCipher? = nil) throws(StorageError) -> Snapshot {
+        let head = Array(bytes.prefix(magic.count))
+        guard bytes.count >= magic.count + 4, head == magic || head == sealedMagic else {
             throw .corruptSnapshot(path: path, reason: "not a snapshot file (bad header)")
         }
+        let sealed = head == sealedMagic
         var tail = ByteReader(bytes, offset: bytes.count - 4)
         let stored = tail.u32()!
         let actual = CRC32C.checksum(Array(bytes.prefix(bytes.count - 4)))
@@ -52,7 +60,11 @@ public struct SnapshotFiles: Sendable {
         guard let nl = r.u32() else { throw .corruptSnapshot(path: path, reason: "truncated learners") }
         var learners: [RaftID] = []
         for _ in 0..<nl { guard let l = r.u64() else { throw .corruptSnapshot(path: path, reason: "truncated learners") }; learners.append(l) }
-        guard let data = r.blob(), r.remaining == 0 else { throw .corruptSnapshot(path: path, reason: "bad data length") }
+        guard var data = r.blob(), r.remaining == 0 else { throw .corruptSnapshot(path: path, reason: "bad data length") }
+        if sealed {
+            guard let cipher else { throw .corruptSnapshot(path: path, reason: "the snapshot is sealed with a data key, and none was given") }
+            do { data = try cipher.open(data) } catch { throw .corruptSnapshot(path: path, reason: error.description) }
+        }
         return Snapshot(metadata: SnapshotMetadata(index: index, term: term,
                                                    confState: ConfState(voters: voters, learners: learners)),
                         data: data)
@@ -70,7 +82,7 @@ public struct SnapshotFiles: Sendable {
     public func save(_ snap: Snapshot) throws(StorageError) {
         let final = path(term: snap.metadata.term, index: snap.metadata.index)
         let tmp = final + ".tmp"
-        let bytes = Self.encode(snap)
+        let bytes = Self.encode(snap, cipher: cipher)
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         if fd < 0 { throw .io(path: tmp, operation: "open", errno: errno) }
         do {
@@ -108,6 +120,6 @@ public struct SnapshotFiles: Sendable {
     public func loadNewest() throws(StorageError) -> Snapshot? {
         guard let newest = list().last else { return nil }
         let p = "\(directory)/\(newest)"
-        return try Self.decode(try WAL.readFile(p), path: p)
+        return try Self.decode(try WAL.readFile(p), path: p, cipher: cipher)
     }
 }

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import SwarmCA
 import SwarmRaft
 
 extension WAL {
@@ -41,7 +42,7 @@ extension WAL {
                             throw .corrupt(path: path, offset: offset, reason: "checksum mismatch")
                         }
                     } else {
-                        try Self.decode(payload, path: path, offset: offset, into: &r)
+                        try Self.decode(payload, path: path, offset: offset, cipher: cipher, into: &r)
                         offset = start + length!
                         continue
                     }
@@ -65,15 +66,26 @@ extension WAL {
         return r
     }
 
-    static func decode(_ payload: [UInt8], path: String, offset: Int, into r: inout WALRecovery) throws(StorageError) {
+    static func decode(_ payload: [UInt8], path: String, offset: Int, cipher: DataCipher? = nil,
+                       into r: inout WALRecovery) throws(StorageError) {
         var p = ByteReader(payload)
-        switch p.u8() {
-        case 1:
+        let kind = p.u8()
+        switch kind {
+        case 1, 4:
             guard let term = p.u64(), let index = p.u64(), let rawType = p.u8(),
                   let type = EntryType(rawValue: rawType) else {
                 throw .corrupt(path: path, offset: offset, reason: "malformed entry record")
             }
-            let e = Entry(term: term, index: index, type: type, data: Array(payload[p.offset...]))
+            var data = Array(payload[p.offset...])
+            if kind == 4 {
+                guard let cipher else {
+                    throw .corrupt(path: path, offset: offset, reason: "the entry is sealed with a data key, and none was given")
+                }
+                do { data = try cipher.open(data) } catch {
+                    throw .corrupt(path: path, offset: offset, reason: error.description)
+                }
+            }
+            let e = Entry(term: term, index: index, type: type, data: data)
             // A rewritten index replaces the suffix from that index on (log truncation).
             if let last = r.entries.last, index <= last.index {
                 r.entries.removeAll { $0.index >= index }

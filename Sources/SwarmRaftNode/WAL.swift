@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import SwarmCA
 import SwarmRaft
 
 /// Errors of the durable storage. Corruption is never repaired silently: only a torn
@@ -46,7 +47,9 @@ public struct WALRecovery: Sendable, Equatable {
 /// A segmented write-ahead log with a CRC-32C per record.
 ///
 /// Record: `u32 length | u32 crc32c(payload) | payload`; payload starts with a type byte
-/// (1 entry, 2 hard state, 3 compaction marker). Segments are named by sequence number and
+/// (1 entry, 2 hard state, 3 compaction marker, 4 entry whose data is sealed with the
+/// node's data key: what managers write, so that nothing of the store is on disk in the
+/// clear). Segments are named by sequence number and
 /// rolled at `segmentBytes`; segments wholly below a compaction point are deleted.
 public final class WAL {
     static let headerSize = 8
@@ -54,6 +57,8 @@ public final class WAL {
 
     public let directory: String
     let segmentBytes: Int
+    /// Seals entry data when set (record type 4); needed to read such records back.
+    let cipher: DataCipher?
     private var fd: Int32 = -1
     private var currentPath = ""
     private var currentSize = 0
@@ -64,17 +69,18 @@ public final class WAL {
     private var marker: (index: UInt64, term: UInt64) = (0, 0)
 
     /// Opens (creating if needed) the log in `directory` and replays it.
-    public static func open(directory: String, segmentBytes: Int = 64 << 20) throws(StorageError) -> (WAL, WALRecovery) {
+    public static func open(directory: String, segmentBytes: Int = 64 << 20, cipher: DataCipher? = nil) throws(StorageError) -> (WAL, WALRecovery) {
         try makeDirectory(directory)
-        let wal = WAL(directory: directory, segmentBytes: segmentBytes)
+        let wal = WAL(directory: directory, segmentBytes: segmentBytes, cipher: cipher)
         let recovery = try wal.replay()
         try wal.openSegment(sequence: wal.sequence == 0 ? 1 : wal.sequence, create: wal.sequence == 0)
         return (wal, recovery)
     }
 
-    private init(directory: String, segmentBytes: Int) {
+    private init(directory: String, segmentBytes: Int, cipher: DataCipher?) {
         self.directory = directory
         self.segmentBytes = segmentBytes
+        self.cipher = cipher
     }
 
     deinit { if fd >= 0 { close(fd) } }
@@ -94,7 +100,7 @@ public final class WAL {
     /// Appends entries and/or a hard state in one write; fsyncs when `sync` is set.
     public func append(entries: [Entry], hardState newHardState: HardState?, sync: Bool) throws(StorageError) {
         var w = ByteWriter()
-        for e in entries { Self.encodeEntry(e, into: &w) }
+        for e in entries { Self.encodeEntry(e, cipher: cipher, into: &w) }
         if let hs = newHardState { Self.encodeHardState(hs, into: &w) }
         if w.bytes.isEmpty { return }
         if currentSize > 0 && currentSize + w.bytes.count > segmentBytes {
@@ -187,14 +193,14 @@ public final class WAL {
         w.bytes.append(contentsOf: payload.bytes)
     }
 
-    static func encodeEntry(_ e: Entry, into w: inout ByteWriter) {
+    static func encodeEntry(_ e: Entry, cipher: DataCipher? = nil, into w: inout ByteWriter) {
         var p = ByteWriter()
-        p.bytes.reserveCapacity(e.data.count + 18)
-        p.u8(1)
+        p.bytes.reserveCapacity(e.data.count + 18 + 34)
+        p.u8(cipher == nil ? 1 : 4)
         p.u64(e.term)
         p.u64(e.index)
         p.u8(e.type.rawValue)
-        p.bytes.append(contentsOf: e.data)
+        if let cipher { p.bytes.append(contentsOf: cipher.seal(e.data)) } else { p.bytes.append(contentsOf: e.data) }
         frame(p, into: &w)
     }
 

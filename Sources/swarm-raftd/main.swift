@@ -53,6 +53,12 @@ if let dir = options["--tls-dir"] {
     config.nodeID = c.identity.nodeID
 }
 
+// The log and snapshots are sealed with a data key, as swarmd's are.
+do { config.dataKey = try DataKeyFile.loadOrCreate(stateDir + "/data.key") } catch {
+    FileHandle.standardError.write(Data("swarm-raftd: \(error)\n".utf8))
+    exit(2)
+}
+
 signal(SIGTERM, SIG_IGN)
 let sigterm = DispatchSource.makeSignalSource(signal: SIGTERM)
 

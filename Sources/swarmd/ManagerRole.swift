@@ -29,10 +29,12 @@ struct ManagerRole: Sendable {
     let credentials: NodeCredentials
     let seed: ClusterBootstrap.Seed?
     let renewal: CertificateRenewal
+    let dataKey: DataCipher
     let logger: Logger
 
     init(options: Swarmd, nodeID: String, advertise: String, plugins: PluginRegistry, agent: Agent,
-         credentials: NodeCredentials, seed: ClusterBootstrap.Seed?, renewal: CertificateRenewal, logger: Logger) {
+         credentials: NodeCredentials, seed: ClusterBootstrap.Seed?, renewal: CertificateRenewal, dataKey: DataCipher, logger: Logger) {
+        self.dataKey = dataKey
         self.options = options
         self.nodeID = nodeID
         self.advertise = advertise
@@ -62,6 +64,7 @@ struct ManagerRole: Sendable {
         config.nodeID = nodeID
         let security = ClientSecurity.mutualTLS(credentials)
         config.security = security
+        config.dataKey = dataKey
         let node: RaftNode
         do {
             node = try RaftNode(config: config, joined: joined, forceNewCluster: options.forceNewCluster, logger: Logger(label: "swarm.raft"))

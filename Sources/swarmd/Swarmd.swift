@@ -102,6 +102,10 @@ struct Swarmd: AsyncParsableCommand, Sendable {
                                                                      joinAddr: joinAddr, joinToken: joinToken, logger: logger)
         let nodeID = credentials.identity.nodeID
         let security = ClientSecurity.mutualTLS(credentials)
+        // What the node writes to disk (the Raft log and snapshots, the task records) is
+        // sealed with its data key.
+        let dataKey: DataCipher
+        do { dataKey = try DataKeyFile.loadOrCreate(stateDir + "/certificates/swarm-data.key") } catch { throw StartError("\(error)") }
         let advertise = advertiseRemoteAPI ?? listenRemoteAPI.replacingOccurrences(of: "0.0.0.0", with: "127.0.0.1")
         var probed = NodeDescriptionProbe.describe(hostname: hostname, plugins: plugins)
         // GPUs: discovered with nvidia-smi when there is one, else those declared as named
@@ -139,7 +143,7 @@ struct Swarmd: AsyncParsableCommand, Sendable {
         do {
             agent = try Agent(config: .init(nodeID: nodeID, stateDir: stateDir + "/agent",
                                             managers: isManager ? [advertise] : [joinAddr!],
-                                            joinToken: "", description: description, security: security),
+                                            joinToken: "", description: description, security: security, dataKey: dataKey),
                               plugins: plugins)
         } catch {
             throw ValidationError("\(error)")
@@ -150,7 +154,7 @@ struct Swarmd: AsyncParsableCommand, Sendable {
         let renewal = CertificateRenewal(credentials: credentials, managers: { agent.managerAddresses }, logger: logger)
         agent.onCertificateExpiry { renewal.clusterExpiryChanged($0) }
         let manager = ManagerRole(options: self, nodeID: nodeID, advertise: advertise, plugins: plugins, agent: agent,
-                                  credentials: credentials, seed: seed, renewal: renewal, logger: logger)
+                                  credentials: credentials, seed: seed, renewal: renewal, dataKey: dataKey, logger: logger)
         if !isManager { logger.info("joining \(joinAddr!) as worker \(nodeID)") }
         let startAsManager = isManager
         let firstJoin = joined

@@ -32,7 +32,8 @@ import Testing
         #expect(String(decoding: config.data, as: UTF8.self) == "mode=fast\n")
 
         let script = "stat -c %a \"$SWARM_SECRETS_DIR/password\"; cat \"$SWARM_SECRETS_DIR/password\"; echo; cat \"$SWARM_CONFIGS_DIR/app.conf\"; exec sleep 1000"
-        let created = try c.ctl("service", "create", "--name", "reader", "--command", "/bin/sh", "--args=-c", "--args", script,
+        let serviceName = "reader-\(Int.random(in: 100_000...999_999))"
+        let created = try c.ctl("service", "create", "--name", serviceName, "--command", "/bin/sh", "--args=-c", "--args", script,
                                 "--constraint", "node.hostname==w1", "--secret", "db-pass:password", "--config", "app.conf")
         #expect(created.status == 0, "\(created.output)")
         var taskDir = ""
@@ -59,11 +60,26 @@ import Testing
         }
         #expect(!holds("\(c.root)/w2"))
         #expect(!holds("\(c.root)/w1/agent/tasks.db") && !holds("\(c.root)/w1"))
+        // At rest, the managers' Raft log and snapshots and every agent's task records are
+        // sealed: neither the secret nor the service's name is in any file in the clear.
+        #expect(!holds("\(c.root)/manager"))
+        for node in ["manager", "w1", "w2"] {
+            let files = FileManager.default.enumerator(atPath: "\(c.root)/\(node)")?.compactMap { $0 as? String } ?? []
+            let named = files.filter { f in
+                let path = "\(c.root)/\(node)/\(f)"
+                guard !path.hasPrefix(taskDir), let data = FileManager.default.contents(atPath: path) else { return false }
+                return data.range(of: Data(serviceName.utf8)) != nil
+            }
+            #expect(named.isEmpty, "\(node): \(named)")
+        }
+        // ... while the managers' own files are there and being written (the check can fail).
+        let wal = FileManager.default.enumerator(atPath: "\(c.root)/manager/raft")?.compactMap { $0 as? String }.filter { $0.hasSuffix(".wal") } ?? []
+        #expect(!wal.isEmpty)
         // In use: it cannot be removed.
         let inUse = try c.ctl("secret", "rm", "db-pass")
-        #expect(inUse.status != 0 && inUse.output.contains("in use by service reader"), "\(inUse.output)")
+        #expect(inUse.status != 0 && inUse.output.contains("in use by service \(serviceName)"), "\(inUse.output)")
         // The task ends: its files go with it.
-        #expect(try c.ctl("service", "rm", "reader").status == 0)
+        #expect(try c.ctl("service", "rm", serviceName).status == 0)
         try await c.waitFor("the secret files to go", seconds: 30) {
             !FileManager.default.fileExists(atPath: taskDir + "/secrets/password")
         }
