@@ -49,9 +49,9 @@ public enum DataKeyFile {
 
     /// Reads the key at `path`, or makes and saves a new one when there is none. A file
     /// that is there but unreadable is an error that names it.
-    public static func loadOrCreate(_ path: String) throws(CAError) -> DataCipher {
-        if let data = FileManager.default.contents(atPath: path) {
-            let lines = String(decoding: data, as: UTF8.self).split(separator: "\n").map(String.init)
+    public static func loadOrCreate(_ path: String, unlockKey: UnlockKey? = nil) throws(CAError) -> DataCipher {
+        if let text = try SealedFile.read(path, key: unlockKey) {
+            let lines = text.split(separator: "\n").map(String.init)
             guard lines.count >= 3, lines.first == header, lines.last == footer,
                   let bytes = Data(base64Encoded: lines[1..<(lines.count - 1)].joined()) else {
                 throw CAError("\(path) is not a data key file (\(header) … \(footer))")
@@ -60,12 +60,17 @@ public enum DataKeyFile {
         }
         let cipher = DataCipher()
         try? FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try save(cipher, to: path, sealedWith: unlockKey)
+        return cipher
+    }
+
+    /// Writes the key, sealed with `unlockKey` when one is given.
+    public static func save(_ cipher: DataCipher, to path: String, sealedWith unlockKey: UnlockKey?) throws(CAError) {
         let text = [header, Data(cipher.keyBytes).base64EncodedString(), footer].joined(separator: "\n") + "\n"
         do {
-            try NodeCredentials.write(text, to: path, mode: 0o600)
+            try NodeCredentials.write(unlockKey.map { SealedFile.seal(text, with: $0) } ?? text, to: path, mode: 0o600)
         } catch {
             throw CAError("cannot save the data key \(path): \(error)")
         }
-        return cipher
     }
 }

@@ -19,6 +19,8 @@ public final class NodeCredentials: Sendable, CertificateReloader {
         var identity: NodeIdentity
         var roots: [Certificate]
         var override: NIOSSLContextConfigurationOverride
+        /// Under autolock, the key the key file is sealed with.
+        var sealing: UnlockKey?
     }
 
     let current: Mutex<Current>
@@ -39,22 +41,44 @@ public final class NodeCredentials: Sendable, CertificateReloader {
 
     /// Reads the credentials kept in `directory`; nil when the node has none yet. A file
     /// that is there but unreadable is an error that names it.
-    public static func load(directory: String) throws(CAError) -> NodeCredentials? {
+    public static func load(directory: String, unlockKey: UnlockKey? = nil) throws(CAError) -> NodeCredentials? {
         let keyPath = directory + "/" + keyFile, certPath = directory + "/" + certificateFile, rootsPath = directory + "/" + rootsFile
         guard FileManager.default.fileExists(atPath: certPath) else { return nil }
         func read(_ path: String) throws(CAError) -> String {
             guard let data = FileManager.default.contents(atPath: path) else { throw CAError("\(path) cannot be read") }
             return String(decoding: data, as: UTF8.self)
         }
-        let key = try PEMFiles.privateKey(try read(keyPath), what: keyPath)
+        guard let keyText = try SealedFile.read(keyPath, key: unlockKey) else { throw CAError("\(keyPath) cannot be read") }
+        let key = try PEMFiles.privateKey(keyText, what: keyPath)
         let certificate = try PEMFiles.certificate(try read(certPath), what: certPath)
         let roots = try PEMFiles.certificates(try read(rootsPath), what: rootsPath)
         let credentials: NodeCredentials
         do { credentials = try NodeCredentials(key: key, certificate: certificate, roots: roots, directory: nil) } catch {
             throw CAError("\(directory): \(error)")
         }
-        return NodeCredentials(copying: credentials, directory: directory)
+        let loaded = NodeCredentials(copying: credentials, directory: directory)
+        if let unlockKey, let raw = FileManager.default.contents(atPath: keyPath), SealedFile.isSealed(String(decoding: raw, as: UTF8.self)) {
+            loaded.current.withLock { $0.sealing = unlockKey }
+        }
+        return loaded
     }
+
+    /// Whether the key in `directory` is sealed (the node is a manager of an autolocked
+    /// cluster).
+    public static func isLocked(directory: String) -> Bool {
+        guard let data = FileManager.default.contents(atPath: directory + "/" + keyFile) else { return false }
+        return SealedFile.isSealed(String(decoding: data, as: UTF8.self))
+    }
+
+    /// Keeps the key file sealed with `key` from now on (nil: in the clear), and rewrites
+    /// it so.
+    public func seal(with key: UnlockKey?) throws(CAError) {
+        current.withLock { $0.sealing = key }
+        try save()
+    }
+
+    /// The key the files are sealed with, if any.
+    public var sealing: UnlockKey? { current.withLock { $0.sealing } }
 
     private init(copying other: NodeCredentials, directory: String) {
         self.directory = directory
@@ -91,8 +115,8 @@ public final class NodeCredentials: Sendable, CertificateReloader {
 
     /// Takes a renewed certificate (for the same key) and the roots to trust, and saves them.
     public func update(certificate: Certificate, roots: [Certificate]) throws(CAError) {
-        let next = try Self.make(key: key, certificate: certificate, roots: roots)
-        current.withLock { $0 = next }
+        var next = try Self.make(key: key, certificate: certificate, roots: roots)
+        current.withLock { next.sealing = $0.sealing; $0 = next }
         if directory != nil { try save() }
     }
 
@@ -109,7 +133,8 @@ public final class NodeCredentials: Sendable, CertificateReloader {
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
                                                     attributes: [.posixPermissions: 0o700])
-            try Self.write(c.key.pemRepresentation, to: directory + "/" + Self.keyFile, mode: 0o600)
+            let keyText = c.sealing.map { SealedFile.seal(c.key.pemRepresentation, with: $0) } ?? c.key.pemRepresentation
+            try Self.write(keyText, to: directory + "/" + Self.keyFile, mode: 0o600)
             try Self.write(try c.certificate.serializeAsPEM().pemString + "\n", to: directory + "/" + Self.certificateFile, mode: 0o644)
             let roots = try c.roots.map { try $0.serializeAsPEM().pemString }.joined(separator: "\n") + "\n"
             try Self.write(roots, to: directory + "/" + Self.rootsFile, mode: 0o644)

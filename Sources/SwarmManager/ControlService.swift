@@ -237,6 +237,14 @@ public struct ControlService: SwarmControl.SimpleServiceProtocol {
         }
         var spec = request.spec
         spec.annotations.name = c.spec.annotations.name
+        // Autolock: a key when it is turned on (or rotated), none when it is turned off.
+        if spec.encryptionConfig.autoLockManagers {
+            if c.unlockKey.isEmpty || request.rotateManagerUnlockKey { c.unlockKey = UnlockKey().description }
+        } else if request.rotateManagerUnlockKey {
+            throw ControlError.failedPrecondition("autolock is off: there is no unlock key to rotate (turn it on with --autolock)")
+        } else {
+            c.unlockKey = ""
+        }
         let expiry = spec.caConfig.nodeCertExpiry
         if expiry == 0 {
             spec.caConfig.nodeCertExpiry = c.spec.caConfig.nodeCertExpiry
@@ -251,11 +259,18 @@ public struct ControlService: SwarmControl.SimpleServiceProtocol {
         return .with { $0.cluster = Self.redacted(store.view().get(SwarmCluster.self, id: c.id) ?? c) }
     }
 
-    /// A cluster as the API returns it: without the root CA's key.
+    /// A cluster as the API returns it: without the root CA's key or the unlock key.
     static func redacted(_ cluster: SwarmCluster) -> SwarmCluster {
         var c = cluster
         c.rootCaKey = Data()
+        c.unlockKey = ""
         return c
+    }
+
+    public func getUnlockKey(request: SwarmGetUnlockKeyRequest, context: ServerContext) async throws -> SwarmGetUnlockKeyResponse {
+        guard let c = store.view().find(SwarmCluster.self).first else { throw ControlError.unavailable("the cluster is not created yet") }
+        if c.unlockKey.isEmpty { throw ControlError.failedPrecondition("autolock is off: there is no unlock key") }
+        return .with { $0.unlockKey = c.unlockKey }
     }
 
     // MARK: Plumbing

@@ -6,7 +6,7 @@ import SwiftProtobuf
 
 struct ClusterCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "cluster", abstract: "Inspect and configure the cluster",
-                                                    subcommands: [Inspect.self, Update.self])
+                                                    subcommands: [Inspect.self, Update.self, UnlockKeyCommand.self])
 
     struct Inspect: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Show the cluster's settings and join tokens")
@@ -43,6 +43,9 @@ struct ClusterCommand: AsyncParsableCommand {
         @Option(parsing: .singleValue, help: "Filter plugin applied to every service (repeatable)") var defaultFilter: [String] = []
         @Option(help: "Rebalance replicated services when a node joins or becomes active (true or false)") var autoRebalance: Bool?
         @Option(help: "Validity of the node certificates the CA issues, e.g. 2160h (at least 1h); nodes renew at once when it is shortened") var certExpiry: String?
+        @Option(help: "Autolock (true or false): managers keep their keys sealed with an unlock key, printed here, and a restarted manager stays locked until given it")
+        var autolock: Bool?
+        @Flag(help: "Issue a new unlock key (autolock on), printed here") var rotateUnlockKey = false
         @Flag(help: "Issue a new worker join token") var rotateWorkerToken = false
         @Flag(help: "Issue a new manager join token") var rotateManagerToken = false
 
@@ -67,10 +70,11 @@ struct ClusterCommand: AsyncParsableCommand {
                 guard n > 0 else { throw ValidationError("--cert-expiry must be positive") }
                 spec.caConfig.nodeCertExpiry = n
             }
+            if let autolock { spec.encryptionConfig.autoLockManagers = autolock }
             if let defaultStrategy { spec.defaultStrategy = defaultStrategy }
             if let autoRebalance { spec.orchestration.autoRebalance = autoRebalance }
             if !defaultFilter.isEmpty { spec.defaultFilters = defaultFilter }
-            let (id, version, s, w, m) = (c.id, c.meta.version, spec, rotateWorkerToken, rotateManagerToken)
+            let (id, version, s, w, m, u) = (c.id, c.meta.version, spec, rotateWorkerToken, rotateManagerToken, rotateUnlockKey)
             _ = try await conn.call {
                 try await $0.updateCluster(.with {
                     $0.clusterID = id
@@ -78,9 +82,14 @@ struct ClusterCommand: AsyncParsableCommand {
                     $0.spec = s
                     $0.rotateWorkerToken = w
                     $0.rotateManagerToken = m
+                    $0.rotateManagerUnlockKey = u
                 })
             }
             print(id)
+            if (autolock == true && !c.spec.encryptionConfig.autoLockManagers) || u {
+                let key = try await conn.call { try await $0.getUnlockKey(.init()) }.unlockKey
+                print("Unlock key (keep it safe: a restarted manager needs it): \(key)")
+            }
         }
     }
 }
@@ -101,5 +110,14 @@ struct PluginCommand: AsyncParsableCommand {
                 }
             })
         }
+    }
+}
+
+/// `swarmctl cluster unlock-key`: the managers' current unlock key (autolock on).
+struct UnlockKeyCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "unlock-key", abstract: "Show the managers' unlock key (autolock)")
+    @OptionGroup var conn: Connection
+    func run() async throws {
+        print(try await conn.call { try await $0.getUnlockKey(.init()) }.unlockKey)
     }
 }

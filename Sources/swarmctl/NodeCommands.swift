@@ -1,5 +1,7 @@
 import ArgumentParser
 import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
 import SwarmAPI
 import SwarmRPC
 import SwiftProtobuf
@@ -7,7 +9,7 @@ import SwiftProtobuf
 struct NodeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "node", abstract: "Manage nodes",
-        subcommands: [List.self, Inspect.self, Activate.self, Pause.self, Drain.self, Promote.self, Demote.self,
+        subcommands: [List.self, Inspect.self, Activate.self, Pause.self, Drain.self, Promote.self, Demote.self, Unlock.self,
                       Remove.self, Update.self])
 
     struct List: AsyncParsableCommand {
@@ -152,5 +154,29 @@ func managerStatus(_ n: SwarmNode) -> String {
     switch n.managerStatus.reachability {
     case .unreachable: return "Unreachable"
     default: return "Reachable"
+    }
+}
+
+extension NodeCommand {
+    /// `swarmctl node unlock [KEY]`, on a locked manager's control socket.
+    struct Unlock: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Unlock a manager that restarted locked (autolock): give the unlock key, or type it on standard input")
+        @OptionGroup var conn: Connection
+        @Argument(help: "The unlock key, SWMKEY-1-… (read from standard input when left out)") var key: String?
+
+        func run() async throws {
+            let address = conn.address
+            guard address.hasPrefix("unix:") else { throw Failure("node unlock talks to the locked manager's control socket (--socket PATH)") }
+            let text = key ?? readLine(strippingNewline: true) ?? ""
+            do {
+                let transport = try HTTP2ClientTransport.Posix(target: .unixDomainSocket(path: String(address.dropFirst(5))), transportSecurity: .plaintext)
+                try await withGRPCClient(transport: transport) { client in
+                    _ = try await SwarmNodeLock.Client(wrapping: client).unlock(.with { $0.unlockKey = text })
+                }
+            } catch let e as RPCError {
+                throw Failure(e.code == .unimplemented ? "this manager is not locked" : e.message)
+            }
+            print("unlocked")
+        }
     }
 }

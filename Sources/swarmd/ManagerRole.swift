@@ -96,6 +96,8 @@ struct ManagerRole: Sendable {
                                services: [control],
             interceptorPipeline: LeaderInterceptor.pipeline(node, security: security))
         let stateDir = options.stateDir
+        let credentials = self.credentials
+        let dataKey = self.dataKey
         let leader = LeaderComponents(node: node, plugins: plugins, dispatcher: dispatcher, seed: seed,
                                       bootstrapped: { NodeSecurity.forgetBootstrapKey(stateDir: stateDir) })
         let logger = self.logger
@@ -130,6 +132,10 @@ struct ManagerRole: Sendable {
                 try await gracefulShutdown()
             }),
             .ending(NodePart("membership") { for await _ in node.removal() { return } }),
+            .ending(NodePart("autolock") {
+                await Autolock.keep(store: node.store, credentials: credentials, dataKey: dataKey, stateDir: stateDir, logger: logger)
+                try await gracefulShutdown()
+            }),
         ]
         let group = ServiceGroup(configuration: .init(services: parts, logger: logger))
         var failure: (any Error)?

@@ -8,6 +8,7 @@ import SwarmAPI
 import SwarmCA
 import SwarmManager
 import SwarmRPC
+import SwarmStore
 import SwiftProtobuf
 import Synchronization
 import X509
@@ -24,11 +25,11 @@ enum NodeSecurity {
     static let bootstrapKeyFile = "bootstrap-root-ca.key"
 
     /// The node's credentials, and the seed of a new cluster when this node founds one.
-    static func credentials(stateDir: String, nodeID: String, joinAddr: String?, joinToken: String?,
+    static func credentials(stateDir: String, nodeID: String, unlockKey: UnlockKey? = nil, joinAddr: String?, joinToken: String?,
                             logger: Logger) async throws -> (NodeCredentials, ClusterBootstrap.Seed?) {
         let dir = stateDir + "/certificates"
         let loaded: NodeCredentials?
-        do { loaded = try NodeCredentials.load(directory: dir) } catch { throw StartError("\(error)") }
+        do { loaded = try NodeCredentials.load(directory: dir, unlockKey: unlockKey) } catch { throw StartError("\(error)") }
         if let loaded {
             return (loaded, try seed(dir, loaded))
         }
@@ -217,4 +218,45 @@ final class CertificateRenewal: Sendable {
 struct StartError: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
+}
+
+/// Autolock on a manager: keeps its TLS key and its data key sealed with the cluster's
+/// unlock key while autolock is on (resealed when the key is rotated), and in the clear
+/// when it is off.
+enum Autolock {
+    static func dataKeyPath(_ stateDir: String) -> String { stateDir + "/certificates/swarm-data.key" }
+
+    /// Follows the cluster object until cancelled.
+    static func keep(store: MemoryStore, credentials: NodeCredentials, dataKey: DataCipher, stateDir: String, logger: Logger) async {
+        var applied = credentials.sealing?.description ?? ""
+        func apply(_ cluster: SwarmCluster) {
+            let wanted = cluster.spec.encryptionConfig.autoLockManagers ? cluster.unlockKey : ""
+            guard wanted != applied else { return }
+            do {
+                let key = wanted.isEmpty ? nil : try UnlockKey(parsing: wanted)
+                try set(key, credentials: credentials, dataKey: dataKey, stateDir: stateDir)
+                applied = wanted
+                logger.notice(key == nil ? "autolock is off: this manager's keys are kept in the clear"
+                                         : "autolock: this manager's keys are sealed with the cluster's unlock key")
+            } catch {
+                logger.error("autolock: cannot reseal this manager's keys: \(error)")
+            }
+        }
+        while !Task.isCancelled {
+            let (view, watcher) = store.viewAndWatch(WatchFilter(tables: [.clusters]))
+            if let c = view.find(SwarmCluster.self).first { apply(c) }
+            do {
+                for try await message in watcher {
+                    if case .event(let e) = message, case .cluster(let c) = e.object { apply(c) }
+                }
+            } catch {}
+            watcher.cancel()
+        }
+    }
+
+    /// Seals both keys with `key`, or writes them in the clear for nil.
+    static func set(_ key: UnlockKey?, credentials: NodeCredentials, dataKey: DataCipher, stateDir: String) throws {
+        try DataKeyFile.save(dataKey, to: dataKeyPath(stateDir), sealedWith: key)
+        try credentials.seal(with: key)
+    }
 }

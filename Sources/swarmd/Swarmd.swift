@@ -66,6 +66,9 @@ struct Swarmd: AsyncParsableCommand, Sendable {
     @Option(help: "Log level (trace, debug, info, notice, warning, error, critical)")
     var logLevel = "info"
 
+    @Option(help: "The managers' unlock key (SWMKEY-1-…), for a manager of a cluster with autolock on; without it such a manager starts locked and waits for `swarmctl node unlock`")
+    var unlockKey: String?
+
     @Option(help: "Docker Engine socket for the docker executor, unix:///path (default: DOCKER_HOST, else /var/run/docker.sock)")
     var dockerHost: String?
 
@@ -98,14 +101,24 @@ struct Swarmd: AsyncParsableCommand, Sendable {
         }
         // The state directory holds the node's key and the control socket: its owner only.
         chmod(stateDir, 0o700)
-        let (credentials, seed) = try await NodeSecurity.credentials(stateDir: stateDir, nodeID: try persistentNodeID(),
+        // Autolock: sealed keys need the unlock key, given here or over the control socket.
+        var unlock: UnlockKey?
+        if let unlockKey {
+            do { unlock = try UnlockKey(parsing: unlockKey) } catch { throw StartError("--unlock-key: \(error)") }
+        } else if NodeCredentials.isLocked(directory: stateDir + "/certificates") {
+            unlock = try await LockedManager.waitForUnlock(socket: listenControlAPI ?? stateDir + "/swarmd.sock",
+                                                           certificates: stateDir + "/certificates", logger: logger)
+        }
+        let (credentials, seed) = try await NodeSecurity.credentials(stateDir: stateDir, nodeID: try persistentNodeID(), unlockKey: unlock,
                                                                      joinAddr: joinAddr, joinToken: joinToken, logger: logger)
         let nodeID = credentials.identity.nodeID
         let security = ClientSecurity.mutualTLS(credentials)
         // What the node writes to disk (the Raft log and snapshots, the task records) is
         // sealed with its data key.
         let dataKey: DataCipher
-        do { dataKey = try DataKeyFile.loadOrCreate(stateDir + "/certificates/swarm-data.key") } catch { throw StartError("\(error)") }
+        do { dataKey = try DataKeyFile.loadOrCreate(Autolock.dataKeyPath(stateDir), unlockKey: credentials.sealing) } catch {
+            throw StartError("\(error)")
+        }
         let advertise = advertiseRemoteAPI ?? listenRemoteAPI.replacingOccurrences(of: "0.0.0.0", with: "127.0.0.1")
         var probed = NodeDescriptionProbe.describe(hostname: hostname, plugins: plugins)
         // GPUs: discovered with nvidia-smi when there is one, else those declared as named
@@ -171,6 +184,8 @@ struct Swarmd: AsyncParsableCommand, Sendable {
                     logger.notice("demoted: this node is now a worker")
                     try? FileManager.default.removeItem(atPath: raftDir)
                     agent.setManagers(others)
+                    // Autolock is for managers: a worker's keys are kept in the clear.
+                    try? Autolock.set(nil, credentials: credentials, dataKey: dataKey, stateDir: stateDir)
                     // Its certificate follows: a worker's, from the remaining managers.
                     Task {
                         for attempt in 1...30 {

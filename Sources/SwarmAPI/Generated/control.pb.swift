@@ -480,6 +480,12 @@ public nonisolated struct SwarmUpdateClusterRequest: @unchecked Sendable {
     set {_uniqueStorage()._rotateManagerToken = newValue}
   }
 
+  /// A new unlock key (autolock must be on).
+  public var rotateManagerUnlockKey: Bool {
+    get {_storage._rotateManagerUnlockKey}
+    set {_uniqueStorage()._rotateManagerUnlockKey = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -814,6 +820,51 @@ public nonisolated struct SwarmRemoveConfigRequest: Sendable {
 }
 
 public nonisolated struct SwarmRemoveConfigResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct SwarmGetUnlockKeyRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct SwarmGetUnlockKeyResponse: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unlockKey: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Served on the control socket of a locked manager (autolock), in place of the control API.
+public nonisolated struct SwarmUnlockRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unlockKey: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct SwarmUnlockResponse: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -1656,7 +1707,7 @@ nonisolated extension SwarmGetClusterResponse: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension SwarmUpdateClusterRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".UpdateClusterRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}cluster_id\0\u{3}cluster_version\0\u{1}spec\0\u{3}rotate_worker_token\0\u{3}rotate_manager_token\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}cluster_id\0\u{3}cluster_version\0\u{1}spec\0\u{3}rotate_worker_token\0\u{3}rotate_manager_token\0\u{3}rotate_manager_unlock_key\0")
 
   fileprivate class _StorageClass {
     var _clusterID: String = String()
@@ -1664,6 +1715,7 @@ nonisolated extension SwarmUpdateClusterRequest: SwiftProtobuf.Message, SwiftPro
     var _spec: SwarmClusterSpec? = nil
     var _rotateWorkerToken: Bool = false
     var _rotateManagerToken: Bool = false
+    var _rotateManagerUnlockKey: Bool = false
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1679,6 +1731,7 @@ nonisolated extension SwarmUpdateClusterRequest: SwiftProtobuf.Message, SwiftPro
       _spec = source._spec
       _rotateWorkerToken = source._rotateWorkerToken
       _rotateManagerToken = source._rotateManagerToken
+      _rotateManagerUnlockKey = source._rotateManagerUnlockKey
     }
   }
 
@@ -1702,6 +1755,7 @@ nonisolated extension SwarmUpdateClusterRequest: SwiftProtobuf.Message, SwiftPro
         case 3: try { try decoder.decodeSingularMessageField(value: &_storage._spec) }()
         case 4: try { try decoder.decodeSingularBoolField(value: &_storage._rotateWorkerToken) }()
         case 5: try { try decoder.decodeSingularBoolField(value: &_storage._rotateManagerToken) }()
+        case 6: try { try decoder.decodeSingularBoolField(value: &_storage._rotateManagerUnlockKey) }()
         default: break
         }
       }
@@ -1729,6 +1783,9 @@ nonisolated extension SwarmUpdateClusterRequest: SwiftProtobuf.Message, SwiftPro
       if _storage._rotateManagerToken != false {
         try visitor.visitSingularBoolField(value: _storage._rotateManagerToken, fieldNumber: 5)
       }
+      if _storage._rotateManagerUnlockKey != false {
+        try visitor.visitSingularBoolField(value: _storage._rotateManagerUnlockKey, fieldNumber: 6)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1743,6 +1800,7 @@ nonisolated extension SwarmUpdateClusterRequest: SwiftProtobuf.Message, SwiftPro
         if _storage._spec != rhs_storage._spec {return false}
         if _storage._rotateWorkerToken != rhs_storage._rotateWorkerToken {return false}
         if _storage._rotateManagerToken != rhs_storage._rotateManagerToken {return false}
+        if _storage._rotateManagerUnlockKey != rhs_storage._rotateManagerUnlockKey {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -2415,6 +2473,104 @@ nonisolated extension SwarmRemoveConfigResponse: SwiftProtobuf.Message, SwiftPro
   }
 
   public static func ==(lhs: SwarmRemoveConfigResponse, rhs: SwarmRemoveConfigResponse) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension SwarmGetUnlockKeyRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetUnlockKeyRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: SwarmGetUnlockKeyRequest, rhs: SwarmGetUnlockKeyRequest) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension SwarmGetUnlockKeyResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GetUnlockKeyResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}unlock_key\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.unlockKey) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.unlockKey.isEmpty {
+      try visitor.visitSingularStringField(value: self.unlockKey, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: SwarmGetUnlockKeyResponse, rhs: SwarmGetUnlockKeyResponse) -> Bool {
+    if lhs.unlockKey != rhs.unlockKey {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension SwarmUnlockRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".UnlockRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}unlock_key\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.unlockKey) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.unlockKey.isEmpty {
+      try visitor.visitSingularStringField(value: self.unlockKey, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: SwarmUnlockRequest, rhs: SwarmUnlockRequest) -> Bool {
+    if lhs.unlockKey != rhs.unlockKey {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension SwarmUnlockResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".UnlockResponse"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: SwarmUnlockResponse, rhs: SwarmUnlockResponse) -> Bool {
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

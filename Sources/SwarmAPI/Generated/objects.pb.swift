@@ -808,6 +808,13 @@ public nonisolated struct SwarmCluster: @unchecked Sendable {
     set {_uniqueStorage()._removedNodes = newValue}
   }
 
+  /// The managers' unlock key (SWMKEY-1-…) while autolock is on. Only GetUnlockKey
+  /// returns it.
+  public var unlockKey: String {
+    get {_storage._unlockKey}
+    set {_uniqueStorage()._unlockKey = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1855,7 +1862,7 @@ nonisolated extension SwarmJoinTokens: SwiftProtobuf.Message, SwiftProtobuf._Mes
 
 nonisolated extension SwarmCluster: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Cluster"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}meta\0\u{1}spec\0\u{3}join_tokens\0\u{3}root_ca_cert\0\u{3}root_ca_key\0\u{3}removed_nodes\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}meta\0\u{1}spec\0\u{3}join_tokens\0\u{3}root_ca_cert\0\u{3}root_ca_key\0\u{3}removed_nodes\0\u{3}unlock_key\0")
 
   fileprivate class _StorageClass {
     var _id: String = String()
@@ -1865,6 +1872,7 @@ nonisolated extension SwarmCluster: SwiftProtobuf.Message, SwiftProtobuf._Messag
     var _rootCaCert: Data = Data()
     var _rootCaKey: Data = Data()
     var _removedNodes: [String] = []
+    var _unlockKey: String = String()
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1882,6 +1890,7 @@ nonisolated extension SwarmCluster: SwiftProtobuf.Message, SwiftProtobuf._Messag
       _rootCaCert = source._rootCaCert
       _rootCaKey = source._rootCaKey
       _removedNodes = source._removedNodes
+      _unlockKey = source._unlockKey
     }
   }
 
@@ -1907,6 +1916,7 @@ nonisolated extension SwarmCluster: SwiftProtobuf.Message, SwiftProtobuf._Messag
         case 5: try { try decoder.decodeSingularBytesField(value: &_storage._rootCaCert) }()
         case 6: try { try decoder.decodeSingularBytesField(value: &_storage._rootCaKey) }()
         case 7: try { try decoder.decodeRepeatedStringField(value: &_storage._removedNodes) }()
+        case 8: try { try decoder.decodeSingularStringField(value: &_storage._unlockKey) }()
         default: break
         }
       }
@@ -1940,6 +1950,9 @@ nonisolated extension SwarmCluster: SwiftProtobuf.Message, SwiftProtobuf._Messag
       if !_storage._removedNodes.isEmpty {
         try visitor.visitRepeatedStringField(value: _storage._removedNodes, fieldNumber: 7)
       }
+      if !_storage._unlockKey.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._unlockKey, fieldNumber: 8)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1956,6 +1969,7 @@ nonisolated extension SwarmCluster: SwiftProtobuf.Message, SwiftProtobuf._Messag
         if _storage._rootCaCert != rhs_storage._rootCaCert {return false}
         if _storage._rootCaKey != rhs_storage._rootCaKey {return false}
         if _storage._removedNodes != rhs_storage._removedNodes {return false}
+        if _storage._unlockKey != rhs_storage._unlockKey {return false}
         return true
       }
       if !storagesAreEqual {return false}

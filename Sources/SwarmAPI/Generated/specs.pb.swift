@@ -994,6 +994,15 @@ public nonisolated struct SwarmClusterSpec: Sendable {
   /// Clears the value of `caConfig`. Subsequent reads from it will return its default value.
   public mutating func clearCaConfig() {self._caConfig = nil}
 
+  public var encryptionConfig: SwarmClusterSpec.EncryptionConfig {
+    get {_encryptionConfig ?? SwarmClusterSpec.EncryptionConfig()}
+    set {_encryptionConfig = newValue}
+  }
+  /// Returns true if `encryptionConfig` has been explicitly set.
+  public var hasEncryptionConfig: Bool {self._encryptionConfig != nil}
+  /// Clears the value of `encryptionConfig`. Subsequent reads from it will return its default value.
+  public mutating func clearEncryptionConfig() {self._encryptionConfig = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated struct Orchestration: Sendable {
@@ -1059,6 +1068,20 @@ public nonisolated struct SwarmClusterSpec: Sendable {
     public init() {}
   }
 
+  public nonisolated struct EncryptionConfig: Sendable {
+    // SwiftProtobuf.Message conformance is added in an extension below. See the
+    // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+    // methods supported on all messages.
+
+    /// Managers keep their TLS key and data key sealed under the cluster's unlock key, and
+    /// a restarted manager stays locked until it is given that key.
+    public var autoLockManagers: Bool = false
+
+    public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+    public init() {}
+  }
+
   public init() {}
 
   fileprivate var _annotations: SwarmAnnotations? = nil
@@ -1066,6 +1089,7 @@ public nonisolated struct SwarmClusterSpec: Sendable {
   fileprivate var _raft: SwarmClusterSpec.Raft? = nil
   fileprivate var _dispatcher: SwarmClusterSpec.Dispatcher? = nil
   fileprivate var _caConfig: SwarmClusterSpec.CAConfig? = nil
+  fileprivate var _encryptionConfig: SwarmClusterSpec.EncryptionConfig? = nil
 }
 
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
@@ -2383,7 +2407,7 @@ nonisolated extension SwarmNodeSpec.Availability: SwiftProtobuf._ProtoNameProvid
 
 nonisolated extension SwarmClusterSpec: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ClusterSpec"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}annotations\0\u{1}orchestration\0\u{1}raft\0\u{1}dispatcher\0\u{3}default_strategy\0\u{3}default_filters\0\u{3}ca_config\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}annotations\0\u{1}orchestration\0\u{1}raft\0\u{1}dispatcher\0\u{3}default_strategy\0\u{3}default_filters\0\u{3}ca_config\0\u{3}encryption_config\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2398,6 +2422,7 @@ nonisolated extension SwarmClusterSpec: SwiftProtobuf.Message, SwiftProtobuf._Me
       case 5: try { try decoder.decodeSingularStringField(value: &self.defaultStrategy) }()
       case 6: try { try decoder.decodeRepeatedStringField(value: &self.defaultFilters) }()
       case 7: try { try decoder.decodeSingularMessageField(value: &self._caConfig) }()
+      case 8: try { try decoder.decodeSingularMessageField(value: &self._encryptionConfig) }()
       default: break
       }
     }
@@ -2429,6 +2454,9 @@ nonisolated extension SwarmClusterSpec: SwiftProtobuf.Message, SwiftProtobuf._Me
     try { if let v = self._caConfig {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
     } }()
+    try { if let v = self._encryptionConfig {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2440,6 +2468,7 @@ nonisolated extension SwarmClusterSpec: SwiftProtobuf.Message, SwiftProtobuf._Me
     if lhs.defaultStrategy != rhs.defaultStrategy {return false}
     if lhs.defaultFilters != rhs.defaultFilters {return false}
     if lhs._caConfig != rhs._caConfig {return false}
+    if lhs._encryptionConfig != rhs._encryptionConfig {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2590,6 +2619,36 @@ nonisolated extension SwarmClusterSpec.CAConfig: SwiftProtobuf.Message, SwiftPro
 
   public static func ==(lhs: SwarmClusterSpec.CAConfig, rhs: SwarmClusterSpec.CAConfig) -> Bool {
     if lhs.nodeCertExpiry != rhs.nodeCertExpiry {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension SwarmClusterSpec.EncryptionConfig: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = SwarmClusterSpec.protoMessageName + ".EncryptionConfig"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}auto_lock_managers\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.autoLockManagers) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.autoLockManagers != false {
+      try visitor.visitSingularBoolField(value: self.autoLockManagers, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: SwarmClusterSpec.EncryptionConfig, rhs: SwarmClusterSpec.EncryptionConfig) -> Bool {
+    if lhs.autoLockManagers != rhs.autoLockManagers {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

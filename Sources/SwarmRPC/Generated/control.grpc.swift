@@ -323,6 +323,19 @@ public enum SwarmControl: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "GetUnlockKey" metadata.
+        public enum GetUnlockKey: Sendable {
+            /// Request type for "GetUnlockKey".
+            public typealias Input = SwarmGetUnlockKeyRequest
+            /// Response type for "GetUnlockKey".
+            public typealias Output = SwarmGetUnlockKeyResponse
+            /// Descriptor for "GetUnlockKey".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "swarm.v1.Control"),
+                method: "GetUnlockKey",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "swarm.v1.Control" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             CreateService.descriptor,
@@ -347,7 +360,8 @@ public enum SwarmControl: Sendable {
             CreateConfig.descriptor,
             GetConfig.descriptor,
             ListConfigs.descriptor,
-            RemoveConfig.descriptor
+            RemoveConfig.descriptor,
+            GetUnlockKey.descriptor
         ]
     }
 }
@@ -695,6 +709,20 @@ extension SwarmControl {
             request: GRPCCore.StreamingServerRequest<SwarmRemoveConfigRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<SwarmRemoveConfigResponse>
+
+        /// Handle the "GetUnlockKey" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `SwarmGetUnlockKeyRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `SwarmGetUnlockKeyResponse` messages.
+        func getUnlockKey(
+            request: GRPCCore.StreamingServerRequest<SwarmGetUnlockKeyRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<SwarmGetUnlockKeyResponse>
     }
 
     /// Service protocol for the "swarm.v1.Control" service.
@@ -1026,6 +1054,20 @@ extension SwarmControl {
             request: GRPCCore.ServerRequest<SwarmRemoveConfigRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<SwarmRemoveConfigResponse>
+
+        /// Handle the "GetUnlockKey" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SwarmGetUnlockKeyRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `SwarmGetUnlockKeyResponse` message.
+        func getUnlockKey(
+            request: GRPCCore.ServerRequest<SwarmGetUnlockKeyRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<SwarmGetUnlockKeyResponse>
     }
 
     /// Simple service protocol for the "swarm.v1.Control" service.
@@ -1356,6 +1398,20 @@ extension SwarmControl {
             request: SwarmRemoveConfigRequest,
             context: GRPCCore.ServerContext
         ) async throws -> SwarmRemoveConfigResponse
+
+        /// Handle the "GetUnlockKey" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `SwarmGetUnlockKeyRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `SwarmGetUnlockKeyResponse` to respond with.
+        func getUnlockKey(
+            request: SwarmGetUnlockKeyRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> SwarmGetUnlockKeyResponse
     }
 }
 
@@ -1616,6 +1672,17 @@ extension SwarmControl.StreamingServiceProtocol {
                 )
             }
         )
+        router.registerHandler(
+            forMethod: SwarmControl.Method.GetUnlockKey.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SwarmGetUnlockKeyRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<SwarmGetUnlockKeyResponse>(),
+            handler: { request, context in
+                try await self.getUnlockKey(
+                    request: request,
+                    context: context
+                )
+            }
+        )
     }
 }
 
@@ -1869,6 +1936,17 @@ extension SwarmControl.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<SwarmRemoveConfigResponse> {
         let response = try await self.removeConfig(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func getUnlockKey(
+        request: GRPCCore.StreamingServerRequest<SwarmGetUnlockKeyRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<SwarmGetUnlockKeyResponse> {
+        let response = try await self.getUnlockKey(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -2175,6 +2253,19 @@ extension SwarmControl.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<SwarmRemoveConfigResponse> {
         return GRPCCore.ServerResponse<SwarmRemoveConfigResponse>(
             message: try await self.removeConfig(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func getUnlockKey(
+        request: GRPCCore.ServerRequest<SwarmGetUnlockKeyRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<SwarmGetUnlockKeyResponse> {
+        return GRPCCore.ServerResponse<SwarmGetUnlockKeyResponse>(
+            message: try await self.getUnlockKey(
                 request: request.message,
                 context: context
             ),
@@ -2627,6 +2718,25 @@ extension SwarmControl {
             deserializer: some GRPCCore.MessageDeserializer<SwarmRemoveConfigResponse>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwarmRemoveConfigResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "GetUnlockKey" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SwarmGetUnlockKeyRequest` message.
+        ///   - serializer: A serializer for `SwarmGetUnlockKeyRequest` messages.
+        ///   - deserializer: A deserializer for `SwarmGetUnlockKeyResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func getUnlockKey<Result>(
+            request: GRPCCore.ClientRequest<SwarmGetUnlockKeyRequest>,
+            serializer: some GRPCCore.MessageSerializer<SwarmGetUnlockKeyRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SwarmGetUnlockKeyResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwarmGetUnlockKeyResponse>) async throws -> Result
         ) async throws -> Result where Result: Sendable
     }
 
@@ -3333,6 +3443,36 @@ extension SwarmControl {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "GetUnlockKey" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SwarmGetUnlockKeyRequest` message.
+        ///   - serializer: A serializer for `SwarmGetUnlockKeyRequest` messages.
+        ///   - deserializer: A deserializer for `SwarmGetUnlockKeyResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func getUnlockKey<Result>(
+            request: GRPCCore.ClientRequest<SwarmGetUnlockKeyRequest>,
+            serializer: some GRPCCore.MessageSerializer<SwarmGetUnlockKeyRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SwarmGetUnlockKeyResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwarmGetUnlockKeyResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: SwarmControl.Method.GetUnlockKey.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -3907,6 +4047,31 @@ extension SwarmControl.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<SwarmRemoveConfigRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<SwarmRemoveConfigResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetUnlockKey" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `SwarmGetUnlockKeyRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getUnlockKey<Result>(
+        request: GRPCCore.ClientRequest<SwarmGetUnlockKeyRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwarmGetUnlockKeyResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.getUnlockKey(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<SwarmGetUnlockKeyRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SwarmGetUnlockKeyResponse>(),
             options: options,
             onResponse: handleResponse
         )
@@ -4575,6 +4740,335 @@ extension SwarmControl.ClientProtocol {
             metadata: metadata
         )
         return try await self.removeConfig(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "GetUnlockKey" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func getUnlockKey<Result>(
+        _ message: SwarmGetUnlockKeyRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwarmGetUnlockKeyResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<SwarmGetUnlockKeyRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.getUnlockKey(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+}
+
+// MARK: - swarm.v1.NodeLock
+
+/// Namespace containing generated types for the "swarm.v1.NodeLock" service.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+public enum SwarmNodeLock: Sendable {
+    /// Service descriptor for the "swarm.v1.NodeLock" service.
+    public static let descriptor = GRPCCore.ServiceDescriptor(fullyQualifiedService: "swarm.v1.NodeLock")
+    /// Namespace for method metadata.
+    public enum Method: Sendable {
+        /// Namespace for "Unlock" metadata.
+        public enum Unlock: Sendable {
+            /// Request type for "Unlock".
+            public typealias Input = SwarmUnlockRequest
+            /// Response type for "Unlock".
+            public typealias Output = SwarmUnlockResponse
+            /// Descriptor for "Unlock".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "swarm.v1.NodeLock"),
+                method: "Unlock",
+                type: .unary
+            )
+        }
+        /// Descriptors for all methods in the "swarm.v1.NodeLock" service.
+        public static let descriptors: [GRPCCore.MethodDescriptor] = [
+            Unlock.descriptor
+        ]
+    }
+}
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension GRPCCore.ServiceDescriptor {
+    /// Service descriptor for the "swarm.v1.NodeLock" service.
+    public static let swarmNodeLock = GRPCCore.ServiceDescriptor(fullyQualifiedService: "swarm.v1.NodeLock")
+}
+
+// MARK: swarm.v1.NodeLock (server)
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension SwarmNodeLock {
+    /// Streaming variant of the service protocol for the "swarm.v1.NodeLock" service.
+    ///
+    /// This protocol is the lowest-level of the service protocols generated for this service
+    /// giving you the most flexibility over the implementation of your service. This comes at
+    /// the cost of more verbose and less strict APIs. Each RPC requires you to implement it in
+    /// terms of a request stream and response stream. Where the RPC expects only a single
+    /// request or response message, you are responsible for ensuring your implementation
+    /// maintains this invariant.
+    ///
+    /// Where possible, prefer using the stricter, less-verbose ``ServiceProtocol``
+    /// or ``SimpleServiceProtocol`` instead.
+    public protocol StreamingServiceProtocol: GRPCCore.RegistrableRPCService {
+        /// Handle the "Unlock" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `SwarmUnlockRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `SwarmUnlockResponse` messages.
+        func unlock(
+            request: GRPCCore.StreamingServerRequest<SwarmUnlockRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<SwarmUnlockResponse>
+    }
+
+    /// Service protocol for the "swarm.v1.NodeLock" service.
+    ///
+    /// This protocol is higher level than ``StreamingServiceProtocol`` but lower level than
+    /// the ``SimpleServiceProtocol``, it provides access to request and response metadata and
+    /// trailing response metadata. If you don't need these then consider using
+    /// the ``SimpleServiceProtocol``. If you need fine grained control over your RPCs then
+    /// use ``StreamingServiceProtocol``.
+    public protocol ServiceProtocol: SwarmNodeLock.StreamingServiceProtocol {
+        /// Handle the "Unlock" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SwarmUnlockRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `SwarmUnlockResponse` message.
+        func unlock(
+            request: GRPCCore.ServerRequest<SwarmUnlockRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<SwarmUnlockResponse>
+    }
+
+    /// Simple service protocol for the "swarm.v1.NodeLock" service.
+    ///
+    /// This is the highest level protocol for the service. The API is the easiest to use but
+    /// doesn't provide access to request or response metadata. If you need access to these
+    /// then use ``ServiceProtocol`` instead.
+    public protocol SimpleServiceProtocol: SwarmNodeLock.ServiceProtocol {
+        /// Handle the "Unlock" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `SwarmUnlockRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `SwarmUnlockResponse` to respond with.
+        func unlock(
+            request: SwarmUnlockRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> SwarmUnlockResponse
+    }
+}
+
+// Default implementation of 'registerMethods(with:)'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension SwarmNodeLock.StreamingServiceProtocol {
+    public func registerMethods<Transport>(with router: inout GRPCCore.RPCRouter<Transport>) where Transport: GRPCCore.ServerTransport {
+        router.registerHandler(
+            forMethod: SwarmNodeLock.Method.Unlock.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SwarmUnlockRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<SwarmUnlockResponse>(),
+            handler: { request, context in
+                try await self.unlock(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+    }
+}
+
+// Default implementation of streaming methods from 'StreamingServiceProtocol'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension SwarmNodeLock.ServiceProtocol {
+    public func unlock(
+        request: GRPCCore.StreamingServerRequest<SwarmUnlockRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<SwarmUnlockResponse> {
+        let response = try await self.unlock(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+}
+
+// Default implementation of methods from 'ServiceProtocol'.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension SwarmNodeLock.SimpleServiceProtocol {
+    public func unlock(
+        request: GRPCCore.ServerRequest<SwarmUnlockRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<SwarmUnlockResponse> {
+        return GRPCCore.ServerResponse<SwarmUnlockResponse>(
+            message: try await self.unlock(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+}
+
+// MARK: swarm.v1.NodeLock (client)
+
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension SwarmNodeLock {
+    /// Generated client protocol for the "swarm.v1.NodeLock" service.
+    ///
+    /// You don't need to implement this protocol directly, use the generated
+    /// implementation, ``Client``.
+    public protocol ClientProtocol: Sendable {
+        /// Call the "Unlock" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SwarmUnlockRequest` message.
+        ///   - serializer: A serializer for `SwarmUnlockRequest` messages.
+        ///   - deserializer: A deserializer for `SwarmUnlockResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func unlock<Result>(
+            request: GRPCCore.ClientRequest<SwarmUnlockRequest>,
+            serializer: some GRPCCore.MessageSerializer<SwarmUnlockRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SwarmUnlockResponse>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwarmUnlockResponse>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+    }
+
+    /// Generated client for the "swarm.v1.NodeLock" service.
+    ///
+    /// The ``Client`` provides an implementation of ``ClientProtocol`` which wraps
+    /// a `GRPCCore.GRPCCClient`. The underlying `GRPCClient` provides the long-lived
+    /// means of communication with the remote peer.
+    public struct Client<Transport>: ClientProtocol where Transport: GRPCCore.ClientTransport {
+        private let client: GRPCCore.GRPCClient<Transport>
+
+        /// Creates a new client wrapping the provided `GRPCCore.GRPCClient`.
+        ///
+        /// - Parameters:
+        ///   - client: A `GRPCCore.GRPCClient` providing a communication channel to the service.
+        public init(wrapping client: GRPCCore.GRPCClient<Transport>) {
+            self.client = client
+        }
+
+        /// Call the "Unlock" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `SwarmUnlockRequest` message.
+        ///   - serializer: A serializer for `SwarmUnlockRequest` messages.
+        ///   - deserializer: A deserializer for `SwarmUnlockResponse` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func unlock<Result>(
+            request: GRPCCore.ClientRequest<SwarmUnlockRequest>,
+            serializer: some GRPCCore.MessageSerializer<SwarmUnlockRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<SwarmUnlockResponse>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwarmUnlockResponse>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: SwarmNodeLock.Method.Unlock.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+    }
+}
+
+// Helpers providing default arguments to 'ClientProtocol' methods.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension SwarmNodeLock.ClientProtocol {
+    /// Call the "Unlock" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `SwarmUnlockRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func unlock<Result>(
+        request: GRPCCore.ClientRequest<SwarmUnlockRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwarmUnlockResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.unlock(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<SwarmUnlockRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<SwarmUnlockResponse>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+}
+
+// Helpers providing sugared APIs for 'ClientProtocol' methods.
+@available(macOS 15.0, iOS 18.0, watchOS 11.0, tvOS 18.0, visionOS 2.0, *)
+extension SwarmNodeLock.ClientProtocol {
+    /// Call the "Unlock" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func unlock<Result>(
+        _ message: SwarmUnlockRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<SwarmUnlockResponse>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<SwarmUnlockRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.unlock(
             request: request,
             options: options,
             onResponse: handleResponse
