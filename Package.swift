@@ -214,7 +214,7 @@ let package = Package(
         .executableTarget(
             name: "swarmd",
             dependencies: [.product(name: "UnixSignals", package: "swift-service-lifecycle"), .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"), "SwarmConstraints", "SwarmRaft", "SwarmStore", .product(name: "SwiftProtobuf", package: "swift-protobuf"), 
-                "SwarmManager", "SwarmAgent", "SwarmRaftNode", "SwarmPluginHost", "SwarmScheduler", "SwarmAPI", "SwarmCA", "SwarmRPC",
+                "SwarmManager", "SwarmAgent", "SwarmRaftNode", "SwarmPluginHost", "SwarmScheduler", "SwarmAPI", "SwarmCA", "SwarmRPC", "SwarmConcurrency",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

@@ -6,6 +6,7 @@ import GRPCNIOTransportHTTP2
 import Logging
 import SwarmAPI
 import SwarmCA
+import SwarmConcurrency
 import SwarmManager
 import SwarmRPC
 import SwarmStore
@@ -133,15 +134,14 @@ final class CertificateRenewal: Sendable {
     let credentials: NodeCredentials
     let managers: @Sendable () -> [String]
     let logger: Logger
-    let wake: AsyncStream<Void>.Continuation
-    let wakes: AsyncStream<Void>
+    /// Rung when the cluster shortened the validity below what the node holds.
+    let wake = Doorbell()
     let clusterExpiry = Mutex<Int64>(0)
 
     init(credentials: NodeCredentials, managers: @escaping @Sendable () -> [String], logger: Logger) {
         self.credentials = credentials
         self.managers = managers
         self.logger = logger
-        (wakes, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 
     /// The validity the cluster now gives certificates (from the node's session).
@@ -150,7 +150,7 @@ final class CertificateRenewal: Sendable {
             defer { e = nanoseconds }
             return e != nanoseconds
         }
-        if changed && tooLong(nanoseconds) { wake.yield() }
+        if changed && tooLong(nanoseconds) { wake.ring() }
     }
 
     /// Whether the certificate lives longer than the cluster now allows (by over 10 %).
@@ -170,7 +170,7 @@ final class CertificateRenewal: Sendable {
                 // Sleeps until due, or until woken (the cluster changed the validity).
                 await withTaskGroup(of: Void.self) { group in
                     group.addTask { try? await Task.sleep(for: .seconds(wait)) }
-                    group.addTask { for await _ in self.wakes { return } }
+                    group.addTask { await self.wake.wait() }
                     await group.next()
                     group.cancelAll()
                 }
@@ -179,6 +179,8 @@ final class CertificateRenewal: Sendable {
             do {
                 try await renew(role: credentials.identity.role)
                 failures = 0
+                // Never more than one renewal a second, whatever the certificates say.
+                try? await Task.sleep(for: .seconds(1))
             } catch {
                 failures += 1
                 logger.warning("certificate renewal failed (\(failures)): \(error)")
