@@ -169,7 +169,7 @@ let package = Package(
             dependencies: ["SwarmRaft", .product(name: "SwiftProtobuf", package: "swift-protobuf"), 
                 "SwarmAPI", "SwarmRPC", "SwarmStore", "SwarmRaftNode", "SwarmScheduler", "SwarmConstraints",
                 "SwarmOrchestrator",
-                "SwarmPluginHost", "SwarmCA",
+                "SwarmPluginHost", "SwarmCA", .product(name: "X509", package: "swift-certificates"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
                 .product(name: "Logging", package: "swift-log"),

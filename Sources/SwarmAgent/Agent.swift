@@ -58,7 +58,7 @@ public final class Agent: Sendable {
     let publishers = Mutex<[String: Task<Void, Never>]>([:])
     private let token: Mutex<String>
     private let roleHandler = Mutex<(@Sendable (SwarmNodeSpec.Role, String) -> Void)?>(nil)
-    private let expiryHandler = Mutex<(@Sendable (Int64) -> Void)?>(nil)
+    private let messageHandler = Mutex<(@Sendable (SwarmSessionMessage) -> Void)?>(nil)
     struct Dependencies {
         var secrets: [String: SwarmSecret] = [:]
         var configs: [String: SwarmConfig] = [:]
@@ -206,13 +206,14 @@ public final class Agent: Sendable {
         if !m.managers.isEmpty { managers.withLock { $0 = m.managers } }
         let handler = roleHandler.withLock { $0 }
         handler?(m.desiredRole, m.managerToken)
-        if m.nodeCertExpiry > 0, let expiry = expiryHandler.withLock({ $0 }) { expiry(m.nodeCertExpiry) }
+        if let handler = messageHandler.withLock({ $0 }) { handler(m) }
     }
 
-    /// Called with the node certificate validity (nanoseconds) each session message
-    /// carries, so that the node renews at once when the cluster shortened it.
-    public func onCertificateExpiry(_ handler: @escaping @Sendable (Int64) -> Void) {
-        expiryHandler.withLock { $0 = handler }
+    /// Called with each session message, for what the node does beyond the agent: renew
+    /// its certificate when the cluster shortened their validity, trust the roots a root
+    /// rotation moves through.
+    public func onSessionMessage(_ handler: @escaping @Sendable (SwarmSessionMessage) -> Void) {
+        messageHandler.withLock { $0 = handler }
     }
 
     /// The manager addresses the agent connects to.
@@ -231,7 +232,12 @@ public final class Agent: Sendable {
         var period = max(100_000_000, s.heartbeatPeriod)
         while !Task.isCancelled {
             try await Task.sleep(for: .nanoseconds(period / 2))
-            period = max(100_000_000, try await d.heartbeat(.with { $0.nodeID = config.nodeID; $0.sessionID = s.sessionID }).period)
+            let root = config.security.credentials?.signingRootDigest ?? ""
+            period = max(100_000_000, try await d.heartbeat(.with {
+                $0.nodeID = config.nodeID
+                $0.sessionID = s.sessionID
+                $0.tlsRootDigest = root
+            }).period)
         }
     }
 

@@ -16,6 +16,9 @@ public final class NodeCredentials: Sendable, CertificateReloader {
     struct Current: Sendable {
         var key: P256.Signing.PrivateKey
         var certificate: Certificate
+        /// Certificates between the node's and a root (the cross-signed root during a
+        /// root rotation), presented with it.
+        var intermediates: [Certificate]
         var identity: NodeIdentity
         var roots: [Certificate]
         var override: NIOSSLContextConfigurationOverride
@@ -33,9 +36,10 @@ public final class NodeCredentials: Sendable, CertificateReloader {
 
     /// Credentials for `key` and `certificate` (issued by one of `roots`), saved to
     /// `directory` when one is given.
-    public init(key: P256.Signing.PrivateKey, certificate: Certificate, roots: [Certificate], directory: String?) throws(CAError) {
+    public init(key: P256.Signing.PrivateKey, certificate: Certificate, intermediates: [Certificate] = [], roots: [Certificate],
+                directory: String?) throws(CAError) {
         self.directory = directory
-        current = Mutex(try Self.make(key: key, certificate: certificate, roots: roots))
+        current = Mutex(try Self.make(key: key, certificate: certificate, intermediates: intermediates, roots: roots))
         if directory != nil { try save() }
     }
 
@@ -50,10 +54,12 @@ public final class NodeCredentials: Sendable, CertificateReloader {
         }
         guard let keyText = try SealedFile.read(keyPath, key: unlockKey) else { throw CAError("\(keyPath) cannot be read") }
         let key = try PEMFiles.privateKey(keyText, what: keyPath)
-        let certificate = try PEMFiles.certificate(try read(certPath), what: certPath)
+        let chain = try PEMFiles.certificates(try read(certPath), what: certPath)
         let roots = try PEMFiles.certificates(try read(rootsPath), what: rootsPath)
         let credentials: NodeCredentials
-        do { credentials = try NodeCredentials(key: key, certificate: certificate, roots: roots, directory: nil) } catch {
+        do {
+            credentials = try NodeCredentials(key: key, certificate: chain[0], intermediates: Array(chain.dropFirst()), roots: roots, directory: nil)
+        } catch {
             throw CAError("\(directory): \(error)")
         }
         let loaded = NodeCredentials(copying: credentials, directory: directory)
@@ -85,7 +91,8 @@ public final class NodeCredentials: Sendable, CertificateReloader {
         current = Mutex(other.current.withLock { $0 })
     }
 
-    static func make(key: P256.Signing.PrivateKey, certificate: Certificate, roots: [Certificate]) throws(CAError) -> Current {
+    static func make(key: P256.Signing.PrivateKey, certificate: Certificate, intermediates: [Certificate] = [],
+                     roots: [Certificate]) throws(CAError) -> Current {
         guard certificate.publicKey == Certificate.PublicKey(key.publicKey) else {
             throw CAError("the node key does not belong to the node certificate")
         }
@@ -93,15 +100,15 @@ public final class NodeCredentials: Sendable, CertificateReloader {
         guard !roots.isEmpty else { throw CAError("no root CA is trusted") }
         var override = NIOSSLContextConfigurationOverride()
         do {
-            // The chain a node presents ends with the root, so that a joining node can check
-            // the root against its token's digest.
-            let chain = [certificate] + roots.filter { $0.subject == certificate.issuer }
+            // The chain a node presents ends with the roots, so that a joining node can
+            // check a root against its token's digest.
+            let chain = [certificate] + intermediates + roots
             override.certificateChain = try chain.map { .certificate(try NIOSSLCertificate(bytes: try $0.derBytes(), format: .der)) }
             override.privateKey = .privateKey(try NIOSSLPrivateKey(bytes: Array(key.pemRepresentation.utf8), format: .pem))
         } catch {
             throw CAError("the node certificate or key cannot be used for TLS: \(error)")
         }
-        return Current(key: key, certificate: certificate, identity: identity, roots: roots, override: override)
+        return Current(key: key, certificate: certificate, intermediates: intermediates, identity: identity, roots: roots, override: override)
     }
 
     /// Who this node is, as its certificate says.
@@ -113,11 +120,29 @@ public final class NodeCredentials: Sendable, CertificateReloader {
     /// The certificate and key that new TLS connections use.
     public var sslContextConfigurationOverride: NIOSSLContextConfigurationOverride { current.withLock { $0.override } }
 
-    /// Takes a renewed certificate (for the same key) and the roots to trust, and saves them.
-    public func update(certificate: Certificate, roots: [Certificate]) throws(CAError) {
-        var next = try Self.make(key: key, certificate: certificate, roots: roots)
+    /// Takes a renewed certificate (for the same key, with the certificates between it and
+    /// a root) and the roots to trust, and saves them.
+    public func update(certificate: Certificate, intermediates: [Certificate] = [], roots: [Certificate]) throws(CAError) {
+        var next = try Self.make(key: key, certificate: certificate, intermediates: intermediates, roots: roots)
         current.withLock { next.sealing = $0.sealing; $0 = next }
         if directory != nil { try save() }
+    }
+
+    /// Trusts `roots` from now on (a root rotation's progress), keeping the certificate.
+    /// Returns whether anything changed.
+    @discardableResult
+    public func trust(_ roots: [Certificate]) throws(CAError) -> Bool {
+        let c = current.withLock { $0 }
+        guard !roots.isEmpty, roots != c.roots else { return false }
+        try update(certificate: c.certificate, intermediates: c.intermediates, roots: roots)
+        return true
+    }
+
+    /// The digest of the trusted root whose key signed this node's certificate (through
+    /// a cross-signed intermediate or not); nil when no trusted root's key did.
+    public var signingRootDigest: String? {
+        let c = current.withLock { $0 }
+        return c.roots.first { $0.publicKey.isValidSignature(c.certificate.signature, for: c.certificate) }.map(RootCA.digest(of:))
     }
 
     /// A CSR for this node's key, for `role`.
@@ -135,7 +160,8 @@ public final class NodeCredentials: Sendable, CertificateReloader {
                                                     attributes: [.posixPermissions: 0o700])
             let keyText = c.sealing.map { SealedFile.seal(c.key.pemRepresentation, with: $0) } ?? c.key.pemRepresentation
             try Self.write(keyText, to: directory + "/" + Self.keyFile, mode: 0o600)
-            try Self.write(try c.certificate.serializeAsPEM().pemString + "\n", to: directory + "/" + Self.certificateFile, mode: 0o644)
+            let chain = try ([c.certificate] + c.intermediates).map { try $0.serializeAsPEM().pemString }.joined(separator: "\n") + "\n"
+            try Self.write(chain, to: directory + "/" + Self.certificateFile, mode: 0o644)
             let roots = try c.roots.map { try $0.serializeAsPEM().pemString }.joined(separator: "\n") + "\n"
             try Self.write(roots, to: directory + "/" + Self.rootsFile, mode: 0o644)
         } catch {

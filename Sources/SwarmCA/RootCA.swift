@@ -23,10 +23,11 @@ public struct RootCA: Sendable {
         return 3600
     }
 
-    /// Creates a new root.
-    public static func create(now: Date = Date()) throws -> RootCA {
+    /// Creates a new root. A rotation's root gets a name of its own (`swarm-ca-<hex>`), so
+    /// that chains through the old and the new root never look alike.
+    public static func create(now: Date = Date(), commonName: String = "swarm-ca") throws -> RootCA {
         let key = P256.Signing.PrivateKey()
-        let name = try DistinguishedName { CommonName("swarm-ca") }
+        let name = try DistinguishedName { CommonName(commonName) }
         let cert = try Certificate(
             version: .v3, serialNumber: Certificate.SerialNumber(),
             publicKey: Certificate.PublicKey(key.publicKey),
@@ -67,6 +68,22 @@ public struct RootCA: Sendable {
         var serializer = DER.Serializer()
         try? serializer.serialize(certificate)
         return SHA256.hash(data: serializer.serializedBytes).map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// The new root `next` certified by this one: its subject and key, with this root as
+    /// issuer. A node that trusts only this root verifies `next`'s certificates through it.
+    public func crossSign(_ next: RootCA, now: Date = Date()) throws -> Certificate {
+        try Certificate(
+            version: .v3, serialNumber: Certificate.SerialNumber(), publicKey: next.certificate.publicKey,
+            notValidBefore: now - Self.backdate, notValidAfter: next.certificate.notValidAfter,
+            issuer: certificate.subject, subject: next.certificate.subject, signatureAlgorithm: .ecdsaWithSHA256,
+            extensions: try Certificate.Extensions {
+                Critical(BasicConstraints.isCertificateAuthority(maxPathLength: 1))
+                Critical(KeyUsage(keyCertSign: true, cRLSign: true))
+                SubjectKeyIdentifier(hash: next.certificate.publicKey)
+                AuthorityKeyIdentifier(keyIdentifier: try? certificate.extensions.subjectKeyIdentifier?.keyIdentifier)
+            },
+            issuerPrivateKey: Certificate.PrivateKey(key))
     }
 
     /// Makes a key and a certificate for `identity` (the first manager's own, and tests'),

@@ -74,13 +74,17 @@ public struct CertificateRequest: Sendable {
 
     /// Credentials from the CA's answer: the issued certificate and the root (PEM). With
     /// `rootDigest`, the root must be the one a join token names.
+    ///
+    /// `certificatePEM` may hold the certificates between the node's and a root after it
+    /// (during a root rotation), and `rootPEM` several roots.
     public func credentials(certificatePEM: String, rootPEM: String, rootDigest: String? = nil,
                             directory: String? = nil) throws(CAError) -> NodeCredentials {
-        let certificate = try PEMFiles.certificate(certificatePEM, what: "the issued certificate")
-        let root = try PEMFiles.certificate(rootPEM, what: "the cluster's root CA")
-        if let rootDigest, RootCA.digest(of: root) != rootDigest {
+        let chain = try PEMFiles.certificates(certificatePEM, what: "the issued certificate")
+        let roots = try PEMFiles.certificates(rootPEM, what: "the cluster's root CA")
+        if let rootDigest, !roots.contains(where: { RootCA.digest(of: $0) == rootDigest }) {
             throw CAError("the cluster's root CA does not match the join token's digest")
         }
-        return try NodeCredentials(key: key, certificate: certificate, roots: [root], directory: directory)
+        return try NodeCredentials(key: key, certificate: chain[0], intermediates: Array(chain.dropFirst()), roots: roots,
+                                   directory: directory)
     }
 }

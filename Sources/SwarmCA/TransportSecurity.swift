@@ -73,7 +73,7 @@ extension NodeCredentials {
     /// the current ones to each handshake).
     func initialSources() -> ([TLSConfig.CertificateSource], TLSConfig.PrivateKeySource) {
         let c = current.withLock { $0 }
-        let chain = ([c.certificate] + c.roots.filter { $0.subject == c.certificate.issuer })
+        let chain = ([c.certificate] + c.intermediates + c.roots)
             .compactMap { try? $0.derBytes() }.map { TLSConfig.CertificateSource.bytes($0, format: .der) }
         return (chain, .bytes(Array(c.key.pemRepresentation.utf8), format: .pem))
     }

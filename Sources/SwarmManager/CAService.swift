@@ -84,22 +84,22 @@ public final class CAService: SwarmCertificateAuthority.SimpleServiceProtocol, S
     }
 
     func sign(_ csr: SigningRequest.Request, role: NodeRole, cluster: SwarmCluster) throws -> SwarmNodeCertificateResponse {
-        let ca: RootCA
-        do {
-            ca = try RootCA(certificatePEM: String(decoding: cluster.rootCaCert, as: UTF8.self),
-                            keyPEM: String(decoding: cluster.rootCaKey, as: UTF8.self))
-        } catch {
+        let ca: ClusterCA
+        do { ca = try ClusterCA(cluster) } catch {
             logger.error("the cluster's root CA cannot sign: \(error)")
             throw RPCError(code: .internalError, message: "the cluster's root CA cannot sign")
         }
         let identity = NodeIdentity(nodeID: csr.nodeID, role: role, clusterID: cluster.id)
-        let certificate = try ca.issue(for: identity, publicKey: csr.publicKey, validity: Self.validity(cluster))
-        return try .with {
+        // During a root rotation the new root signs, and the cross-signed root goes with
+        // the certificate (for the nodes that trust only the old root yet).
+        let certificate = try ca.signer.issue(for: identity, publicKey: csr.publicKey, validity: Self.validity(cluster))
+        let chain = try ([certificate] + ca.intermediates).map { try $0.pem }.joined(separator: "\n")
+        return .with {
             $0.nodeID = identity.nodeID
             $0.role = role.rawValue
             $0.clusterID = cluster.id
-            $0.certificate = Data(try certificate.pem.utf8)
-            $0.rootCa = cluster.rootCaCert
+            $0.certificate = Data(chain.utf8)
+            $0.rootCa = Data(ca.trustedRootsPEM.map { String(decoding: $0, as: UTF8.self) }.joined(separator: "\n").utf8)
         }
     }
 

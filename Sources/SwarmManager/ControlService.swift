@@ -253,6 +253,11 @@ public struct ControlService: SwarmControl.SimpleServiceProtocol {
         }
         c.spec = spec
         let digest = (try? PEMFiles.certificate(String(decoding: c.rootCaCert, as: UTF8.self), what: "the root CA")).map(RootCA.digest(of:)) ?? ""
+        if request.rotateRootCa {
+            do { try ClusterCA.startRotation(&c) } catch {
+                throw ControlError.failedPrecondition("cannot start a root CA rotation: \(error)")
+            }
+        }
         if request.rotateWorkerToken { c.joinTokens.worker = ClusterBootstrap.rotated(c.joinTokens.worker, digest: digest) }
         if request.rotateManagerToken { c.joinTokens.manager = ClusterBootstrap.rotated(c.joinTokens.manager, digest: digest) }
         try await write { try $0.update(c) }
@@ -264,6 +269,7 @@ public struct ControlService: SwarmControl.SimpleServiceProtocol {
         var c = cluster
         c.rootCaKey = Data()
         c.unlockKey = ""
+        if c.hasRootRotation { c.rootRotation.caKey = Data() }
         return c
     }
 

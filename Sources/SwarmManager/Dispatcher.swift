@@ -21,6 +21,20 @@ public final class Dispatcher: SwarmDispatcher.SimpleServiceProtocol, Sendable {
         var deadline: ContinuousClock.Instant
     }
     private let sessions = Mutex<[String: Session]>([:])
+    private let reportedRoots = Mutex<[String: String]>([:])
+    /// Root digests by PEM, so that session messages do not parse certificates.
+    private let digests = Mutex<[Data: String]>([:])
+
+    func digest(of pem: Data) -> String {
+        if let known = digests.withLock({ $0[pem] }) { return known }
+        let d = (try? PEMFiles.certificate(String(decoding: pem, as: UTF8.self), what: "a root")).map(RootCA.digest(of:)) ?? ""
+        digests.withLock { $0[pem] = d }
+        return d
+    }
+
+    /// The root digest each node last reported for its certificate (heartbeats), for root
+    /// CA rotations.
+    public var rootDigests: [String: String] { reportedRoots.withLock { $0 } }
     /// Task output flows from the nodes through here to `swarmctl ... logs`.
     public let logs: LogBroker
 
@@ -130,6 +144,10 @@ public final class Dispatcher: SwarmDispatcher.SimpleServiceProtocol, Sendable {
             $0.desiredRole = desired
             if desired == .manager { $0.managerToken = view.find(SwarmCluster.self).first?.joinTokens.manager ?? "" }
             $0.nodeCertExpiry = view.find(SwarmCluster.self).first?.spec.caConfig.nodeCertExpiry ?? 0
+            if let cluster = view.find(SwarmCluster.self).first, !cluster.rootCaCert.isEmpty {
+                $0.trustedRoots = ClusterCA.trustedRootsPEM(cluster)
+                $0.signingRootDigest = digest(of: ClusterCA.signingRootPEM(cluster))
+            }
         }
     }
 
@@ -142,6 +160,7 @@ public final class Dispatcher: SwarmDispatcher.SimpleServiceProtocol, Sendable {
             return true
         }
         guard ok else { throw RPCError(code: .notFound, message: "session is no longer valid; open a new one") }
+        if !request.tlsRootDigest.isEmpty { reportedRoots.withLock { $0[request.nodeID] = request.tlsRootDigest } }
         return .with { $0.period = hb.periodNanoseconds }
     }
 

@@ -66,7 +66,10 @@ public final class LeaderComponents: Sendable {
                 }).run()
             }
             group.addTask { await SchedulerLoop(store: store, plugins: self.plugins).run() }
-            if let dispatcher = self.dispatcher { group.addTask { await dispatcher.expireSessions() } }
+            if let dispatcher = self.dispatcher {
+                group.addTask { await dispatcher.expireSessions() }
+                group.addTask { await RootRotationLoop(store: store, dispatcher: dispatcher).run() }
+            }
             group.addTask { await RoleManager(node: self.node).run() }
         }
     }

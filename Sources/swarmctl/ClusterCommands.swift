@@ -25,7 +25,7 @@ struct ClusterCommand: AsyncParsableCommand {
                 ("Heartbeat Grace", "\(d.heartbeatGraceMultiplier > 0 ? d.heartbeatGraceMultiplier : 3) periods"),
                 ("Task History", "\(c.spec.orchestration.taskHistoryRetentionLimit > 0 ? c.spec.orchestration.taskHistoryRetentionLimit : 5) per slot"),
                 ("Certificate Expiry", Quantities.format(nanoseconds: c.spec.caConfig.nodeCertExpiry > 0 ? c.spec.caConfig.nodeCertExpiry : 90 * 86_400_000_000_000)),
-            ])
+            ] + (c.hasRootRotation ? [("Root Rotation", "in progress")] : []))
             print("Join Tokens:")
             print("  Worker  : \(c.joinTokens.worker)")
             print("  Manager : \(c.joinTokens.manager)")
@@ -46,6 +46,8 @@ struct ClusterCommand: AsyncParsableCommand {
         @Option(help: "Autolock (true or false): managers keep their keys sealed with an unlock key, printed here, and a restarted manager stays locked until given it")
         var autolock: Bool?
         @Flag(help: "Issue a new unlock key (autolock on), printed here") var rotateUnlockKey = false
+        @Flag(help: "Rotate the root CA: every node moves to a certificate from a new root (through a cross-signed transition), then the old root is no longer trusted")
+        var rotateCa = false
         @Flag(help: "Issue a new worker join token") var rotateWorkerToken = false
         @Flag(help: "Issue a new manager join token") var rotateManagerToken = false
 
@@ -74,7 +76,7 @@ struct ClusterCommand: AsyncParsableCommand {
             if let defaultStrategy { spec.defaultStrategy = defaultStrategy }
             if let autoRebalance { spec.orchestration.autoRebalance = autoRebalance }
             if !defaultFilter.isEmpty { spec.defaultFilters = defaultFilter }
-            let (id, version, s, w, m, u) = (c.id, c.meta.version, spec, rotateWorkerToken, rotateManagerToken, rotateUnlockKey)
+            let (id, version, s, w, m, u, r) = (c.id, c.meta.version, spec, rotateWorkerToken, rotateManagerToken, rotateUnlockKey, rotateCa)
             _ = try await conn.call {
                 try await $0.updateCluster(.with {
                     $0.clusterID = id
@@ -83,6 +85,7 @@ struct ClusterCommand: AsyncParsableCommand {
                     $0.rotateWorkerToken = w
                     $0.rotateManagerToken = m
                     $0.rotateManagerUnlockKey = u
+                    $0.rotateRootCa = r
                 })
             }
             print(id)

@@ -137,6 +137,8 @@ final class CertificateRenewal: Sendable {
     /// Rung when the cluster shortened the validity below what the node holds.
     let wake = Doorbell()
     let clusterExpiry = Mutex<Int64>(0)
+    /// The digest of the root the CA signs with, from the node's session.
+    let signingRoot = Mutex("")
 
     init(credentials: NodeCredentials, managers: @escaping @Sendable () -> [String], logger: Logger) {
         self.credentials = credentials
@@ -153,6 +155,29 @@ final class CertificateRenewal: Sendable {
         if changed && tooLong(nanoseconds) { wake.ring() }
     }
 
+    /// Trusts the roots the managers name (a root rotation's progress), and renews at once
+    /// when the CA now signs with a root other than the one behind this node's certificate.
+    func rootsChanged(_ pems: [Data], signing: String) {
+        var roots: [X509.Certificate] = []
+        for pem in pems {
+            guard let root = try? PEMFiles.certificate(String(decoding: pem, as: UTF8.self), what: "a trusted root") else { return }
+            roots.append(root)
+        }
+        do {
+            if try credentials.trust(roots) { logger.notice("now trusting \(roots.count) root CA(s)") }
+        } catch {
+            logger.warning("cannot take the cluster's trusted roots: \(error)")
+        }
+        signingRoot.withLock { $0 = signing }
+        if needsNewRoot() { wake.ring() }
+    }
+
+    /// Whether the CA signs with a root other than the one behind this node's certificate.
+    func needsNewRoot() -> Bool {
+        let signing = signingRoot.withLock { $0 }
+        return !signing.isEmpty && credentials.signingRootDigest != signing
+    }
+
     /// Whether the certificate lives longer than the cluster now allows (by over 10 %).
     func tooLong(_ nanoseconds: Int64) -> Bool {
         let lifetime = credentials.issuedAndLifetime.lifetime
@@ -166,7 +191,7 @@ final class CertificateRenewal: Sendable {
         while !Task.isCancelled {
             let due = credentials.renewalDate(using: &rng)
             let wait = max(0, due.timeIntervalSinceNow)
-            if wait > 0, !tooLong(clusterExpiry.withLock({ $0 })) {
+            if wait > 0, !tooLong(clusterExpiry.withLock({ $0 })), !needsNewRoot() {
                 // Sleeps until due, or until woken (the cluster changed the validity).
                 await withTaskGroup(of: Void.self) { group in
                     group.addTask { try? await Task.sleep(for: .seconds(wait)) }
@@ -201,11 +226,10 @@ final class CertificateRenewal: Sendable {
                 let answer = try await withGRPCClient(transport: try ClientSecurity.mutualTLS(credentials).transport(host: host, port: port)) {
                     try await SwarmCertificateAuthority.Client(wrapping: $0).renewNodeCertificate(.with { $0.csr = Data(csr.utf8) }, options: options)
                 }
-                let certificate = try PEMFiles.certificate(String(decoding: answer.certificate, as: UTF8.self), what: "the renewed certificate")
-                let root = try PEMFiles.certificate(String(decoding: answer.rootCa, as: UTF8.self), what: "the cluster's root CA")
-                var roots = credentials.roots
-                if !roots.contains(root) { roots.append(root) }
-                try credentials.update(certificate: certificate, roots: roots)
+                let chain = try PEMFiles.certificates(String(decoding: answer.certificate, as: UTF8.self), what: "the renewed certificate")
+                let roots = try PEMFiles.certificates(String(decoding: answer.rootCa, as: UTF8.self), what: "the cluster's root CA")
+                let certificate = chain[0]
+                try credentials.update(certificate: certificate, intermediates: Array(chain.dropFirst()), roots: roots)
                 logger.info("renewed the node certificate (\(role.rawValue)), valid until \(certificate.notValidAfter)")
                 return
             } catch {

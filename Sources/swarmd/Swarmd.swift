@@ -165,7 +165,10 @@ struct Swarmd: AsyncParsableCommand, Sendable {
                                                                  bufferingPolicy: .bufferingNewest(1))
         agent.onDesiredRole { role, token in requestRole.yield((role, token)) }
         let renewal = CertificateRenewal(credentials: credentials, managers: { agent.managerAddresses }, logger: logger)
-        agent.onCertificateExpiry { renewal.clusterExpiryChanged($0) }
+        agent.onSessionMessage { m in
+            if m.nodeCertExpiry > 0 { renewal.clusterExpiryChanged(m.nodeCertExpiry) }
+            if !m.trustedRoots.isEmpty { renewal.rootsChanged(m.trustedRoots, signing: m.signingRootDigest) }
+        }
         let manager = ManagerRole(options: self, nodeID: nodeID, advertise: advertise, plugins: plugins, agent: agent,
                                   credentials: credentials, seed: seed, renewal: renewal, dataKey: dataKey, logger: logger)
         if !isManager { logger.info("joining \(joinAddr!) as worker \(nodeID)") }

@@ -123,6 +123,15 @@ import Testing
             }
             #expect(refused?.code == .permissionDenied && refused?.message.contains(expected) == true, "\(String(describing: refused))")
         }
+        // A rotated token is refused; the node that joined with the old one goes on.
+        #expect(try c.ctl("cluster", "update", "--rotate-worker-token").status == 0)
+        let rotated = refusal(await SecurityProbe.join(addr, token: worker))
+        #expect(rotated?.code == .permissionDenied && rotated?.message == "invalid join token", "\(String(describing: rotated))")
+        #expect(await SecurityProbe.call(addr, member.clientSecurity()) { client in
+            _ = try await SwarmCertificateAuthority.Client(wrapping: client).renewNodeCertificate(.with {
+                $0.csr = Data((try? CertificateRequest(nodeID: member.identity.nodeID, role: .worker).csr)?.utf8 ?? "".utf8)
+            })
+        } == nil)
         // Nothing of these reached the store (the one member that joined opened no session).
         let nodes = await c.nodes()
         #expect(nodes.count == 1, "\(nodes.map(\.id))")

@@ -486,6 +486,12 @@ public nonisolated struct SwarmUpdateClusterRequest: @unchecked Sendable {
     set {_uniqueStorage()._rotateManagerUnlockKey = newValue}
   }
 
+  /// Start a root CA rotation to a new root.
+  public var rotateRootCa: Bool {
+    get {_storage._rotateRootCa}
+    set {_uniqueStorage()._rotateRootCa = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1707,7 +1713,7 @@ nonisolated extension SwarmGetClusterResponse: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension SwarmUpdateClusterRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".UpdateClusterRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}cluster_id\0\u{3}cluster_version\0\u{1}spec\0\u{3}rotate_worker_token\0\u{3}rotate_manager_token\0\u{3}rotate_manager_unlock_key\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}cluster_id\0\u{3}cluster_version\0\u{1}spec\0\u{3}rotate_worker_token\0\u{3}rotate_manager_token\0\u{3}rotate_manager_unlock_key\0\u{3}rotate_root_ca\0")
 
   fileprivate class _StorageClass {
     var _clusterID: String = String()
@@ -1716,6 +1722,7 @@ nonisolated extension SwarmUpdateClusterRequest: SwiftProtobuf.Message, SwiftPro
     var _rotateWorkerToken: Bool = false
     var _rotateManagerToken: Bool = false
     var _rotateManagerUnlockKey: Bool = false
+    var _rotateRootCa: Bool = false
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1732,6 +1739,7 @@ nonisolated extension SwarmUpdateClusterRequest: SwiftProtobuf.Message, SwiftPro
       _rotateWorkerToken = source._rotateWorkerToken
       _rotateManagerToken = source._rotateManagerToken
       _rotateManagerUnlockKey = source._rotateManagerUnlockKey
+      _rotateRootCa = source._rotateRootCa
     }
   }
 
@@ -1756,6 +1764,7 @@ nonisolated extension SwarmUpdateClusterRequest: SwiftProtobuf.Message, SwiftPro
         case 4: try { try decoder.decodeSingularBoolField(value: &_storage._rotateWorkerToken) }()
         case 5: try { try decoder.decodeSingularBoolField(value: &_storage._rotateManagerToken) }()
         case 6: try { try decoder.decodeSingularBoolField(value: &_storage._rotateManagerUnlockKey) }()
+        case 7: try { try decoder.decodeSingularBoolField(value: &_storage._rotateRootCa) }()
         default: break
         }
       }
@@ -1786,6 +1795,9 @@ nonisolated extension SwarmUpdateClusterRequest: SwiftProtobuf.Message, SwiftPro
       if _storage._rotateManagerUnlockKey != false {
         try visitor.visitSingularBoolField(value: _storage._rotateManagerUnlockKey, fieldNumber: 6)
       }
+      if _storage._rotateRootCa != false {
+        try visitor.visitSingularBoolField(value: _storage._rotateRootCa, fieldNumber: 7)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1801,6 +1813,7 @@ nonisolated extension SwarmUpdateClusterRequest: SwiftProtobuf.Message, SwiftPro
         if _storage._rotateWorkerToken != rhs_storage._rotateWorkerToken {return false}
         if _storage._rotateManagerToken != rhs_storage._rotateManagerToken {return false}
         if _storage._rotateManagerUnlockKey != rhs_storage._rotateManagerUnlockKey {return false}
+        if _storage._rotateRootCa != rhs_storage._rotateRootCa {return false}
         return true
       }
       if !storagesAreEqual {return false}

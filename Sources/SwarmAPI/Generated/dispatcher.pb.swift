@@ -10,6 +10,11 @@
 
 /// The dispatcher API between workers (agents) and the managers.
 
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
 import SwiftProtobuf
 
 // If the compiler emits an error on this type, it is because this file
@@ -74,6 +79,12 @@ public nonisolated struct SwarmSessionMessage: Sendable {
   /// certificate lives longer (the cluster shortened it) renews at once.
   public var nodeCertExpiry: Int64 = 0
 
+  /// The roots nodes trust now (PEM), and the digest of the one the CA signs with: a node
+  /// whose certificate comes from another renews at once.
+  public var trustedRoots: [Data] = []
+
+  public var signingRootDigest: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -87,6 +98,9 @@ public nonisolated struct SwarmHeartbeatRequest: Sendable {
   public var sessionID: String = String()
 
   public var nodeID: String = String()
+
+  /// The digest of the root that signed the node's certificate (for a CA rotation).
+  public var tlsRootDigest: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -421,7 +435,7 @@ nonisolated extension SwarmSessionRequest: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension SwarmSessionMessage: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SessionMessage"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}session_id\0\u{3}node_id\0\u{1}managers\0\u{3}heartbeat_period\0\u{3}desired_role\0\u{3}manager_token\0\u{3}node_cert_expiry\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}session_id\0\u{3}node_id\0\u{1}managers\0\u{3}heartbeat_period\0\u{3}desired_role\0\u{3}manager_token\0\u{3}node_cert_expiry\0\u{3}trusted_roots\0\u{3}signing_root_digest\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -436,6 +450,8 @@ nonisolated extension SwarmSessionMessage: SwiftProtobuf.Message, SwiftProtobuf.
       case 5: try { try decoder.decodeSingularEnumField(value: &self.desiredRole) }()
       case 6: try { try decoder.decodeSingularStringField(value: &self.managerToken) }()
       case 7: try { try decoder.decodeSingularInt64Field(value: &self.nodeCertExpiry) }()
+      case 8: try { try decoder.decodeRepeatedBytesField(value: &self.trustedRoots) }()
+      case 9: try { try decoder.decodeSingularStringField(value: &self.signingRootDigest) }()
       default: break
       }
     }
@@ -463,6 +479,12 @@ nonisolated extension SwarmSessionMessage: SwiftProtobuf.Message, SwiftProtobuf.
     if self.nodeCertExpiry != 0 {
       try visitor.visitSingularInt64Field(value: self.nodeCertExpiry, fieldNumber: 7)
     }
+    if !self.trustedRoots.isEmpty {
+      try visitor.visitRepeatedBytesField(value: self.trustedRoots, fieldNumber: 8)
+    }
+    if !self.signingRootDigest.isEmpty {
+      try visitor.visitSingularStringField(value: self.signingRootDigest, fieldNumber: 9)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -474,6 +496,8 @@ nonisolated extension SwarmSessionMessage: SwiftProtobuf.Message, SwiftProtobuf.
     if lhs.desiredRole != rhs.desiredRole {return false}
     if lhs.managerToken != rhs.managerToken {return false}
     if lhs.nodeCertExpiry != rhs.nodeCertExpiry {return false}
+    if lhs.trustedRoots != rhs.trustedRoots {return false}
+    if lhs.signingRootDigest != rhs.signingRootDigest {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -481,7 +505,7 @@ nonisolated extension SwarmSessionMessage: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension SwarmHeartbeatRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".HeartbeatRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}session_id\0\u{3}node_id\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}session_id\0\u{3}node_id\0\u{3}tls_root_digest\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -491,6 +515,7 @@ nonisolated extension SwarmHeartbeatRequest: SwiftProtobuf.Message, SwiftProtobu
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.sessionID) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.nodeID) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.tlsRootDigest) }()
       default: break
       }
     }
@@ -503,12 +528,16 @@ nonisolated extension SwarmHeartbeatRequest: SwiftProtobuf.Message, SwiftProtobu
     if !self.nodeID.isEmpty {
       try visitor.visitSingularStringField(value: self.nodeID, fieldNumber: 2)
     }
+    if !self.tlsRootDigest.isEmpty {
+      try visitor.visitSingularStringField(value: self.tlsRootDigest, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: SwarmHeartbeatRequest, rhs: SwarmHeartbeatRequest) -> Bool {
     if lhs.sessionID != rhs.sessionID {return false}
     if lhs.nodeID != rhs.nodeID {return false}
+    if lhs.tlsRootDigest != rhs.tlsRootDigest {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -815,11 +815,42 @@ public nonisolated struct SwarmCluster: @unchecked Sendable {
     set {_uniqueStorage()._unlockKey = newValue}
   }
 
+  /// A root CA rotation in progress (`cluster update --rotate-ca`).
+  public var rootRotation: SwarmRootRotation {
+    get {_storage._rootRotation ?? SwarmRootRotation()}
+    set {_uniqueStorage()._rootRotation = newValue}
+  }
+  /// Returns true if `rootRotation` has been explicitly set.
+  public var hasRootRotation: Bool {_storage._rootRotation != nil}
+  /// Clears the value of `rootRotation`. Subsequent reads from it will return its default value.
+  public mutating func clearRootRotation() {_uniqueStorage()._rootRotation = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// The root a rotation moves to: nodes trust both roots, and the CA signs with the new
+/// key, handing out the cross-signed certificate too, so that a node that trusts only
+/// the old root still verifies new certificates. Once every node's certificate comes from
+/// the new root, it becomes the cluster's root and the old one is no longer trusted.
+public nonisolated struct SwarmRootRotation: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var caCert: Data = Data()
+
+  public var caKey: Data = Data()
+
+  /// The new root's subject and key, signed by the old root.
+  public var crossSignedCaCert: Data = Data()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 /// A secret: data given to the tasks that reference it, as files. The control API never
@@ -1862,7 +1893,7 @@ nonisolated extension SwarmJoinTokens: SwiftProtobuf.Message, SwiftProtobuf._Mes
 
 nonisolated extension SwarmCluster: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Cluster"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}meta\0\u{1}spec\0\u{3}join_tokens\0\u{3}root_ca_cert\0\u{3}root_ca_key\0\u{3}removed_nodes\0\u{3}unlock_key\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}meta\0\u{1}spec\0\u{3}join_tokens\0\u{3}root_ca_cert\0\u{3}root_ca_key\0\u{3}removed_nodes\0\u{3}unlock_key\0\u{3}root_rotation\0")
 
   fileprivate class _StorageClass {
     var _id: String = String()
@@ -1873,6 +1904,7 @@ nonisolated extension SwarmCluster: SwiftProtobuf.Message, SwiftProtobuf._Messag
     var _rootCaKey: Data = Data()
     var _removedNodes: [String] = []
     var _unlockKey: String = String()
+    var _rootRotation: SwarmRootRotation? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1891,6 +1923,7 @@ nonisolated extension SwarmCluster: SwiftProtobuf.Message, SwiftProtobuf._Messag
       _rootCaKey = source._rootCaKey
       _removedNodes = source._removedNodes
       _unlockKey = source._unlockKey
+      _rootRotation = source._rootRotation
     }
   }
 
@@ -1917,6 +1950,7 @@ nonisolated extension SwarmCluster: SwiftProtobuf.Message, SwiftProtobuf._Messag
         case 6: try { try decoder.decodeSingularBytesField(value: &_storage._rootCaKey) }()
         case 7: try { try decoder.decodeRepeatedStringField(value: &_storage._removedNodes) }()
         case 8: try { try decoder.decodeSingularStringField(value: &_storage._unlockKey) }()
+        case 9: try { try decoder.decodeSingularMessageField(value: &_storage._rootRotation) }()
         default: break
         }
       }
@@ -1953,6 +1987,9 @@ nonisolated extension SwarmCluster: SwiftProtobuf.Message, SwiftProtobuf._Messag
       if !_storage._unlockKey.isEmpty {
         try visitor.visitSingularStringField(value: _storage._unlockKey, fieldNumber: 8)
       }
+      try { if let v = _storage._rootRotation {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 9)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1970,10 +2007,51 @@ nonisolated extension SwarmCluster: SwiftProtobuf.Message, SwiftProtobuf._Messag
         if _storage._rootCaKey != rhs_storage._rootCaKey {return false}
         if _storage._removedNodes != rhs_storage._removedNodes {return false}
         if _storage._unlockKey != rhs_storage._unlockKey {return false}
+        if _storage._rootRotation != rhs_storage._rootRotation {return false}
         return true
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension SwarmRootRotation: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".RootRotation"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}ca_cert\0\u{3}ca_key\0\u{3}cross_signed_ca_cert\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBytesField(value: &self.caCert) }()
+      case 2: try { try decoder.decodeSingularBytesField(value: &self.caKey) }()
+      case 3: try { try decoder.decodeSingularBytesField(value: &self.crossSignedCaCert) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.caCert.isEmpty {
+      try visitor.visitSingularBytesField(value: self.caCert, fieldNumber: 1)
+    }
+    if !self.caKey.isEmpty {
+      try visitor.visitSingularBytesField(value: self.caKey, fieldNumber: 2)
+    }
+    if !self.crossSignedCaCert.isEmpty {
+      try visitor.visitSingularBytesField(value: self.crossSignedCaCert, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: SwarmRootRotation, rhs: SwarmRootRotation) -> Bool {
+    if lhs.caCert != rhs.caCert {return false}
+    if lhs.caKey != rhs.caKey {return false}
+    if lhs.crossSignedCaCert != rhs.crossSignedCaCert {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
