@@ -52,6 +52,8 @@ struct Connection: ParsableArguments {
                     throw Failure("\(dir) holds no node certificate (\(NodeCredentials.certificateFile))")
                 }
                 security = .mutualTLS(credentials)
+            } catch let e as CAError where e == .locked {
+                throw Failure("the key in \(dir) is sealed with the cluster's unlock key (autolock): use the manager's control socket instead")
             } catch let e as CAError {
                 throw Failure(e.description)
             }

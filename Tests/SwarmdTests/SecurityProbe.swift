@@ -7,6 +7,12 @@ import SwarmManager
 import SwarmRPC
 import SwiftProtobuf
 import Synchronization
+import Testing
+
+/// The security suites (CA, mTLS, renewal, rotation, autolock, secrets), one at a time:
+/// each starts several swarmd processes, and together with the other suites they would
+/// overload a 2-core machine.
+@Suite(.serialized) enum SecuritySuites {}
 
 /// Calls on a cluster's remote API as different callers: with no certificate, a
 /// self-signed one, another cluster's, an expired one, a worker's or a manager's.

@@ -46,21 +46,36 @@ struct RaftBench: AsyncParsableCommand {
         if security != "plaintext" && inProcess { throw ValidationError("--in-process runs without TLS; leave out --security") }
     }
 
+    @Option(help: "With --security both: rounds, each a plaintext cluster then an mTLS one; the change is between the medians of the rounds")
+    var rounds = 1
+
     func run() async throws {
-        var figures: [[String: Double]] = []
-        let modes = security == "both" ? [false, true] : [security == "mtls"]
-        for tls in modes {
-            figures.append(try await run(tls: tls))
+        guard security == "both" else {
+            _ = try await run(tls: security == "mtls")
+            return
         }
-        if modes.count == 2 {
-            var rows: [[String]] = []
-            for key in figures[0].keys.sorted() {
-                guard let plain = figures[0][key], let secure = figures[1][key], plain > 0 else { continue }
-                rows.append([key, String(format: "%.0f", plain), String(format: "%.0f", secure), String(format: "%+.1f %%", (secure / plain - 1) * 100)])
-            }
-            print("mutual TLS against plaintext, same run (proposals/s):")
-            printTable(["row", "plaintext", "mTLS", "change"], rows)
+        var plain: [[String: Double]] = [], secure: [[String: Double]] = []
+        for _ in 0..<max(1, rounds) {
+            plain.append(try await run(tls: false))
+            secure.append(try await run(tls: true))
         }
+        func median(_ xs: [Double]) -> Double {
+            let s = xs.sorted()
+            return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+        }
+        var rows: [[String]] = []
+        var changes: [Double] = []
+        for key in plain[0].keys.sorted() {
+            let p = median(plain.compactMap { $0[key] }), t = median(secure.compactMap { $0[key] })
+            guard p > 0 else { continue }
+            changes.append((t / p - 1) * 100)
+            rows.append([key, String(format: "%.0f", p), String(format: "%.0f", t), String(format: "%+.1f %%", changes.last!),
+                         plain.map { String(format: "%.0f", $0[key] ?? 0) }.joined(separator: "/"),
+                         secure.map { String(format: "%.0f", $0[key] ?? 0) }.joined(separator: "/")])
+        }
+        print("mutual TLS against plaintext, \(plain.count) alternating round(s) (proposals/s, medians):")
+        printTable(["row", "plaintext", "mTLS", "change", "plaintext rounds", "mTLS rounds"], rows)
+        print(String(format: "median change over the rows: %+.1f %%", median(changes)))
     }
 
     /// Runs the load matrix on a fresh cluster; returns proposals per second by row.
