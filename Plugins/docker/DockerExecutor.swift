@@ -50,8 +50,11 @@ final class DockerExecutor: Executor {
         // Secrets and configs: files on a tmpfs private to the task, bound into the container.
         let files: TaskFiles.Written
         do { files = try TaskFiles.write(t, workDir: task.workDir) } catch {
+            TaskFiles.remove(workDir: task.workDir, taskID: t.id)
             throw ExecutorError("task \(task.taskID): \(error)")
         }
+        // From here on the files go with the task, even if the container is never made.
+        workDirs.withLock { $0[t.id] = task.workDir }
         // From here on no exit of the container can be missed.
         try events.awaitConnected()
         let health: ExecHealth = t.spec.healthcheck.test.isEmpty ? .none : .starting
@@ -60,7 +63,6 @@ final class DockerExecutor: Executor {
         if status == 200, let id = DockerEngine.object(data)["Id"] as? String {
             events.follow(t.id, .init(id: id, health: health))
             adopted.withLock { _ = $0.insert(t.id) }
-            workDirs.withLock { $0[t.id] = task.workDir }
             events.inspect(t.id)  // it may have exited, or be healthy already
             return
         }
@@ -73,7 +75,6 @@ final class DockerExecutor: Executor {
             throw ExecutorError("the engine created no container for task \(t.id)")
         }
         events.follow(t.id, .init(id: id, health: health))
-        workDirs.withLock { $0[t.id] = task.workDir }
     }
 
     func start(_ task: ExecTask) throws {
