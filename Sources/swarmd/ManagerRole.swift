@@ -127,10 +127,6 @@ struct ManagerRole: Sendable {
                 await node.run()
             }),
             .ending(NodePart("leader components") { await leader.run() }),
-            .ending(NodePart("manager join token") {
-                await Self.waitForManagerToken(node.store, agent)
-                try await gracefulShutdown()
-            }),
             .ending(NodePart("membership") { for await _ in node.removal() { return } }),
             .ending(NodePart("autolock") {
                 await Autolock.keep(store: node.store, credentials: credentials, dataKey: dataKey, stateDir: stateDir, logger: logger)
@@ -155,24 +151,6 @@ struct ManagerRole: Sendable {
         if s.removed { return .removed(remaining: s.members.filter { $0.key != s.id }.map(\.value).sorted()) }
         if let failure { throw failure }
         return .stopped
-    }
-
-    /// Hands the node's agent the manager token once the cluster exists, watching the
-    /// store for it rather than polling.
-    static func waitForManagerToken(_ store: MemoryStore, _ agent: Agent) async {
-        let (view, watcher) = store.viewAndWatch(WatchFilter(tables: [.clusters]))
-        defer { watcher.cancel() }
-        if let token = view.find(SwarmCluster.self).first?.joinTokens.manager, !token.isEmpty {
-            agent.joinToken = token
-            return
-        }
-        do {
-            for try await message in watcher {
-                guard case .event(let e) = message, case .cluster(let c) = e.object, !c.joinTokens.manager.isEmpty else { continue }
-                agent.joinToken = c.joinTokens.manager
-                return
-            }
-        } catch {}
     }
 
     /// Waits (as a worker) until the cluster asks this node to be a manager, then joins
