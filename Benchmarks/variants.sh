@@ -3,13 +3,18 @@
 #
 #   Benchmarks/variants.sh generate DIR          # writes DIR/<name>.csv for every variant
 #   Benchmarks/variants.sh replay DIR OUT [SEEDS] [POLICIES] [SET]
-#        # replays the committed traces and the variants (SET: all, tune, held-out or fresh)
+#        # replays the committed traces and the variants (SET: all, tune, held-out, fresh or unseen)
 #        # with --compare, two at a time, into OUT/<name>/ and OUT/<name>.txt
 #
 # The "tune" variants were the ones looked at while the `gpu` strategy was being changed.
 # The "held-out" ones (other weights, generator seed 12) were replayed to report on the
 # first version of the stranding measure, and so were seen before the second; the "fresh"
-# ones (generator seed 13) were generated and replayed only to report on the second.
+# ones (generator seed 13) were generated and replayed only to report on the second; the
+# "unseen" ones (generator seed 14) only to report on the third (docs/openb-replay.md).
+#
+#   Benchmarks/variants.sh replay-published DIR OUT [SEEDS] [POLICIES]
+#        # replays every openb_pod_list_*.csv in DIR that is not committed here (the
+#        # published openb variants, from the cluster-trace-gpu-v2023 release)
 # Needs the release builds of swarm-bench and the strategy plugins (docs/openb-replay.md).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -36,6 +41,15 @@ fresh-cpu55|fresh|13|--cpu-only 0.55
 fresh-share70|fresh|13|--sharing 0.70
 fresh-multi08|fresh|13|--multi-gpu 0.08
 fresh-mix|fresh|13|--cpu-only 0.35 --sharing 0.50 --multi-gpu 0.06 --gpu-spec 0.25
+unseen-cpu20|unseen|14|--cpu-only 0.20
+unseen-cpu25|unseen|14|--cpu-only 0.25
+unseen-cpu42|unseen|14|--cpu-only 0.42
+unseen-share90|unseen|14|--sharing 0.90
+unseen-share100|unseen|14|--sharing 1.0 --multi-gpu 0
+unseen-multi12|unseen|14|--multi-gpu 0.12
+unseen-multi15|unseen|14|--multi-gpu 0.15
+unseen-spec33|unseen|14|--gpu-spec 0.33
+unseen-mix|unseen|14|--cpu-only 0.20 --sharing 0.70 --multi-gpu 0.03 --gpu-spec 0.30
 "
 
 case "${1:-}" in
@@ -73,8 +87,29 @@ replay)
         sed -n '/^compare/,/^wrote/{/^wrote/!p}' "$out/$n.txt"
     done
     ;;
+replay-published)
+    dir=${2:?usage: variants.sh replay-published DIR OUT [SEEDS] [POLICIES]}
+    out=${3:?usage: variants.sh replay-published DIR OUT [SEEDS] [POLICIES]}
+    seeds=${4:-42-51}
+    policies=${5:-gpu,fgd}
+    mkdir -p "$out"
+    files=()
+    for f in "$dir"/openb_pod_list_*.csv; do
+        [ -e "$f" ] || continue
+        [ -e "$T/$(basename "$f")" ] || files+=("$f")
+    done
+    [ ${#files[@]} -gt 0 ] || { echo "no openb_pod_list_*.csv in $dir that is not committed" >&2; exit 2; }
+    printf '%s\n' "${files[@]}" | xargs -P 2 -I{} sh -c \
+        'n=$(basename {} .csv); "$0" replay --nodes "$1/openb_node_list_gpu_node.csv" --pods {} --policies "$2" --compare "$2" --seeds "$3" --out "$4/$n" > "$4/$n.txt" 2> /dev/null' \
+        "$B" "$T" "$policies" "$seeds" "$out"
+    for f in "${files[@]}"; do
+        n=$(basename "$f" .csv)
+        echo "== $n"
+        sed -n '/^compare/,/^wrote/{/^wrote/!p}' "$out/$n.txt"
+    done
+    ;;
 *)
-    sed -n '2,14p' "$0"
+    sed -n '2,20p' "$0"
     exit 2
     ;;
 esac

@@ -14,8 +14,10 @@ import Synchronization
 /// - Unlike FGD, it counts GPUs that the node's CPU and memory cannot feed as lost when it
 ///   places a GPU task (``GPUMath/strandedFragmentation(_:_:perGPU:)``): a node's free CPU
 ///   and memory feed its free GPUs at the workload's mean CPU and memory per GPU, or at
-///   what the cluster has left per free GPU when that is less, and free GPU capacity
-///   beyond that is fragment for every class. CPU-only tasks are scored by FGD's measure.
+///   the GPU tasks' share of what the cluster has left per free GPU when that is less
+///   (CPU-only tasks take the rest), or at what the node was built with per GPU when
+///   that is less; free GPU capacity beyond that is fragment for every class. CPU-only
+///   tasks are scored by FGD's measure.
 ///   FGD asks only whether one more pod fits, so it lets CPU-heavy pods use up the CPU
 ///   that a node's other GPUs will need. A class also counts a node's GPUs as usable only
 ///   if the node has the class's memory (FGD checks CPU only). Together these put `gpu`
@@ -33,14 +35,17 @@ final class GPUStrategy: Strategy {
 
     func prepare(cluster: ClusterView) {
         let w = cluster.workload.map(\.weightedShape)
-        let perGPU = GPUMath.PerGPUDemand(w).limited(by: (0..<cluster.nodeCount).map { cluster.node($0).gpuState })
+        let perGPU = GPUMath.PerGPUDemand(w).limited(by: (0..<cluster.nodeCount).map { cluster.node($0).gpuState },
+                                                     besides: .cpuOnly(w))
         workload.withLock { $0 = (w, perGPU) }
     }
 
     /// The candidate GPU choices on a node, each with its score.
     func choices(_ t: GPUTaskShape, _ node: NodeView) -> [(gpus: [Int], score: Double, delta: Double)] {
         let n = node.gpuState
-        let (w, perGPU) = workload.withLock { $0 }
+        let (w, clusterPerGPU) = workload.withLock { $0 }
+        let perGPU = clusterPerGPU.capped(cpuTotal: node.nanoCPUsTotal / 1_000_000, memoryTotal: node.memoryBytesTotal >> 20,
+                                          gpus: node.gpuCount)
         // Stranding is judged for GPU tasks. A CPU-only task brings no GPU: steering it to
         // spare CPU only hands it the CPU that GPU tasks would have used once CPU binds, so
         // it is scored by FGD's per-class test (with memory).

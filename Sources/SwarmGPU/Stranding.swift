@@ -8,9 +8,10 @@
 ///
 /// This measure keeps FGD's per-class test (with memory) and adds what the node can feed:
 /// its free CPU and memory feed free GPUs at the workload's mean CPU and memory per GPU
-/// (``PerGPUDemand``). GPU capacity beyond what they can feed is counted as fragment for
-/// every GPU class that would otherwise use it, in proportion. A node whose CPU keeps pace
-/// with its GPUs scores exactly as under FGD.
+/// (``PerGPUDemand``), or less where the cluster or the node itself has less to give per
+/// GPU. GPU capacity beyond what they can feed is counted as fragment for every GPU class
+/// that would otherwise use it, in proportion. A node whose CPU keeps pace with its GPUs
+/// scores exactly as under FGD.
 extension GPUMath {
     /// The workload's mean CPU (milli) and memory per whole GPU of demand, over its GPU
     /// classes: Σ weight × request / Σ weight × GPUs.
@@ -33,11 +34,30 @@ extension GPUMath {
             self.init(cpu: gpus > 0 ? cpu / gpus : 0, memory: gpus > 0 ? memory / gpus : 0)
         }
 
-        /// The lesser, per resource, of this demand and what the cluster has left per free
-        /// GPU (free CPU and memory over free GPUs, on nodes with free GPU capacity). When
-        /// CPU or memory binds cluster-wide, not every free GPU can be fed wherever pods go;
-        /// only stranding beyond the cluster's own ratio is a placement's doing.
-        public func limited(by nodes: [GPUNodeState]) -> PerGPUDemand {
+        /// What the CPU-only classes of `workload` ask per whole GPU that its GPU classes
+        /// ask: Σ weight × request over the CPU-only classes / Σ weight × GPUs over the GPU
+        /// classes. CPU-only pods arrive alongside GPU pods and take their share of the free
+        /// CPU and memory.
+        public static func cpuOnly(_ workload: [WeightedShape]) -> PerGPUDemand {
+            var gpus = 0.0, cpu = 0.0, memory = 0.0
+            for w in workload {
+                if w.shape.isCPUOnly {
+                    cpu += w.weight * Double(w.shape.cpu)
+                    memory += w.weight * Double(w.shape.memory)
+                } else {
+                    gpus += w.weight * Double(w.shape.demand) / 1000
+                }
+            }
+            return PerGPUDemand(cpu: gpus > 0 ? cpu / gpus : 0, memory: gpus > 0 ? memory / gpus : 0)
+        }
+
+        /// The lesser, per resource, of this demand and the GPU pods' share of what the
+        /// cluster has left per free GPU (free CPU and memory over free GPUs, on nodes with
+        /// free GPU capacity). CPU-only pods (`cpuOnly`, see ``cpuOnly(_:)``) take their
+        /// share of that too, so GPU pods can count on `demand / (demand + cpuOnly)` of it.
+        /// When CPU or memory binds cluster-wide, not every free GPU can be fed wherever
+        /// pods go; only stranding beyond the cluster's own ratio is a placement's doing.
+        public func limited(by nodes: [GPUNodeState], besides cpuOnly: PerGPUDemand = .init(cpu: 0, memory: 0)) -> PerGPUDemand {
             var cpuFree = 0.0, memoryFree = 0.0, gpus = 0.0
             for n in nodes {
                 let free = Double(n.gpuFreeTotal) / 1000
@@ -47,7 +67,19 @@ extension GPUMath {
                 gpus += free
             }
             guard gpus > 0 else { return self }
-            return PerGPUDemand(cpu: min(cpu, cpuFree / gpus), memory: min(memory, memoryFree / gpus))
+            func share(_ own: Double, _ other: Double, _ free: Double) -> Double {
+                own > 0 ? min(own, free / gpus * own / (own + max(0, other))) : own
+            }
+            return PerGPUDemand(cpu: share(cpu, cpuOnly.cpu, cpuFree), memory: share(memory, cpuOnly.memory, memoryFree))
+        }
+
+        /// The lesser, per resource, of this demand and what the node was built with per
+        /// GPU. A node with less CPU per GPU than the workload's mean (16 CPUs for 2 GPUs,
+        /// against some 11 per GPU) is not stranded by its shape: the pods with little CPU
+        /// can use all of its GPUs. Only what placements do to it counts.
+        public func capped(cpuTotal: Int64, memoryTotal: Int64, gpus: Int) -> PerGPUDemand {
+            guard gpus > 0 else { return self }
+            return PerGPUDemand(cpu: min(cpu, Double(cpuTotal) / Double(gpus)), memory: min(memory, Double(memoryTotal) / Double(gpus)))
         }
 
         /// How many whole GPUs the node's free CPU and memory can feed (its GPU count at

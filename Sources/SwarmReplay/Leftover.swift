@@ -1,5 +1,13 @@
 import SwarmGPU
 
+/// Where the cluster's CPU went by the end of a replay: to CPU-only pods, to GPU pods,
+/// or left free on nodes with free GPU capacity, or on nodes without. When CPU runs out
+/// before the GPUs do, GPU allocation is decided by how much CPU went to GPU pods.
+public enum CPUUse {
+    /// The parts, in report order.
+    public static let parts = ["CPU-only pods", "GPU pods", "free, with GPUs", "free, no GPU"]
+}
+
 /// Why the GPU capacity that is still free at the end of a replay went unused.
 ///
 /// Each node's free GPU milli is shared out over the typical GPU pods by their weights

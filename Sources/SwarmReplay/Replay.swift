@@ -19,6 +19,10 @@ public struct ReplayRun: Sendable {
     public var p99DecisionSeconds: Double
     /// The GPU milli still free at the end, by cause (``Leftover``).
     public var leftover: [String: Double] = [:]
+    /// Where the cluster's CPU went, in milli-CPUs at the end (``CPUUse``).
+    public var cpuUse: [String: Double] = [:]
+    /// Arrived % when the first pod fitted nowhere; nil when every pod fitted.
+    public var firstFailureArrived: Int?
 
     /// Mean allocation % at `x` % arrived (records at x, else within x ± 1), to 2 decimals.
     public func allocation(at x: Int) -> Double? { Self.mean(at: x, arrivedPct, allocatedPct).map { ($0 * 100).rounded(.toNearestOrEven) / 100 } }
@@ -188,8 +192,10 @@ public final class ClusterReplay {
                 fragSum += f - frag[c]
                 frag[c] = f
                 run.placed += 1
+                run.cpuUse[shape.isCPUOnly ? "CPU-only pods" : "GPU pods", default: 0] += Double(shape.cpu)
             } else {
                 run.failed[pod.kind, default: 0] += 1
+                if run.firstFailureArrived == nil { run.firstFailureArrived = Int((100 * Double(arrived) / Double(capacity)).rounded()) }
             }
             let free = Double(capacity - allocated)
             run.arrivedPct.append(Int((100 * Double(arrived) / Double(capacity)).rounded(.toNearestOrEven)))
@@ -198,6 +204,7 @@ public final class ClusterReplay {
         }
         run.seconds = (clock.now - started).seconds
         run.leftover = Leftover.breakdown(state, typical)
+        for c in state { run.cpuUse[c.gpuFreeTotal > 0 ? "free, with GPUs" : "free, no GPU", default: 0] += Double(max(0, c.cpuFree)) }
         latencies.sort()
         run.p99DecisionSeconds = latencies.isEmpty ? 0 : latencies[min(latencies.count - 1, Int(Double(latencies.count) * 0.99))]
         progress(1)

@@ -170,6 +170,12 @@ struct ReplayRunTests {
             #expect(run.failed["cpu"] == nil, "\(policy): \(run.failed)")
             #expect((4...5).contains(run.placed), "\(policy): placed \(run.placed)")
             #expect(run.allocatedPct.last! <= 100 && run.allocatedPct.last! >= 100.0 / 3, "\(policy): \(run.allocatedPct)")
+            // Every milli-CPU is accounted for: placed pods' requests plus what is left free.
+            let use = run.cpuUse
+            #expect(use["CPU-only pods"] == 100, "\(policy): \(use)")
+            #expect(abs(CPUUse.parts.reduce(0.0) { $0 + (use[$1] ?? 0) } - 16000) < 1e-9, "\(policy): \(use)")
+            #expect(use["GPU pods"] == Double(1000 * (run.placed - 1)), "\(policy): \(use)")   // 1 CPU each
+            #expect((run.firstFailureArrived != nil) == !run.failed.isEmpty)
             // A replay repeats exactly for the same seed.
             let again = ClusterReplay(nodes: nodes).run(policy: policy, strategy: strategy, workload: workload, typical: typical, seed: 42)
             #expect(again.allocatedPct == run.allocatedPct && again.fragPct == run.fragPct, "\(policy) is not repeatable")

@@ -137,6 +137,14 @@ struct ReplayBench: AsyncParsableCommand {
             let sums = Leftover.causes.map { c in mine.reduce(0.0) { $0 + ($1.leftover[c] ?? 0) } }
             print(pad(name, 16) + sums.map(gpus).joined() + gpus(sums.reduce(0, +)))
         }
+        print("\nCPUs at the end (mean per seed), and arrived % at the first failure")
+        print(pad("policy", 16) + CPUUse.parts.map { pad($0, 17) }.joined() + "first failure")
+        for (name, _) in strategies {
+            let mine = runs.filter { $0.policy == name }
+            let cells = CPUUse.parts.map { p in pad(String(format: "%.0f", mine.reduce(0.0) { $0 + ($1.cpuUse[p] ?? 0) } / 1000 / Double(max(1, mine.count))), 17) }
+            let first = mine.compactMap(\.firstFailureArrived)
+            print(pad(name, 16) + cells.joined() + (first.isEmpty ? "none" : String(format: "%.1f %%", Double(first.reduce(0, +)) / Double(first.count))))
+        }
         if let c = comparison.first {
             print("\ncompare \(c.a) − \(c.b), paired by seed (n = \(c.differences.count))")
             print(pad("measure", 12) + pad(c.a, 10) + pad(c.b, 10) + pad("diff", 9) + pad("SD", 8) + pad("t", 9) + pad("p", 11) + "above/below")
