@@ -82,9 +82,19 @@ final class GPUStrategy: Strategy {
 
     func score(task: TaskView, node: NodeView) -> Double? {
         // A node without GPUs has no free GPU capacity to fragment: the gradient is 0
-        // whatever runs there, so a CPU-only task scores the midpoint (and a GPU task
-        // cannot go there). Exact, and it spares a CPU-heavy cluster most of the work.
-        if node.gpuCount == 0 { return task.gpuCount == 0 ? (100 * GPUMath.sigmoid(0)).rounded(.down) : nil }
+        // whatever runs there, and a GPU task cannot go there. A CPU-only task goes to such
+        // a node before any GPU node (where it can only take CPU that GPUs need: its score
+        // there is at most the sigmoid's midpoint, 50), and among them as SwarmKit's spread
+        // would: fewer recent failures of its service, then fewer of its tasks, then fewer
+        // tasks in all. The scores stay between 50.5 and 51, so a node with GPUs never
+        // gains from this.
+        if node.gpuCount == 0 {
+            guard task.gpuCount == 0 else { return nil }
+            let failures = Double(min(node.recentFailuresOfService, 1 << 20))
+            let ofService = Double(min(node.tasksOfService, 1 << 20))
+            let total = Double(min(node.tasksTotal, 1 << 20))
+            return 50.5 + 0.49 / (1 + failures * 1_099_511_627_776 + ofService * 1_048_576 + total)
+        }
         return choices(task.gpuShape, node).map(\.score).max()
     }
 

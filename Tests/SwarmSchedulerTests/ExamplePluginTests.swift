@@ -262,11 +262,33 @@ struct GPUPlacementTests {
         let uuids = { (id: String) in r.gpus[id]?.map(\.uuid) ?? [] }
         #expect(uuids("frac-0") == ["GPU-a"] && uuids("frac-1") == ["GPU-a"], "\(r.gpus)")
         #expect(uuids("frac-2") == ["GPU-b"], "\(r.gpus)")
-        // A node without GPUs: the gradient is 0 there for a CPU-only task (score 50, the
-        // sigmoid's midpoint in 100 steps), and a GPU task cannot go there.
+        // A node without GPUs: a GPU task cannot go there; a CPU-only task prefers it to
+        // any GPU node (at most 50 there, the sigmoid's midpoint in 100 steps).
         let cpuOnly = NodeInfo(node: PlacementTests.node("plain", cpus: 8))
-        #expect(gpu.score(try TaskRequirements(serviceID: "cpu", spec: SwarmTaskSpec()), cpuOnly) == 50)
+        let cpuReq = try TaskRequirements(serviceID: "cpu", spec: SwarmTaskSpec())
+        #expect(try #require(gpu.score(cpuReq, cpuOnly)) > 50)
         #expect(gpu.score(req, cpuOnly) == nil)
+    }
+
+    @Test func theGPUStrategySpreadsCPUOnlyTasksOverNodesWithoutGPUs() throws {
+        let registry = PluginRegistry()
+        let dir = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+        try registry.load(file: dir.appendingPathComponent("libswarm-gpu.so").path)
+        let gpu = PluginScorer(try #require(registry.strategy("gpu")))
+        var engine = PlacementEngine()
+        engine.setNode(Self.gpuNode("a-gpu", [("GPU-a", "A10", 24_000), ("GPU-b", "A10", 24_000)]))
+        for name in ["b-plain", "c-plain", "d-plain"] { engine.setNode(PlacementTests.node(name, cpus: 8)) }
+        let spec = SwarmTaskSpec()
+        let req = try TaskRequirements(serviceID: "web", spec: spec)
+        let tasks = (0..<6).map { i in SwarmTask.with { $0.id = "web-\(i)"; $0.serviceID = "web"; $0.spec = spec } }
+        gpu.prepare(&engine, workload: [(req, 6)])
+        let r = engine.place(tasks, requirements: req, scorer: gpu)
+        #expect(r.assignments.count == 6)
+        // Two on each node without GPUs (ties would otherwise all go to the first node by
+        // ID), none on the GPU node, which sorts first.
+        var perNode: [String: Int] = [:]
+        for (_, node) in r.assignments { perNode[node, default: 0] += 1 }
+        #expect(perNode == ["b-plain": 2, "c-plain": 2, "d-plain": 2], "\(perNode)")
     }
 }
 
