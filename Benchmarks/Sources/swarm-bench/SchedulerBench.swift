@@ -19,6 +19,16 @@ struct SchedulerBench: AsyncParsableCommand {
     @Option(help: "Directory of plugin .so files (default: $SWARM_PLUGIN_DIR, else the main package's .build/release)") var pluginDir: String?
     @Flag(help: "Also measure the time spent inside the strategy plugin (adds two clock reads per call)") var timePlugin = false
     @Option(help: "Runs, each on a fresh store; the figures are those of the median run") var runs = 1
+    @Option(help: "GPUs on every node (declared, model A10); with it each task asks for one share of --gpu-milli") var gpus = 0
+    @Option(help: "Each task's share of one GPU, in milli (1-1000), when --gpus is given") var gpuMilli = 500
+
+    func validate() throws {
+        guard (0...64).contains(gpus) else { throw ValidationError("--gpus must be 0...64, not \(gpus)") }
+        guard (1...1000).contains(gpuMilli) else { throw ValidationError("--gpu-milli must be 1...1000, not \(gpuMilli)") }
+        if gpus > 0 && nodes * gpus * (1000 / gpuMilli) < tasks {
+            throw ValidationError("\(nodes) nodes × \(gpus) GPUs hold only \(nodes * gpus * (1000 / gpuMilli)) shares of \(gpuMilli) milli, fewer than --tasks \(tasks)")
+        }
+    }
 
     struct Run {
         var seconds: Double
@@ -29,7 +39,7 @@ struct SchedulerBench: AsyncParsableCommand {
     /// One timed run on a fresh store.
     func runOnce(_ registry: PluginRegistry) async throws -> Run {
         let store = MemoryStore()
-        let n = nodes, m = tasks, name = strategy, constrained = constraint
+        let n = nodes, m = tasks, name = strategy, constrained = constraint, gpuCount = gpus, milli = UInt32(gpuMilli)
         try await store.batch { batch in
             for i in 0..<n {
                 try await batch.update { tx in
@@ -41,6 +51,9 @@ struct SchedulerBench: AsyncParsableCommand {
                     node.description_p.platform = .with { $0.os = "linux"; $0.architecture = "x86_64" }
                     node.description_p.resources = .with { $0.nanoCpus = 64_000_000_000; $0.memoryBytes = 256 << 30 }
                     node.description_p.plugins = [.with { $0.name = "process"; $0.kind = "executor" }]
+                    node.description_p.gpus = (0..<gpuCount).map { g in
+                        SwarmGPUDevice.with { $0.uuid = "GPU-\(i)-\(g)"; $0.index = UInt32(g); $0.model = "A10"; $0.memoryMib = 24_576 }
+                    }
                     if i % 3 == 0 {
                         node.spec.annotations.labels = ["extra": "yes"]
                         node.description_p.plugins.append(.with { $0.name = "extra"; $0.kind = "executor" })
@@ -60,6 +73,7 @@ struct SchedulerBench: AsyncParsableCommand {
                     t.spec.process.command = "/bin/true"
                     t.spec.strategy = name
                     t.spec.resources.reservations.nanoCpus = 1_000_000
+                    if gpuCount > 0 { t.spec.resources.gpu = .with { $0.count = 1; $0.milli = milli } }
                     if constrained { t.spec.placement.constraints = ["node.labels.extra==yes"] }
                     try tx.create(t)
                 }
@@ -103,6 +117,7 @@ struct SchedulerBench: AsyncParsableCommand {
         if results.count > 1 {
             print(String(format: "runs: %d, seconds min %.4f, median %.4f, max %.4f", results.count, sorted[0].seconds, run.seconds, sorted.last!.seconds))
         }
+        if gpus > 0 { print("every node has \(gpus) GPUs; every task asks for \(gpuMilli) milli of one") }
         print("nodes  tasks   strategy  constraint  seconds   placements/s  tasks/node (min-max)  plugin calls  plugin share")
         print(String(format: "%-6d %-7d %-9@ %-11@ %-9.3f %-13.0f %-21@ %-13d %@", n, m, name as NSString, (constrained ? "yes" : "no") as NSString,
                      seconds, Double(m) / seconds, "\(perNode.values.min() ?? 0)-\(perNode.values.max() ?? 0)" as NSString,
