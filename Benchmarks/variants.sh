@@ -52,6 +52,21 @@ unseen-spec33|unseen|14|--gpu-spec 0.33
 unseen-mix|unseen|14|--cpu-only 0.20 --sharing 0.70 --multi-gpu 0.03 --gpu-spec 0.30
 "
 
+# replay_files OUT SEEDS POLICIES FILE...: replays each file with --compare POLICIES, two
+# at a time, into OUT/<name>/ and OUT/<name>.txt, then prints each comparison.
+replay_files() {
+    local out=$1 seeds=$2 policies=$3
+    shift 3
+    printf '%s\n' "$@" | xargs -P 2 -I{} sh -c \
+        'n=$(basename {} .csv); "$0" replay --nodes "$1/openb_node_list_gpu_node.csv" --pods {} --policies "$2" --compare "$2" --seeds "$3" --out "$4/$n" > "$4/$n.txt" 2> /dev/null' \
+        "$B" "$T" "$policies" "$seeds" "$out"
+    for f in "$@"; do
+        n=$(basename "$f" .csv)
+        echo "== $n"
+        sed -n '/^compare/,/^wrote/{/^wrote/!p}' "$out/$n.txt"
+    done
+}
+
 case "${1:-}" in
 generate)
     dir=${2:?usage: variants.sh generate DIR}
@@ -78,14 +93,7 @@ replay)
         [ -n "$name" ] || continue
         if [ "$set" = all ] || [ "$set" = "$vset" ]; then files+=("$dir/$name.csv"); fi
     done <<< "$VARIANTS"
-    printf '%s\n' "${files[@]}" | xargs -P 2 -I{} sh -c \
-        'n=$(basename {} .csv); "$0" replay --nodes "$1/openb_node_list_gpu_node.csv" --pods {} --policies "$2" --compare "$2" --seeds "$3" --out "$4/$n" > "$4/$n.txt" 2> /dev/null' \
-        "$B" "$T" "$policies" "$seeds" "$out"
-    for f in "${files[@]}"; do
-        n=$(basename "$f" .csv)
-        echo "== $n"
-        sed -n '/^compare/,/^wrote/{/^wrote/!p}' "$out/$n.txt"
-    done
+    replay_files "$out" "$seeds" "$policies" "${files[@]}"
     ;;
 replay-published)
     dir=${2:?usage: variants.sh replay-published DIR OUT [SEEDS] [POLICIES]}
@@ -99,14 +107,7 @@ replay-published)
         [ -e "$T/$(basename "$f")" ] || files+=("$f")
     done
     [ ${#files[@]} -gt 0 ] || { echo "no openb_pod_list_*.csv in $dir that is not committed" >&2; exit 2; }
-    printf '%s\n' "${files[@]}" | xargs -P 2 -I{} sh -c \
-        'n=$(basename {} .csv); "$0" replay --nodes "$1/openb_node_list_gpu_node.csv" --pods {} --policies "$2" --compare "$2" --seeds "$3" --out "$4/$n" > "$4/$n.txt" 2> /dev/null' \
-        "$B" "$T" "$policies" "$seeds" "$out"
-    for f in "${files[@]}"; do
-        n=$(basename "$f" .csv)
-        echo "== $n"
-        sed -n '/^compare/,/^wrote/{/^wrote/!p}' "$out/$n.txt"
-    done
+    replay_files "$out" "$seeds" "$policies" "${files[@]}"
     ;;
 *)
     sed -n '2,20p' "$0"
