@@ -251,7 +251,7 @@ let package = Package(
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
             ]
         ),
-        .testTarget(name: "SwarmReplayTests", dependencies: ["SwarmReplay", "SwarmGPU", "SwarmPluginHost"]),
+        .testTarget(name: "SwarmReplayTests", dependencies: ["SwarmReplay", "SwarmGPU", "SwarmPluginHost", "SwarmPluginKit"]),
         .testTarget(name: "SwarmAgentTests", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf"), .product(name: "GRDB", package: "GRDB.swift"), "SwarmAgent", "SwarmAPI", "SwarmManager", "SwarmPluginABI", "SwarmPluginHost"]),
         // Real swarmd and swarmctl processes on loopback.
         .testTarget(

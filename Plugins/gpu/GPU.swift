@@ -46,8 +46,7 @@ final class GPUStrategy: Strategy {
     func choices(_ t: GPUTaskShape, _ node: NodeView) -> [(gpus: [Int], score: Double, delta: Double)] {
         let n = node.gpuState
         let (w, clusterPerGPU) = workload.withLock { $0 }
-        let perGPU = clusterPerGPU.capped(cpuTotal: node.nanoCPUsTotal / 1_000_000, memoryTotal: node.memoryBytesTotal >> 20,
-                                          gpus: node.gpuCount)
+        let perGPU = clusterPerGPU.capped(for: node)
         // Stranding is judged for GPU tasks. A CPU-only task brings no GPU: steering it to
         // spare CPU only hands it the CPU that GPU tasks would have used once CPU binds, so
         // it is scored by FGD's per-class test (with memory).

@@ -236,6 +236,15 @@ extension NodeView {
     }
 }
 
+extension GPUMath.PerGPUDemand {
+    /// This demand capped at what `node` was built with per GPU
+    /// (``GPUMath/PerGPUDemand/capped(cpuTotal:memoryTotal:gpus:)``), in the units of
+    /// ``NodeView/gpuState``: milli-CPUs and bytes.
+    public func capped(for node: NodeView) -> GPUMath.PerGPUDemand {
+        capped(cpuTotal: node.nanoCPUsTotal / 1_000_000, memoryTotal: node.memoryBytesTotal, gpus: node.gpuCount)
+    }
+}
+
 extension TaskView {
     /// The task as GPU arithmetic sees it (CPU in milli-CPUs, memory in bytes).
     public var gpuShape: GPUTaskShape {
