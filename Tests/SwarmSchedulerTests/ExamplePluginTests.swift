@@ -245,11 +245,16 @@ struct GPUPlacementTests {
         #expect(try #require(registry.strategy("fgd")).wantsPrepare == true)
     }
 
-    @Test func theGPUStrategyPluginChoosesDevicesThroughTheABI() throws {
+    /// The `gpu` strategy plugin of this build, loaded by file.
+    static func gpuScorer() throws -> PluginScorer {
         let registry = PluginRegistry()
         let dir = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
         try registry.load(file: dir.appendingPathComponent("libswarm-gpu.so").path)
-        let gpu = PluginScorer(try #require(registry.strategy("gpu")))
+        return PluginScorer(try #require(registry.strategy("gpu")))
+    }
+
+    @Test func theGPUStrategyPluginChoosesDevicesThroughTheABI() throws {
+        let gpu = try Self.gpuScorer()
         var engine = PlacementEngine()
         engine.setNode(Self.gpuNode("n1", [("GPU-a", "A10", 24_000), ("GPU-b", "A10", 24_000), ("GPU-c", "A10", 24_000)]))
         let (tasks, req) = try Self.gpuTasks("frac", 3, gpus: 1, milli: 300)
@@ -271,10 +276,7 @@ struct GPUPlacementTests {
     }
 
     @Test func theGPUStrategySpreadsCPUOnlyTasksOverNodesWithoutGPUs() throws {
-        let registry = PluginRegistry()
-        let dir = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
-        try registry.load(file: dir.appendingPathComponent("libswarm-gpu.so").path)
-        let gpu = PluginScorer(try #require(registry.strategy("gpu")))
+        let gpu = try Self.gpuScorer()
         var engine = PlacementEngine()
         engine.setNode(Self.gpuNode("a-gpu", [("GPU-a", "A10", 24_000), ("GPU-b", "A10", 24_000)]))
         for name in ["b-plain", "c-plain", "d-plain"] { engine.setNode(PlacementTests.node(name, cpus: 8)) }
