@@ -19,6 +19,8 @@ public struct ReplayRun: Sendable {
     public var p99DecisionSeconds: Double
     /// The GPU milli still free at the end, by cause (``Leftover``).
     public var leftover: [String: Double] = [:]
+    /// The GPU milli still free at the end, by the size of the piece it is in (``FreePieces``).
+    public var pieces: [String: Double] = [:]
     /// Where the cluster's CPU went, in milli-CPUs at the end (``CPUUse``).
     public var cpuUse: [String: Double] = [:]
     /// Arrived % when the first pod fitted nowhere; nil when every pod fitted.
@@ -204,6 +206,7 @@ public final class ClusterReplay {
         }
         run.seconds = (clock.now - started).seconds
         run.leftover = Leftover.breakdown(state, typical)
+        run.pieces = FreePieces.breakdown(state)
         for c in state { run.cpuUse[c.gpuFreeTotal > 0 ? "free, with GPUs" : "free, no GPU", default: 0] += Double(max(0, c.cpuFree)) }
         latencies.sort()
         run.p99DecisionSeconds = latencies.isEmpty ? 0 : latencies[min(latencies.count - 1, Int(Double(latencies.count) * 0.99))]

@@ -8,10 +8,12 @@ import Testing
 
 /// The agent's SQLite task database, its log reader, and the manager's log broker.
 struct TaskDBTests {
-    static func tempPath(_ name: String) -> String {
+    /// Runs `body` with the path of a database file in a new directory, removed afterwards.
+    static func withDBPath(_ body: (String) throws -> Void) throws {
         let dir = NSTemporaryDirectory() + "agent-db-\(UUID().uuidString.prefix(8))"
-        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        return dir + "/" + name
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try body(dir + "/tasks.db")
     }
 
     static func task(_ id: String) -> SwarmTask {
@@ -19,60 +21,65 @@ struct TaskDBTests {
     }
 
     @Test func recordsSurviveReopeningWithTheirReportState() throws {
-        let path = Self.tempPath("tasks.db")
-        do {
-            let db = try TaskDB(path: path)
-            try db.put(Self.task("a"))
-            try db.put(Self.task("b"))
-            try db.setStatus("a", .with { $0.state = .running; $0.pid = 42 }, reported: false)
-            try db.markReported(["a": .with { $0.state = .running; $0.pid = 42 }])
-            try db.setStatus("b", .with { $0.state = .failed; $0.exitCode = 3 }, reported: false)
-            // An acknowledgement of an older status does not hide a newer one.
-            try db.markReported(["b": .with { $0.state = .running }])
+        try Self.withDBPath { path in
+            do {
+                let db = try TaskDB(path: path)
+                try db.put(Self.task("a"))
+                try db.put(Self.task("b"))
+                try db.setStatus("a", .with { $0.state = .running; $0.pid = 42 }, reported: false)
+                try db.markReported(["a": .with { $0.state = .running; $0.pid = 42 }])
+                try db.setStatus("b", .with { $0.state = .failed; $0.exitCode = 3 }, reported: false)
+                // An acknowledgement of an older status does not hide a newer one.
+                try db.markReported(["b": .with { $0.state = .running }])
+            }
+            let reopened = try TaskDB(path: path).all()
+            #expect(Set(reopened.keys) == ["a", "b"])
+            #expect(reopened["a"]?.task == Self.task("a"))
+            #expect(reopened["a"]?.status?.pid == 42 && reopened["a"]?.reported == true)
+            #expect(reopened["b"]?.status?.state == .failed && reopened["b"]?.reported == false)
         }
-        let reopened = try TaskDB(path: path).all()
-        #expect(Set(reopened.keys) == ["a", "b"])
-        #expect(reopened["a"]?.task == Self.task("a"))
-        #expect(reopened["a"]?.status?.pid == 42 && reopened["a"]?.reported == true)
-        #expect(reopened["b"]?.status?.state == .failed && reopened["b"]?.reported == false)
     }
 
     @Test func putKeepsTheStatusAndDeleteForgets() throws {
-        let db = try TaskDB(path: Self.tempPath("tasks.db"))
-        try db.put(Self.task("a"))
-        try db.setStatus("a", .with { $0.state = .running }, reported: true)
-        var updated = Self.task("a")
-        updated.desiredState = .shutdown
-        try db.put(updated)
-        #expect(try db.all()["a"]?.task.desiredState == .shutdown)
-        #expect(try db.all()["a"]?.status?.state == .running)
-        try db.delete("a")
-        #expect(try db.all().isEmpty)
+        try Self.withDBPath { path in
+            let db = try TaskDB(path: path)
+            try db.put(Self.task("a"))
+            try db.setStatus("a", .with { $0.state = .running }, reported: true)
+            var updated = Self.task("a")
+            updated.desiredState = .shutdown
+            try db.put(updated)
+            #expect(try db.all()["a"]?.task.desiredState == .shutdown)
+            #expect(try db.all()["a"]?.status?.state == .running)
+            try db.delete("a")
+            #expect(try db.all().isEmpty)
+        }
     }
 
     @Test func aFileThatIsNotADatabaseIsRefusedAndLeftAlone() throws {
-        let path = Self.tempPath("tasks.db")
-        let garbage = Data((0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 31) })
-        try garbage.write(to: URL(fileURLWithPath: path))
-        #expect {
-            _ = try TaskDB(path: path)
-        } throws: { error in
-            "\(error)".contains(path)
+        try Self.withDBPath { path in
+            let garbage = Data((0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 31) })
+            try garbage.write(to: URL(fileURLWithPath: path))
+            #expect {
+                _ = try TaskDB(path: path)
+            } throws: { error in
+                "\(error)".contains(path)
+            }
+            #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == garbage)
         }
-        #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == garbage)
     }
 
     @Test func aRecordThatDoesNotDecodeIsRefused() throws {
-        let path = Self.tempPath("tasks.db")
-        do {
-            let db = try TaskDB(path: path)
-            try db.put(Self.task("a"))
-            try db.queue.write { try $0.execute(sql: "UPDATE task SET spec = x'ffffffff' WHERE id = 'a'") }
-        }
-        #expect {
-            _ = try TaskDB(path: path)
-        } throws: { error in
-            "\(error)".contains("record a is corrupt")
+        try Self.withDBPath { path in
+            do {
+                let db = try TaskDB(path: path)
+                try db.put(Self.task("a"))
+                try db.queue.write { try $0.execute(sql: "UPDATE task SET spec = x'ffffffff' WHERE id = 'a'") }
+            }
+            #expect {
+                _ = try TaskDB(path: path)
+            } throws: { error in
+                "\(error)".contains("record a is corrupt")
+            }
         }
     }
 }
@@ -81,6 +88,7 @@ struct LogReaderTests {
     @Test func readsTailsFollowsAndCrossesRotation() throws {
         let dir = NSTemporaryDirectory() + "logreader-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         try "old-1\nold-2\n".write(toFile: dir + "/stdout.log.1", atomically: true, encoding: .utf8)
         try "new-1\nnew-2\npart".write(toFile: dir + "/stdout.log", atomically: true, encoding: .utf8)
         try "e-1\n".write(toFile: dir + "/stderr.log", atomically: true, encoding: .utf8)

@@ -176,6 +176,9 @@ struct ReplayRunTests {
             #expect(abs(CPUUse.parts.reduce(0.0) { $0 + (use[$1] ?? 0) } - 16000) < 1e-9, "\(policy): \(use)")
             #expect(use["GPU pods"] == Double(1000 * (run.placed - 1)), "\(policy): \(use)")   // 1 CPU each
             #expect((run.firstFailureArrived != nil) == !run.failed.isEmpty)
+            // The free pieces add up to the GPU capacity not allocated (3 GPUs).
+            let freeMilli = 3000 * (1 - run.allocatedPct.last! / 100)
+            #expect(abs(run.pieces.values.reduce(0, +) - freeMilli) < 1, "\(policy): \(run.pieces)")
             // A replay repeats exactly for the same seed.
             let again = ClusterReplay(nodes: nodes).run(policy: policy, strategy: strategy, workload: workload, typical: typical, seed: 42)
             #expect(again.allocatedPct == run.allocatedPct && again.fragPct == run.fragPct, "\(policy) is not repeatable")

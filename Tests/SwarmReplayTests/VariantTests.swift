@@ -166,3 +166,17 @@ struct LeftoverTests {
         #expect(abs(Leftover.breakdown([n1, n2], w).values.reduce(0, +) - 1600) < 1e-9)
     }
 }
+
+struct FreePiecesTests {
+    @Test func freeCapacityIsSortedByTheSizeOfItsPiece() {
+        let a = GPUNodeState(cpuFree: 0, memoryFree: 0, gpuFree: [1000, 190, 0, 60], model: "V100M16")
+        let b = GPUNodeState(cpuFree: 8000, memoryFree: 0, gpuFree: [530, 200, 99, 100], model: "T4")
+        let p = FreePieces.breakdown([a, b])
+        #expect(p["whole"] == 1000 && p["500-999"] == 530 && p["200-499"] == 200)
+        #expect(p["100-199"] == 290 && p["1-99"] == 159)
+        // Every free milli is in exactly one piece; a full GPU is in none.
+        let total = [a, b].reduce(Int64(0)) { $0 + $1.gpuFreeTotal }
+        #expect(p.values.reduce(0, +) == Double(total))
+        #expect(FreePieces.size(ofFree: 0) == nil && Set(p.keys).isSubset(of: FreePieces.sizes))
+    }
+}

@@ -28,6 +28,7 @@ import Testing
 
     @Test func cAndRustFiltersLoadByNameAndFilter() throws {
         let dir = try Self.build()
+        defer { try? FileManager.default.removeItem(atPath: dir) }   // the loaded libraries stay mapped
         let registry = PluginRegistry()
         let errors = registry.loadDirectory(dir)
         #expect(errors.isEmpty, "\(errors)")
@@ -76,6 +77,7 @@ import Testing
 @Suite(.serialized) struct DeclarativePluginTests {
     @Test func manifestsLoadAndTheirFunctionsPlaceTasks() throws {
         let dir = try ExamplePluginTests.build()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let registry = PluginRegistry()
         #expect(registry.loadDirectory(dir).isEmpty)
         let roomy = try #require(registry.strategy("roomy"))
@@ -108,6 +110,7 @@ import Testing
 
     @Test func aScorerSeesANodesNewLabels() throws {
         let dir = try ExamplePluginTests.build()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let registry = PluginRegistry()
         #expect(registry.loadDirectory(dir).isEmpty)
         // One scorer across passes, as the scheduler keeps it: its C view of a node must
@@ -126,6 +129,7 @@ import Testing
 
     @Test func badManifestsAreRefusedWithTheirLine() throws {
         let dir = try ExamplePluginTests.build()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let cases: [(String, Int, String)] = [
             ("""
              {

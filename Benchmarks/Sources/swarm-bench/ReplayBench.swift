@@ -129,14 +129,19 @@ struct ReplayBench: AsyncParsableCommand {
             print(pad(name, 16) + pm(a100) + pm(a130) + pm(f90) + pad(failedText, 52)
                   + pad(String(format: "%.0f", rate), 14) + String(format: "%.1f µs", p99 * 1e6))
         }
-        print("\nGPUs left free at the end, by cause (mean per seed; see docs/openb-replay.md)")
-        print(pad("policy", 16) + Leftover.causes.map { pad($0, 12) }.joined() + "total")
-        for (name, _) in strategies {
-            let mine = runs.filter { $0.policy == name }
-            func gpus(_ milli: Double) -> String { pad(String(format: "%.1f", milli / 1000 / Double(max(1, mine.count))), 12) }
-            let sums = Leftover.causes.map { c in mine.reduce(0.0) { $0 + ($1.leftover[c] ?? 0) } }
-            print(pad(name, 16) + sums.map(gpus).joined() + gpus(sums.reduce(0, +)))
+        // Free GPU milli at the end, split by `keys`, as GPUs per seed.
+        func gpuTable(_ title: String, _ keys: [String], _ part: (ReplayRun) -> [String: Double]) {
+            print("\n" + title)
+            print(pad("policy", 16) + keys.map { pad($0, 12) }.joined() + "total")
+            for (name, _) in strategies {
+                let mine = runs.filter { $0.policy == name }
+                func gpus(_ milli: Double) -> String { pad(String(format: "%.1f", milli / 1000 / Double(max(1, mine.count))), 12) }
+                let sums = keys.map { k in mine.reduce(0.0) { $0 + (part($1)[k] ?? 0) } }
+                print(pad(name, 16) + sums.map(gpus).joined() + gpus(sums.reduce(0, +)))
+            }
         }
+        gpuTable("GPUs left free at the end, by cause (mean per seed; see docs/openb-replay.md)", Leftover.causes, \.leftover)
+        gpuTable("GPUs left free at the end, by the free milli of the GPU they are on (mean per seed)", FreePieces.sizes, \.pieces)
         print("\nCPUs at the end (mean per seed), and arrived % at the first failure")
         print(pad("policy", 16) + CPUUse.parts.map { pad($0, 17) }.joined() + "first failure")
         for (name, _) in strategies {
