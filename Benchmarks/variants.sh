@@ -3,23 +3,27 @@
 #
 #   Benchmarks/variants.sh generate DIR          # writes DIR/<name>.csv for every variant
 #   Benchmarks/variants.sh replay DIR OUT [SEEDS] [POLICIES] [SET]
-#        # replays the committed traces and the variants (SET: all, tune, held-out, fresh or unseen)
+#        # replays the committed traces and the variants (SET: all, tune, held-out, fresh, unseen or next)
 #        # with --compare, two at a time, into OUT/<name>/ and OUT/<name>.txt
 #
 # The "tune" variants were the ones looked at while the `gpu` strategy was being changed.
 # The "held-out" ones (other weights, generator seed 12) were replayed to report on the
 # first version of the stranding measure, and so were seen before the second; the "fresh"
 # ones (generator seed 13) were generated and replayed only to report on the second; the
-# "unseen" ones (generator seed 14) only to report on the third (docs/openb-replay.md).
+# "unseen" ones (generator seed 14) only to report on the third, and the "next" ones
+# (generator seed 15, made after the third version's results) to report on it once more
+# (docs/openb-replay.md).
 #
 #   Benchmarks/variants.sh replay-published DIR OUT [SEEDS] [POLICIES]
 #        # replays every openb_pod_list_*.csv in DIR that is not committed here (the
 #        # published openb variants, from the cluster-trace-gpu-v2023 release)
-# Needs the release builds of swarm-bench and the strategy plugins (docs/openb-replay.md).
+# Needs the release builds of swarm-bench and the strategy plugins (docs/openb-replay.md);
+# SWARM_BENCH and SWARM_PLUGIN_DIR, when set, name copies to use instead (so that a rebuild
+# during a long replay does not change what it measures).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 T=$here/traces/openb
-B=$here/.build/release/swarm-bench
+B=${SWARM_BENCH:-$here/.build/release/swarm-bench}
 
 # name | set | generator seed | weights
 VARIANTS="
@@ -50,6 +54,16 @@ unseen-multi12|unseen|14|--multi-gpu 0.12
 unseen-multi15|unseen|14|--multi-gpu 0.15
 unseen-spec33|unseen|14|--gpu-spec 0.33
 unseen-mix|unseen|14|--cpu-only 0.20 --sharing 0.70 --multi-gpu 0.03 --gpu-spec 0.30
+next-cpu10|next|15|--cpu-only 0.10
+next-cpu28|next|15|--cpu-only 0.28
+next-cpu48|next|15|--cpu-only 0.48
+next-share50|next|15|--sharing 0.50
+next-share85|next|15|--sharing 0.85
+next-multi06|next|15|--multi-gpu 0.06
+next-multi11|next|15|--multi-gpu 0.11
+next-spec15|next|15|--gpu-spec 0.15
+next-spec28|next|15|--gpu-spec 0.28
+next-mix|next|15|--cpu-only 0.15 --sharing 0.60 --multi-gpu 0.08 --gpu-spec 0.10
 "
 
 # replay_files OUT SEEDS POLICIES FILE...: replays each file with --compare POLICIES, two
@@ -58,7 +72,7 @@ replay_files() {
     local out=$1 seeds=$2 policies=$3
     shift 3
     printf '%s\n' "$@" | xargs -P 2 -I{} sh -c \
-        'n=$(basename {} .csv); "$0" replay --nodes "$1/openb_node_list_gpu_node.csv" --pods {} --policies "$2" --compare "$2" --seeds "$3" --out "$4/$n" > "$4/$n.txt" 2> /dev/null' \
+        'n=$(basename {} .csv); "$0" replay ${SWARM_PLUGIN_DIR:+--plugin-dir "$SWARM_PLUGIN_DIR"} --nodes "$1/openb_node_list_gpu_node.csv" --pods {} --policies "$2" --compare "$2" --seeds "$3" --out "$4/$n" > "$4/$n.txt" 2> /dev/null' \
         "$B" "$T" "$policies" "$seeds" "$out"
     for f in "$@"; do
         n=$(basename "$f" .csv)
@@ -110,7 +124,7 @@ replay-published)
     replay_files "$out" "$seeds" "$policies" "${files[@]}"
     ;;
 *)
-    sed -n '2,20p' "$0"
+    sed -n '2,/^set -euo/{/^set -euo/!p}' "$0"
     exit 2
     ;;
 esac
