@@ -41,7 +41,9 @@ import Testing
                                 services: [dispatcher, control],
             interceptorPipeline: LeaderInterceptor.pipeline(node))
             let s = server
-            tasks.append(Task { try? await s.serve() })
+            // Not among `tasks`: cancelling `serve()` while agents still open streams traps in
+            // NIO (an inbound stream dropped unfinished); a graceful shutdown lets it end.
+            Task { try? await s.serve() }
             addr = "127.0.0.1:\(try await server.listeningAddress?.ipv4?.port ?? 0)"
             node.start()
             let leader = LeaderComponents(node: node, plugins: plugins, dispatcher: dispatcher)
@@ -68,7 +70,7 @@ import Testing
         func stop() {
             for t in tasks { t.cancel() }
             node.stop()
-            server.beginGracefulShutdown()
+            server.beginGracefulShutdown()   // ends `serve()` once the agents' connections close
         }
 
         func control<R: Sendable>(_ body: (SwarmControl.Client<HTTP2ClientTransport.Posix>) async throws -> R) async throws -> R {
