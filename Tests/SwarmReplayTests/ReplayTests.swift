@@ -22,6 +22,7 @@ struct TraceTests {
             p3,0,2000,512,500,T4,LS
             p4,1,1000,10,0,,LS
             """)
+        defer { try? FileManager.default.removeItem(atPath: path) }
         let pods = try Trace.pods(path: path)
         #expect(pods.map(\.kind) == ["share", "2-gpu", "cpu", "cpu"])
         #expect(pods[0].models == ["V100M16", "V100M32"] && pods[0].gpuMilli == 460)
@@ -40,6 +41,7 @@ struct TraceTests {
         ]
         for (text, line, reason) in cases {
             let path = write(text)
+            defer { try? FileManager.default.removeItem(atPath: path) }
             #expect {
                 _ = try Trace.pods(path: path)
             } throws: { error in
@@ -48,6 +50,7 @@ struct TraceTests {
             }
         }
         let nodes = write("sn,cpu_milli,memory_mib,gpu\nn1,1,1,1\n")
+        defer { try? FileManager.default.removeItem(atPath: nodes) }
         #expect(throws: TraceError.self) { try Trace.nodes(path: nodes) }
     }
 

@@ -53,6 +53,7 @@ struct TraceVariantTests {
             p1,1000,100,1,1000,
             p2,1000,100,0,0,
             """)
+        defer { try? FileManager.default.removeItem(atPath: onlyWhole) }
         let cases: [(VariantWeights, Int?, String?, String)] = [
             (VariantWeights(sharing: 1.5), nil, nil, "--sharing 1.5 is outside 0...1"),
             (VariantWeights(cpuOnly: -0.1), nil, nil, "--cpu-only -0.1 is outside 0...1"),
@@ -78,6 +79,7 @@ struct TraceVariantTests {
         } throws: { "\($0)".contains("pass --nodes") }
         // A garbled source stops at its line.
         let garbled = write("name,cpu_milli,memory_mib,num_gpu,gpu_milli\np1,1000,100,1,1000\np2,x,100,0,0\n")
+        defer { try? FileManager.default.removeItem(atPath: garbled) }
         #expect {
             _ = try TraceVariant.generate(podsAt: garbled, nodes: nil, weights: VariantWeights(), count: nil, seed: 1)
         } throws: { ($0 as? TraceError)?.line == 3 }
