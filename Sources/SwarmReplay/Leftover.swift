@@ -60,8 +60,8 @@ public enum Leftover {
 /// The GPU capacity still free at the end of a replay, by the size of the piece it is in:
 /// GPUs wholly free, and GPUs partly used, by how much they have free. A piece can only be
 /// used by a pod whose per-GPU share fits it; on the openb traces pods of under 200 milli
-/// are about 3 % of the GPU-sharing pods, so capacity in pieces under 200 milli stays free
-/// under any placement once they have come.
+/// are about 3 % of the GPU-sharing pods, so once those few have been placed, capacity in
+/// pieces under 200 milli stays free whatever the placement.
 public enum FreePieces {
     /// The piece sizes, in report order: the free milli of a GPU, as a range.
     public static let sizes = ["whole", "500-999", "200-499", "100-199", "1-99"]
