@@ -3,16 +3,17 @@
 #
 #   Benchmarks/variants.sh generate DIR          # writes DIR/<name>.csv for every variant
 #   Benchmarks/variants.sh replay DIR OUT [SEEDS] [POLICIES] [SET]
-#        # replays the committed traces and the variants (SET: all, tune, held-out, fresh, unseen or next)
-#        # with --compare, two at a time, into OUT/<name>/ and OUT/<name>.txt
+#        # replays the committed traces and the variants (SET: all, tune, held-out, fresh,
+#        # unseen, next or after) with --compare, two at a time, into OUT/<name>/ and OUT/<name>.txt
 #
 # The "tune" variants were the ones looked at while the `gpu` strategy was being changed.
 # The "held-out" ones (other weights, generator seed 12) were replayed to report on the
 # first version of the stranding measure, and so were seen before the second; the "fresh"
 # ones (generator seed 13) were generated and replayed only to report on the second; the
 # "unseen" ones (generator seed 14) only to report on the third, and the "next" ones
-# (generator seed 15, made after the third version's results) to report on it once more
-# (docs/openb-replay.md).
+# (generator seed 15, made after the third version's results) to report on it once more;
+# the "after" ones (generator seed 16, defined before any replay of them) to report on the
+# fourth (docs/openb-replay.md).
 #
 #   Benchmarks/variants.sh replay-published DIR OUT [SEEDS] [POLICIES]
 #        # replays every openb_pod_list_*.csv in DIR that is not committed here (the
@@ -64,6 +65,16 @@ next-multi11|next|15|--multi-gpu 0.11
 next-spec15|next|15|--gpu-spec 0.15
 next-spec28|next|15|--gpu-spec 0.28
 next-mix|next|15|--cpu-only 0.15 --sharing 0.60 --multi-gpu 0.08 --gpu-spec 0.10
+after-cpu15|after|16|--cpu-only 0.15
+after-cpu33|after|16|--cpu-only 0.33
+after-cpu38|after|16|--cpu-only 0.38
+after-cpu41|after|16|--cpu-only 0.41
+after-cpu44|after|16|--cpu-only 0.44
+after-cpu52|after|16|--cpu-only 0.52
+after-share65|after|16|--sharing 0.65
+after-multi09|after|16|--multi-gpu 0.09
+after-spec22|after|16|--gpu-spec 0.22
+after-mix|after|16|--cpu-only 0.30 --sharing 0.45 --multi-gpu 0.05 --gpu-spec 0.20
 "
 
 # replay_files OUT SEEDS POLICIES FILE...: replays each file with --compare POLICIES, two
