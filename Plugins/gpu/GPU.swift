@@ -32,27 +32,34 @@ import Synchronization
 /// - A multi-GPU task takes its GPUs from one topology group (NVLink or NUMA island) when
 ///   the node declares groups: the group with the most free GPUs that can hold them all.
 final class GPUStrategy: Strategy {
-    private let workload = Mutex<(classes: [WeightedShape], perGPU: GPUMath.PerGPUDemand)>(([], .init(cpu: 0, memory: 0)))
+    private let workload = Mutex<(classes: [WeightedShape], perGPU: GPUMath.PerGPUDemand, stranding: Bool)>(
+        ([], .init(cpu: 0, memory: 0), true))
 
     var wantsPrepare: Bool { true }
 
     func prepare(cluster: ClusterView) {
         let w = cluster.workload.map(\.weightedShape)
-        let perGPU = GPUMath.PerGPUDemand(w).limited(by: (0..<cluster.nodeCount).map { cluster.node($0).gpuState },
-                                                     besides: .cpuOnly(w))
-        workload.withLock { $0 = (w, perGPU) }
+        let nodes = (0..<cluster.nodeCount).map { cluster.node($0) }
+        let cpuOnly = GPUMath.PerGPUDemand.cpuOnly(w)
+        let perGPU = GPUMath.PerGPUDemand(w).limited(by: nodes.map(\.gpuState), besides: cpuOnly)
+        // Stranding is measured only while the cluster could feed its GPUs: not when the
+        // CPU-only classes alone ask for more CPU or memory per GPU of GPU demand than the
+        // cluster has in all per GPU (see the type's documentation).
+        let stranding = !cpuOnly.exceeds(.capacity(of: nodes))
+        workload.withLock { $0 = (w, perGPU, stranding) }
     }
 
     /// The candidate GPU choices on a node, each with its score.
     func choices(_ t: GPUTaskShape, _ node: NodeView) -> [(gpus: [Int], score: Double, delta: Double)] {
         let n = node.gpuState
-        let (w, clusterPerGPU) = workload.withLock { $0 }
+        let (w, clusterPerGPU, stranding) = workload.withLock { $0 }
         let perGPU = clusterPerGPU.capped(for: node)
         // Stranding is judged for GPU tasks. A CPU-only task brings no GPU: steering it to
         // spare CPU only hands it the CPU that GPU tasks would have used once CPU binds, so
-        // it is scored by FGD's per-class test (with memory).
+        // it is scored by FGD's per-class test (with memory), as every task is when the
+        // CPU-only classes outgrow the cluster.
         func measure(_ s: GPUNodeState) -> Double {
-            t.isCPUOnly ? GPUMath.fragmentation(s, w, memory: true) : GPUMath.strandedFragmentation(s, w, perGPU: perGPU)
+            t.isCPUOnly || !stranding ? GPUMath.fragmentation(s, w, memory: true) : GPUMath.strandedFragmentation(s, w, perGPU: perGPU)
         }
         let before = measure(n)
         var options: [[Int]] = []

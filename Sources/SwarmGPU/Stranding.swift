@@ -82,6 +82,17 @@ extension GPUMath {
             return PerGPUDemand(cpu: min(cpu, Double(cpuTotal) / Double(gpus)), memory: min(memory, Double(memoryTotal) / Double(gpus)))
         }
 
+        /// Whether this demand asks for more CPU or more memory per GPU than `capacity`
+        /// offers.
+        public func exceeds(_ capacity: PerGPUDemand) -> Bool { cpu > capacity.cpu || memory > capacity.memory }
+
+        /// What a cluster has in all per GPU: its CPU (milli) and memory over its GPUs, on
+        /// every node (a node without GPUs adds CPU and memory, no GPUs). Zero when it has
+        /// no GPUs.
+        public static func capacity(cpuTotal: Double, memoryTotal: Double, gpus: Double) -> PerGPUDemand {
+            gpus > 0 ? PerGPUDemand(cpu: cpuTotal / gpus, memory: memoryTotal / gpus) : PerGPUDemand(cpu: 0, memory: 0)
+        }
+
         /// How many whole GPUs the node's free CPU and memory can feed (its GPU count at
         /// most).
         public func feedableGPUs(_ node: GPUNodeState) -> Double {

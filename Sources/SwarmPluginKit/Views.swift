@@ -243,6 +243,18 @@ extension GPUMath.PerGPUDemand {
     public func capped(for node: NodeView) -> GPUMath.PerGPUDemand {
         capped(cpuTotal: node.nanoCPUsTotal / 1_000_000, memoryTotal: node.memoryBytesTotal, gpus: node.gpuCount)
     }
+
+    /// What `nodes` have in all per GPU (``GPUMath/PerGPUDemand/capacity(cpuTotal:memoryTotal:gpus:)``),
+    /// in the units of ``NodeView/gpuState``: milli-CPUs and bytes.
+    public static func capacity(of nodes: [NodeView]) -> GPUMath.PerGPUDemand {
+        var cpu = 0.0, memory = 0.0, gpus = 0.0
+        for n in nodes {
+            cpu += Double(n.nanoCPUsTotal / 1_000_000)
+            memory += Double(n.memoryBytesTotal)
+            gpus += Double(n.gpuCount)
+        }
+        return capacity(cpuTotal: cpu, memoryTotal: memory, gpus: gpus)
+    }
 }
 
 extension TaskView {

@@ -23,4 +23,20 @@ struct PluginUnitsTests {
         #expect(node.gpuState.memoryFree == 12 << 30 && node.gpuState.cpuFree == 12_000)
         #expect(abs(capped.feedableGPUs(node.gpuState) - 1.5) < 1e-9)
     }
+
+    @Test func aClustersCapacityPerGPUIsInTheUnitsOfItsNodes() {
+        func node(_ id: String, gpus: Int, cpus: Int64, gib: Int64) -> CNodeView {
+            let view = CNodeView(NodeViewDescription(id: id, hostname: id, gpus: (0..<gpus).map { g in
+                .init(uuid: "\(id)-gpu\(g)", index: UInt32(g), model: "G2", memoryMiB: 0, topologyGroup: "")
+            }))
+            view.setResources(nanoCPUsTotal: cpus * 1_000_000_000, nanoCPUsFree: 0, memoryBytesTotal: gib << 30, memoryBytesFree: 0)
+            return view
+        }
+        // 96 CPUs, 64 GiB and 8 GPUs, plus a node without GPUs (32 CPUs, 64 GiB): 16 CPUs and
+        // 16 GiB per GPU, whatever is free.
+        let views = [node("a", gpus: 8, cpus: 96, gib: 64), node("b", gpus: 0, cpus: 32, gib: 64)]
+        let capacity = GPUMath.PerGPUDemand.capacity(of: views.map { NodeView($0.pointer) })
+        #expect(capacity == GPUMath.PerGPUDemand(cpu: 16_000, memory: Double(16 << 30)))
+        #expect(GPUMath.PerGPUDemand.capacity(of: [NodeView(views[1].pointer)]) == GPUMath.PerGPUDemand(cpu: 0, memory: 0))
+    }
 }

@@ -90,4 +90,20 @@ struct StrandingTests {
         #expect(d.capped(cpuTotal: 96000, memoryTotal: 1 << 20, gpus: 8) == d)
         #expect(d.capped(cpuTotal: 8000, memoryTotal: 100, gpus: 0) == d)
     }
+
+    @Test func cpuOnlyClassesOutgrowAClusterWithLessPerGPUThanTheyAsk() {
+        // 2 nodes: 96 CPUs and 8 GPUs, 32 CPUs and no GPU: 16 CPUs per GPU in all.
+        let capacity = GPUMath.PerGPUDemand.capacity(cpuTotal: 128_000, memoryTotal: 800, gpus: 8)
+        #expect(capacity == GPUMath.PerGPUDemand(cpu: 16_000, memory: 100))
+        #expect(GPUMath.PerGPUDemand.capacity(cpuTotal: 128_000, memoryTotal: 800, gpus: 0) == GPUMath.PerGPUDemand(cpu: 0, memory: 0))
+        // One GPU pod (1 GPU) for each CPU-only pod: the CPU-only pods ask their CPU per GPU.
+        let gpuPod = WeightedShape(GPUTaskShape(cpu: 8000, memory: 10, gpuCount: 1, gpuMilli: 1000), weight: 0.5)
+        func cpuOnly(_ cpu: Int64, _ memory: Int64) -> GPUMath.PerGPUDemand {
+            .cpuOnly([gpuPod, WeightedShape(GPUTaskShape(cpu: cpu, memory: memory, gpuCount: 0, gpuMilli: 0), weight: 0.5)])
+        }
+        #expect(!cpuOnly(16_000, 100).exceeds(capacity))
+        #expect(cpuOnly(16_001, 100).exceeds(capacity))
+        #expect(cpuOnly(8_000, 101).exceeds(capacity))
+        #expect(!GPUMath.PerGPUDemand.cpuOnly([gpuPod]).exceeds(capacity))
+    }
 }
