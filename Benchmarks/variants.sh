@@ -4,7 +4,7 @@
 #   Benchmarks/variants.sh generate DIR          # writes DIR/<name>.csv for every variant
 #   Benchmarks/variants.sh replay DIR OUT [SEEDS] [POLICIES] [SET]
 #        # replays the committed traces and the variants (SET: all, tune, held-out, fresh,
-#        # unseen, next or after) with --compare, two at a time, into OUT/<name>/ and OUT/<name>.txt
+#        # unseen, next, after or late) with --compare, two at a time, into OUT/<name>/ and OUT/<name>.txt
 #
 # The "tune" variants were the ones looked at while the `gpu` strategy was being changed.
 # The "held-out" ones (other weights, generator seed 12) were replayed to report on the
@@ -13,7 +13,9 @@
 # "unseen" ones (generator seed 14) only to report on the third, and the "next" ones
 # (generator seed 15, made after the third version's results) to report on it once more;
 # the "after" ones (generator seed 16, defined before any replay of them) to report on the
-# fourth (docs/openb-replay.md).
+# fourth; the "late" ones (generator seed 17, mostly mixes where the CPU-only classes
+# outgrow the cluster, defined before any replay of them) to report on the fifth
+# (docs/openb-replay.md).
 #
 #   Benchmarks/variants.sh replay-published DIR OUT [SEEDS] [POLICIES]
 #        # replays every openb_pod_list_*.csv in DIR that is not committed here (the
@@ -75,6 +77,16 @@ after-share65|after|16|--sharing 0.65
 after-multi09|after|16|--multi-gpu 0.09
 after-spec22|after|16|--gpu-spec 0.22
 after-mix|after|16|--cpu-only 0.30 --sharing 0.45 --multi-gpu 0.05 --gpu-spec 0.20
+late-cpu39|late|17|--cpu-only 0.39
+late-cpu43|late|17|--cpu-only 0.43
+late-cpu47|late|17|--cpu-only 0.47
+late-cpu53|late|17|--cpu-only 0.53
+late-cpu60|late|17|--cpu-only 0.60
+late-cpu70|late|17|--cpu-only 0.70
+late-cpu45-share60|late|17|--cpu-only 0.45 --sharing 0.60
+late-cpu50-spec30|late|17|--cpu-only 0.50 --gpu-spec 0.30
+late-cpu48-multi08|late|17|--cpu-only 0.48 --multi-gpu 0.08
+late-mix|late|17|--cpu-only 0.46 --sharing 0.50 --multi-gpu 0.05 --gpu-spec 0.20
 "
 
 # replay_files OUT SEEDS POLICIES FILE...: replays each file with --compare POLICIES, two
