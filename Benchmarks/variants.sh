@@ -4,7 +4,7 @@
 #   Benchmarks/variants.sh generate DIR          # writes DIR/<name>.csv for every variant
 #   Benchmarks/variants.sh replay DIR OUT [SEEDS] [POLICIES] [SET]
 #        # replays the committed traces and the variants (SET: all, tune, held-out, fresh,
-#        # unseen, next, after or late) with --compare, two at a time, into OUT/<name>/ and OUT/<name>.txt
+#        # unseen, next, after, late or last) with --compare, two at a time, into OUT/<name>/ and OUT/<name>.txt
 #
 # The "tune" variants were the ones looked at while the `gpu` strategy was being changed.
 # The "held-out" ones (other weights, generator seed 12) were replayed to report on the
@@ -14,8 +14,9 @@
 # (generator seed 15, made after the third version's results) to report on it once more;
 # the "after" ones (generator seed 16, defined before any replay of them) to report on the
 # fourth; the "late" ones (generator seed 17, mostly mixes where the CPU-only classes
-# outgrow the cluster, defined before any replay of them) to report on the fifth
-# (docs/openb-replay.md).
+# outgrow the cluster, defined before any replay of them) to report on the fifth; the
+# "last" ones (generator seed 18, mostly CPU-heavy mixes below that line, defined before
+# any replay of them) to report on the sixth (docs/openb-replay.md).
 #
 #   Benchmarks/variants.sh replay-published DIR OUT [SEEDS] [POLICIES]
 #        # replays every openb_pod_list_*.csv in DIR that is not committed here (the
@@ -87,6 +88,16 @@ late-cpu45-share60|late|17|--cpu-only 0.45 --sharing 0.60
 late-cpu50-spec30|late|17|--cpu-only 0.50 --gpu-spec 0.30
 late-cpu48-multi08|late|17|--cpu-only 0.48 --multi-gpu 0.08
 late-mix|late|17|--cpu-only 0.46 --sharing 0.50 --multi-gpu 0.05 --gpu-spec 0.20
+last-cpu22|last|18|--cpu-only 0.22
+last-cpu31|last|18|--cpu-only 0.31
+last-cpu36|last|18|--cpu-only 0.36
+last-cpu40|last|18|--cpu-only 0.40
+last-cpu46|last|18|--cpu-only 0.46
+last-cpu34-multi07|last|18|--cpu-only 0.34 --multi-gpu 0.07
+last-cpu38-share65|last|18|--cpu-only 0.38 --sharing 0.65
+last-share55|last|18|--sharing 0.55
+last-spec25|last|18|--gpu-spec 0.25
+last-mix|last|18|--cpu-only 0.37 --sharing 0.45 --multi-gpu 0.06 --gpu-spec 0.15
 "
 
 # replay_files OUT SEEDS POLICIES FILE...: replays each file with --compare POLICIES, two
