@@ -28,12 +28,15 @@ import Synchronization
 ///   cluster has in all per GPU, the arrivals use up the CPU wherever they go and most
 ///   GPUs stay unfed whatever the placement; keeping each node's CPU in step with its GPUs
 ///   then only spends CPU holes that GPU classes could have used, and every task is scored
-///   by FGD's per-class test (with memory), over the workload weighed by the GPUs each
-///   class makes of the CPU (``GPUMath/weightedByYield(_:cpu:memory:)``): there the CPU
-///   left to GPU pods is fixed by the arrivals, and the GPUs it buys depend on which
-///   classes the holes are kept for. On such mixes (about 42 % CPU-only pods or more on
-///   openb) `gpu` was up to 0.4 points behind FGD with the stranding measure, level with
-///   it with FGD's measure, and is ahead with the weighing (`docs/openb-replay.md`).
+///   by FGD's per-class test (with memory).
+/// - Whenever CPU (or memory) limits the GPUs, the expected workload weighs each GPU class
+///   by the GPUs it makes of that resource (``GPUMath/weightedByYield(_:cpu:memory:)``):
+///   beyond the line above always, below it while the GPU tasks' share of what the cluster
+///   has left per free GPU is less than they ask on the mean. The CPU left to GPU tasks is
+///   then fixed by the arrivals, and the GPUs it buys depend on which classes the holes are
+///   kept for: a class asking half the mean CPU per GPU counts twice. On mixes with 42 %
+///   CPU-only pods or more `gpu` was up to 0.4 points behind FGD before this, and on
+///   CPU-heavy mixes below that it gained up to 1.8 points (`docs/openb-replay.md`).
 /// - A CPU-only task goes to a node without GPUs before any GPU node, spread over them as
 ///   SwarmKit's spread would.
 /// - A fraction goes to a GPU that reaches the node's best step, and among those to the one
@@ -51,15 +54,11 @@ final class GPUStrategy: Strategy {
         let nodes = (0..<cluster.nodeCount).map { cluster.node($0) }
         let cpuOnly = GPUMath.PerGPUDemand.cpuOnly(w)
         let perGPU = GPUMath.PerGPUDemand(w).limited(by: nodes.map(\.gpuState), besides: cpuOnly)
-        // Stranding is measured only while the cluster could feed its GPUs: not when the
-        // CPU-only classes alone ask for more CPU or memory per GPU of GPU demand than the
-        // cluster has in all per GPU. Then the GPU classes are weighed by the GPUs they
-        // bring per CPU (or memory), the resource that limits the GPUs (see the type's
-        // documentation).
-        let capacity = GPUMath.PerGPUDemand.capacity(of: nodes)
-        let stranding = !cpuOnly.exceeds(capacity)
-        let classes = stranding ? w : GPUMath.weightedByYield(w, cpu: cpuOnly.cpu > capacity.cpu, memory: cpuOnly.memory > capacity.memory)
-        workload.withLock { $0 = (classes, perGPU, stranding) }
+        // Stranding is measured only while the cluster could feed its GPUs, and the GPU
+        // classes are weighed by the GPUs they make of CPU (or memory) while that limits
+        // the GPUs (see the type's documentation).
+        let regime = GPUMath.Regime(w, capacity: .capacity(of: nodes), limited: perGPU)
+        workload.withLock { $0 = (regime.classes, perGPU, regime.stranding) }
     }
 
     /// The candidate GPU choices on a node, each with its score.

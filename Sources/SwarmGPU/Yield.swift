@@ -31,3 +31,34 @@ extension GPUMath {
         }
     }
 }
+
+extension GPUMath {
+    /// How the `gpu` strategy measures a workload on a cluster: whether it counts stranded
+    /// GPUs, and the classes it weighs.
+    public struct Regime: Sendable, Equatable {
+        /// The classes, weighed by yield where CPU or memory limits the GPUs.
+        public var classes: [WeightedShape]
+        /// Whether stranding is measured (false beyond the line, where the CPU-only
+        /// classes alone ask more per GPU than the cluster has).
+        public var stranding: Bool
+
+        /// The regime for `workload` on a cluster with `capacity` per GPU in all
+        /// (``PerGPUDemand/capacity(cpuTotal:memoryTotal:gpus:)``) and `limited`, the GPU
+        /// classes' mean demand limited to their share of what the cluster has left per
+        /// free GPU (``PerGPUDemand/limited(by:besides:)``).
+        ///
+        /// Beyond the line (the CPU-only classes' demand per GPU exceeds `capacity`)
+        /// stranding is not measured and the classes are weighed by yield in the resources
+        /// that the CPU-only classes outgrow. Below it stranding is measured, and the
+        /// classes are weighed by yield in a resource while the cluster limits it (`limited`
+        /// below the mean).
+        public init(_ workload: [WeightedShape], capacity: PerGPUDemand, limited: PerGPUDemand) {
+            let cpuOnly = PerGPUDemand.cpuOnly(workload)
+            let mean = PerGPUDemand(workload)
+            stranding = !cpuOnly.exceeds(capacity)
+            classes = stranding
+                ? weightedByYield(workload, cpu: limited.cpu < mean.cpu, memory: limited.memory < mean.memory)
+                : weightedByYield(workload, cpu: cpuOnly.cpu > capacity.cpu, memory: cpuOnly.memory > capacity.memory)
+        }
+    }
+}

@@ -64,4 +64,29 @@ struct YieldTests {
         #expect(abs(growth(y, yield) - 1000.0 / 3 * (mean / 3500 - mean / 12000)) < 1e-9)
         #expect(growth(x, yield) < growth(y, yield))
     }
+
+    @Test func theRegimeWeighsByYieldWhereCPULimitsTheGPUs() {
+        // GPU classes as above (7,500 milli-CPUs per GPU on the mean, 250 bytes); the
+        // CPU-only class asks 8,000 per GPU of their demand (weight 1 × 8,000 / 1 GPU).
+        let mean = GPUMath.PerGPUDemand(Self.workload)
+        let yieldByCPU = GPUMath.weightedByYield(Self.workload, cpu: true, memory: false)
+        // Beyond the line: 8,000 CPU-only milli-CPUs per GPU against 7,999 in all.
+        let beyond = GPUMath.Regime(Self.workload, capacity: .init(cpu: 7_999, memory: 1_048_576), limited: mean)
+        #expect(!beyond.stranding)
+        #expect(beyond.classes == yieldByCPU, "weighed by CPU from the start, whatever is left")
+        // Below it (16,000 per GPU in all): stranding, and the counts' weights while the
+        // cluster's share per free GPU covers the mean ...
+        let roomy = GPUMath.Regime(Self.workload, capacity: .init(cpu: 16_000, memory: 1_048_576), limited: mean)
+        #expect(roomy.stranding && roomy.classes == Self.workload)
+        // ... weighed by CPU once it is less than the mean, by memory once memory is.
+        let short = GPUMath.Regime(Self.workload, capacity: .init(cpu: 16_000, memory: 1_048_576),
+                                   limited: .init(cpu: 7_000, memory: mean.memory))
+        #expect(short.stranding && short.classes == yieldByCPU)
+        let shortOfMemory = GPUMath.Regime(Self.workload, capacity: .init(cpu: 16_000, memory: 1_048_576),
+                                           limited: .init(cpu: mean.cpu, memory: 200))
+        #expect(shortOfMemory.classes == GPUMath.weightedByYield(Self.workload, cpu: false, memory: true))
+        // Beyond the line in memory only: weighed by memory.
+        let memoryBound = GPUMath.Regime(Self.workload, capacity: .init(cpu: 16_000, memory: 999), limited: mean)
+        #expect(!memoryBound.stranding && memoryBound.classes == GPUMath.weightedByYield(Self.workload, cpu: false, memory: true))
+    }
 }
