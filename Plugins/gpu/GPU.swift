@@ -21,7 +21,7 @@ import Synchronization
 ///   FGD asks only whether one more pod fits, so it lets CPU-heavy pods use up the CPU
 ///   that a node's other GPUs will need. A class also counts a node's GPUs as usable only
 ///   if the node has the class's memory (FGD checks CPU only). Together these put `gpu`
-///   ahead of FGD on every committed openb trace (+0.28 to +0.59 points at 130 % arrived)
+///   ahead of FGD on every committed openb trace (+0.28 to +0.58 points at 130 % arrived)
 ///   and on every published variant, by less than +0.2 on the multi-GPU-heavy ones.
 /// - Stranding is measured only while the cluster could feed its GPUs. When the CPU-only
 ///   classes alone ask for more CPU (or memory) per GPU of the GPU classes' demand than the
