@@ -35,8 +35,9 @@ import Synchronization
 ///   has left per free GPU is less than they ask on the mean. The CPU left to GPU tasks is
 ///   then fixed by the arrivals, and the GPUs it buys depend on which classes the holes are
 ///   kept for: a class asking half the mean CPU per GPU counts twice. On mixes with 42 %
-///   CPU-only pods or more `gpu` was up to 0.4 points behind FGD before this, and on
-///   CPU-heavy mixes below that it gained up to 1.8 points (`docs/openb-replay.md`).
+///   CPU-only pods or more this moved `gpu` from level with FGD to +0.3 to +2.6 points
+///   ahead, and on CPU-heavy mixes below that it gained up to 1.8 points
+///   (`docs/openb-replay.md`).
 /// - A CPU-only task goes to a node without GPUs before any GPU node, spread over them as
 ///   SwarmKit's spread would.
 /// - A fraction goes to a GPU that reaches the node's best step, and among those to the one
