@@ -246,7 +246,8 @@ let package = Package(
         .testTarget(
             name: "SwarmManagerTests",
             dependencies: ["SwarmClient", "SwarmPluginHost", "SwarmStore", .product(name: "SwiftProtobuf", package: "swift-protobuf"), 
-                "SwarmManager", "SwarmAgent", "SwarmAPI", "SwarmRPC", "SwarmRaftNode",
+                "SwarmManager", "SwarmAgent", "SwarmAPI", "SwarmRPC", "SwarmRaftNode", "SwarmCA",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "GRPCCore", package: "grpc-swift-2"),
                 .product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport"),
             ]

@@ -129,7 +129,7 @@ struct ManagerRole: Sendable {
             .ending(NodePart("leader components") { await leader.run() }),
             .ending(NodePart("membership") { for await _ in node.removal() { return } }),
             .ending(NodePart("autolock") {
-                await Autolock.keep(store: node.store, credentials: credentials, dataKey: dataKey, stateDir: stateDir, logger: logger)
+                await Autolock.keep(node: node, credentials: credentials, dataKey: dataKey, stateDir: stateDir, logger: logger)
                 try await gracefulShutdown()
             }),
         ]

@@ -121,7 +121,7 @@ import Testing
         }
         for k in 1..<c.ports.count {
             try c.start(k, join: 0)
-            try await waitFor("member \(k + 1) to become a voter", seconds: 20) {
+            try await waitFor("member \(k + 1) to become a voter", seconds: 40) {
                 await status(c.addr(0))?.voters.count == k + 1
             }
         }

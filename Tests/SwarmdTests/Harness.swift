@@ -104,11 +104,18 @@ final class SwarmdCluster: @unchecked Sendable {
     @discardableResult
     func ctl(_ args: String...) throws -> (status: Int32, output: String) { try ctl(args) }
 
+    /// Runs swarmctl; one that has not finished within `seconds` is killed (its status is
+    /// then 137), so that a call that hangs fails the wait it is in instead of stalling it.
     @discardableResult
-    func ctl(_ args: [String]) throws -> (status: Int32, output: String) {
+    func ctl(_ args: [String], seconds: Double = 20) throws -> (status: Int32, output: String) {
         let (p, pipe) = try start(swarmctl: args)
+        let pid = p.processIdentifier
+        let watchdog = DispatchWorkItem { kill(pid, SIGKILL) }
+        DispatchQueue.global().asyncAfter(deadline: .now() + seconds, execute: watchdog)
         let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        return (Self.reap(p), String(decoding: data, as: UTF8.self))
+        let status = Self.reap(p)
+        watchdog.cancel()
+        return (status, String(decoding: data, as: UTF8.self))
     }
 
     /// Starts swarmctl without waiting for it (for `--follow`).

@@ -37,17 +37,19 @@ import Testing
         try await c.waitFor("6 processes of the first spec", seconds: 30) { SwarmdCluster.pids(matching: ["/bin/sleep", m1]).count == 6 }
         let id = try await Self.service(c, "web").id
 
-        // Parallelism 2, delay 2 s: never more than 2 slots without a running task.
-        let update = try c.ctl("service", "update", "web", "--args", m2, "--update-parallelism", "2", "--update-delay", "2s")
+        // Parallelism 2, delay 3 s: never more than 2 slots without a running task, and at
+        // least 6 s in which inspect shows the update running.
+        let update = try c.ctl("service", "update", "web", "--args", m2, "--update-parallelism", "2", "--update-delay", "3s")
         #expect(update.status == 0, "\(update.output)")
         var most = 0
         var sawUpdating = false
         try await c.waitFor("the update to complete", seconds: 90) {
+            // Inspect first: on a loaded machine one round of these checks can take seconds.
+            let inspect = (try? c.ctl("service", "inspect", "web").output) ?? ""
+            if inspect.contains("UPDATING") { sawUpdating = true }
             let tasks = await Self.serviceTasks(c, id)
             let runningSlots = Set(tasks.filter { $0.status.state == .running && $0.isRunnable }.map(\.slot))
             most = max(most, 6 - runningSlots.count)
-            let inspect = (try? c.ctl("service", "inspect", "web").output) ?? ""
-            if inspect.contains("UPDATING") { sawUpdating = true }
             return inspect.contains("COMPLETED") && SwarmdCluster.pids(matching: ["/bin/sleep", m2]).count == 6
         }
         #expect(sawUpdating, "inspect shows the update while it runs")
