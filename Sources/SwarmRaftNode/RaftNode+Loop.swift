@@ -179,6 +179,7 @@ extension RaftNode {
             st.role = core.role
             st.commit = core.commitIndex
             st.applied = core.appliedIndex
+            st.lastIndex = core.lastIndex
             st.voters = core.confState.voters
             st.learners = core.confState.learners
             st.members = members

@@ -30,6 +30,11 @@ public final class RaftNode: Sendable {
         var removalWatchers: [UUID: AsyncStream<Void>.Continuation] = [:]
         var changeWatchers: [UUID: AsyncStream<Void>.Continuation] = [:]
         var stopped = false
+        /// The last index of the log when this member became leader (its term's first
+        /// entry); nil while it does not lead.
+        var leaderReadyIndex: UInt64?
+        /// What ``leadershipChanges()`` last said.
+        var signalledLeadership = false
     }
 
     /// Opens the state directory. With no state there, `bootstrap` starts a new one-member
@@ -157,14 +162,17 @@ public final class RaftNode: Sendable {
     /// Whether this member leads the group; false once the node is stopped.
     public var isLeader: Bool { shared.withLock { !$0.stopped && $0.status.role == .leader } }
 
-    /// Yields true when this member becomes leader and false when it stops being leader,
-    /// so that leader-only components can start and stop.
+    /// Yields true when this member leads and has applied its whole log as it was when it
+    /// was elected, and false when it stops leading, so that leader-only components start
+    /// on a store that holds everything the cluster committed (a new leader may hold
+    /// entries that an old leader committed without it learning so; they are applied once
+    /// its own term's first entry commits). ``isLeader`` says true from the election on.
     public func leadershipChanges() -> AsyncStream<Bool> {
         let (stream, continuation) = AsyncStream.makeStream(of: Bool.self)
         let key = UUID()
         shared.withLock { s in
             s.leadershipWatchers[key] = continuation
-            continuation.yield(s.status.role == .leader)
+            continuation.yield(s.signalledLeadership)
         }
         continuation.onTermination = { [weak self] _ in _ = self?.shared.withLock { $0.leadershipWatchers.removeValue(forKey: key) } }
         return stream
@@ -249,10 +257,16 @@ public final class RaftNode: Sendable {
 
     func publish(_ update: (inout RaftNodeStatus) -> Void) {
         let removal = shared.withLock { s -> [AsyncStream<Void>.Continuation] in
-            let (wasLeader, wasRemoved) = (s.status.role == .leader, s.status.removed)
+            let (wasLeader, wasRemoved) = (s.signalledLeadership, s.status.removed)
             let before = GroupView(s.status)
             update(&s.status)
-            let isLeader = s.status.role == .leader
+            if s.status.role != .leader {
+                s.leaderReadyIndex = nil
+            } else if s.leaderReadyIndex == nil {
+                s.leaderReadyIndex = s.status.lastIndex
+            }
+            let isLeader = s.status.role == .leader && s.status.applied >= (s.leaderReadyIndex ?? .max)
+            s.signalledLeadership = isLeader
             if wasLeader != isLeader { for c in s.leadershipWatchers.values { c.yield(isLeader) } }
             if !s.changeWatchers.isEmpty && GroupView(s.status) != before { for c in s.changeWatchers.values { c.yield() } }
             guard !wasRemoved && s.status.removed else { return [] }

@@ -73,6 +73,8 @@ public struct RaftNodeStatus: Sendable {
     public var role: RaftRole
     public var commit: UInt64
     public var applied: UInt64
+    /// The index of the last entry in this member's log, committed or not.
+    public var lastIndex: UInt64 = 0
     public var voters: [RaftID]
     public var learners: [RaftID]
     public var members: [RaftID: String]

@@ -48,6 +48,31 @@ import Testing
         restarted.stop()
     }
 
+    /// Leader-only work starts on a store that holds the whole log: the stream says true
+    /// only once the member's own term's first entry, and so everything before it, is
+    /// applied.
+    @Test func leadershipIsSignalledOnceTheLogIsApplied() async throws {
+        let config = Self.config()
+        do {
+            let node = try RaftNode(config: config)
+            node.start()
+            try await Self.waitForLeadership(node)
+            for k in 0..<20 { try await node.store.update { try $0.create(Self.service("s\(k)", "web-\(k)")) } }
+            node.stop()
+        }
+        let restarted = try RaftNode(config: config)
+        restarted.start()
+        defer { restarted.stop() }
+        for await isLeader in restarted.leadershipChanges() where isLeader {
+            let s = restarted.status
+            #expect(s.role == .leader)
+            #expect(s.applied >= s.lastIndex && s.applied >= s.commit, "applied \(s.applied), last \(s.lastIndex), commit \(s.commit)")
+            #expect(restarted.store.view().find(SwarmService.self).count == 20)
+            return
+        }
+        Issue.record("leadership stream ended")
+    }
+
     @Test func conflictingConcurrentUpdatesFailCleanly() async throws {
         let node = try RaftNode(config: Self.config())
         node.start()
