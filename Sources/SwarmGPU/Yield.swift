@@ -4,8 +4,9 @@
 /// do (whatever the placement when the CPU-only classes alone ask for more CPU per GPU of
 /// GPU demand than the cluster has in all per GPU, ``GPUMath/PerGPUDemand/exceeds(_:)``;
 /// or once the cluster's free CPU per free GPU falls short of what GPU pods ask), how many
-/// GPUs end up allocated depends on how many GPUs the CPU left to GPU pods buys: a class asking 3 CPUs per GPU allocates four GPUs with the CPU that one
-/// GPU of a 12-CPU-per-GPU class takes. Keeping a hole usable for a class is then worth
+/// GPUs end up allocated depends on how many GPUs the CPU left to GPU pods buys: a class
+/// asking 3 CPUs per GPU allocates four GPUs with the CPU that one GPU of a
+/// 12-CPU-per-GPU class takes. Keeping a hole usable for a class is then worth
 /// what the class makes of the scarce resource, so each GPU class is weighed by its GPUs
 /// per CPU relative to the workload's mean: a class asking half the mean CPU per GPU
 /// counts twice, one asking twice the mean counts half. Holes stay open for the classes

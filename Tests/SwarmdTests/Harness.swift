@@ -113,9 +113,10 @@ final class SwarmdCluster: @unchecked Sendable {
         let watchdog = DispatchWorkItem { kill(pid, SIGKILL) }
         DispatchQueue.global().asyncAfter(deadline: .now() + seconds, execute: watchdog)
         let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        let status = Self.reap(p)
+        // Cancelled before the child is reaped, so that the watchdog can never signal a
+        // process that has since taken its PID.
         watchdog.cancel()
-        return (status, String(decoding: data, as: UTF8.self))
+        return (Self.reap(p), String(decoding: data, as: UTF8.self))
     }
 
     /// Starts swarmctl without waiting for it (for `--follow`).
