@@ -74,8 +74,12 @@ public final class ClusterReplay {
     }
 
     /// Runs `strategy` over the arrivals; `progress` gets the fraction done now and then.
+    /// With `hindsight`, the expected workload that `prepare` hands the strategy at each
+    /// tick weighs the typical classes by the arrivals still to come in this run
+    /// (``Workload/remainingWeights(_:arrivals:)``), knowledge no real scheduler has: it
+    /// measures what a perfect forecast of the workload would be worth to a strategy.
     public func run(policy: String, strategy: LoadedStrategy, workload: PreparedWorkload, typical: [WeightedShape],
-                    seed: UInt64, progress: (Double) -> Void = { _ in }) -> ReplayRun {
+                    seed: UInt64, hindsight: Bool = false, progress: (Double) -> Void = { _ in }) -> ReplayRun {
         let n = nodes.count
         var state = nodes.map { GPUNodeState(cpuFree: $0.cpuMilli, memoryFree: $0.memoryMiB,
                                              gpuFree: [Int32](repeating: 1000, count: $0.gpus), model: $0.model) }
@@ -103,7 +107,7 @@ public final class ClusterReplay {
             return p
         }
         defer { for p in modelBuffers { p.deallocate() } }
-        let classes = typical.enumerated().map { i, w in
+        var classes = typical.enumerated().map { i, w in
             swarm_workload_class(struct_size: MemoryLayout<swarm_workload_class>.size, nano_cpus: w.shape.cpu * 1_000_000,
                                  memory_bytes: w.shape.memory << 20, gpu_count: UInt32(w.shape.gpuCount),
                                  gpu_milli: UInt32(w.shape.gpuMilli), gpu_models: UnsafePointer(modelBuffers[i]),
@@ -111,7 +115,10 @@ public final class ClusterReplay {
         }
         /// A scheduling "tick": the strategy sees the whole cluster as it is now.
         var tick: UInt64 = 0
-        func prepare() {
+        func prepare(from next: Int = 0) {
+            if hindsight, let weights = Workload.remainingWeights(typical, arrivals: workload.arrivals[next...]) {
+                for i in classes.indices { classes[i].weight = weights[i] }
+            }
             classes.withUnsafeBufferPointer { cls in
                 var cluster = swarm_cluster_view(struct_size: MemoryLayout<swarm_cluster_view>.size, nodes: UnsafePointer(nodePointers),
                                                  nodes_count: n, workload: cls.baseAddress, workload_count: cls.count, seed: seed, tick: tick)
@@ -141,7 +148,7 @@ public final class ClusterReplay {
         var taskView = CTaskView()
         for (k, pod) in workload.arrivals.enumerated() {
             if k % 1000 == 0 { progress(Double(k) / Double(count)) }
-            if k > 0 && k % Self.tickPods == 0 { prepare() }
+            if k > 0 && k % Self.tickPods == 0 { prepare(from: k) }
             arrived += pod.demand
             let shape = pod.shape
             let t0 = clock.now

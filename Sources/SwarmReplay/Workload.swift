@@ -85,6 +85,22 @@ public enum Workload {
         return kept.map { ($0.0, Double($0.1) / Double(covered)) }
     }
 
+    /// The typical classes weighted by `arrivals` (hindsight: the pods still to arrive in a
+    /// run), for `swarm-bench replay --hindsight`: each class's share of the arrivals that
+    /// belong to a class (same CPU, GPU count, per-GPU milli and allowed models; memory is
+    /// not part of a class). The weights add up to 1; a class with none left weighs 0. Nil
+    /// when no arrival belongs to a class, so that the caller keeps the weights it has.
+    public static func remainingWeights(_ typical: [WeightedShape], arrivals: ArraySlice<TracePod>) -> [Double]? {
+        struct Key: Hashable { var cpu: Int64, count: Int, milli: Int32, models: [String] }
+        func key(_ s: GPUTaskShape) -> Key { Key(cpu: s.cpu, count: s.gpuCount, milli: s.gpuMilli, models: s.models) }
+        var index: [Key: Int] = [:]
+        for (i, c) in typical.enumerated() where index[key(c.shape)] == nil { index[key(c.shape)] = i }
+        var counts = [Double](repeating: 0, count: typical.count)
+        for pod in arrivals { if let i = index[key(pod.shape)] { counts[i] += 1 } }
+        let total = counts.reduce(0, +)
+        return total > 0 ? counts.map { $0 / total } : nil
+    }
+
     /// The typical pods as weighted shapes (memory in MiB, as the replay accounts it).
     public static func weightedShapes(_ typical: [(pod: TracePod, weight: Double)]) -> [WeightedShape] {
         typical.map { WeightedShape($0.pod.shape, weight: $0.weight) }

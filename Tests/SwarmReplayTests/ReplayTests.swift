@@ -141,6 +141,29 @@ struct TypicalPodMemoryTests {
         #expect(typical[0].pod.memoryMiB == 200, "lower median of 100, 200, 300, 900")
         #expect(typical[1].pod.memoryMiB == 50)
     }
+
+    @Test func hindsightWeighsTheClassesByTheArrivalsStillToCome() throws {
+        func pod(_ name: String, cpu: Int64, count: Int, milli: Int32, spec: String = "", mem: Int64 = 100) -> TracePod {
+            TracePod(name: name, cpuMilli: cpu, memoryMiB: mem, gpuCount: count, gpuMilli: milli, spec: spec)
+        }
+        let share = pod("s", cpu: 4000, count: 1, milli: 500)
+        let whole = pod("w", cpu: 8000, count: 1, milli: 1000)
+        let t4 = pod("t", cpu: 8000, count: 1, milli: 1000, spec: "T4")
+        let typical = [WeightedShape(share.shape, weight: 0.5), WeightedShape(whole.shape, weight: 0.3),
+                       WeightedShape(t4.shape, weight: 0.2)]
+        // Memory is not part of a class; a pod of no class (2 GPUs) is left out.
+        let arrivals = [share, whole, pod("s2", cpu: 4000, count: 1, milli: 500, mem: 9999), whole, t4,
+                        pod("x", cpu: 8000, count: 2, milli: 1000), whole]
+        let all = try #require(Workload.remainingWeights(typical, arrivals: arrivals[...]))
+        let expected: [Double] = [2.0 / 6, 3.0 / 6, 1.0 / 6]
+        #expect(all == expected)
+        // From the fifth arrival on: one T4 pod and one whole-GPU pod; no sharing pod is left.
+        let late = try #require(Workload.remainingWeights(typical, arrivals: arrivals[4...]))
+        let lateExpected: [Double] = [0, 0.5, 0.5]
+        #expect(late == lateExpected)
+        #expect(Workload.remainingWeights(typical, arrivals: arrivals[5...5]) == nil, "only a pod of no class is left")
+        #expect(Workload.remainingWeights(typical, arrivals: arrivals[7...]) == nil)
+    }
 }
 
 struct ReplayRunTests {
@@ -165,6 +188,9 @@ struct ReplayRunTests {
         for policy in ["fgd", "best-fit", "gpu", "random", "dotprod", "gpu-packing", "gpu-clustering", "binpack"] {
             let strategy = try #require(registry.strategy(policy), "\(policy) is not loaded from \(Self.pluginDir)")
             let run = ClusterReplay(nodes: nodes).run(policy: policy, strategy: strategy, workload: workload, typical: typical, seed: 42)
+            let hindsight = ClusterReplay(nodes: nodes).run(policy: policy, strategy: strategy, workload: workload, typical: typical,
+                                                            seed: 42, hindsight: true)
+            #expect(hindsight.placed + hindsight.failed.values.reduce(0, +) == arrivals.count)
             #expect(run.arrivedPct.count == arrivals.count)
             #expect(run.placed + run.failed.values.reduce(0, +) == arrivals.count)
             #expect(run.allocatedPct.allSatisfy { $0 <= 100 })

@@ -18,6 +18,8 @@ struct ReplayBench: AsyncParsableCommand {
     @Option(help: "Output directory for summary.csv, curves.csv and allocation.svg") var out = "replay-out"
     @Option(help: "Directory of plugin .so files (default: $SWARM_PLUGIN_DIR, else the main package's .build/release)") var pluginDir: String?
     @Option(help: "Workload tuned up to this multiple of GPU capacity") var tune = 1.3
+    @Flag(help: "Hand each strategy the typical classes weighted by the arrivals still to come (a perfect forecast no real scheduler has), to measure what knowing the future workload is worth")
+    var hindsight = false
 
     func comparePair() throws -> (String, String)? {
         guard let compare else { return nil }
@@ -88,7 +90,7 @@ struct ReplayBench: AsyncParsableCommand {
             let prepared = Workload.prepare(pods: tracePods, nodes: traceNodes, seed: seed, tune: tune)
             for (name, strategy) in strategies {
                 let done = runs.count
-                let r = replay.run(policy: name, strategy: strategy, workload: prepared, typical: shapes, seed: seed) { f in
+                let r = replay.run(policy: name, strategy: strategy, workload: prepared, typical: shapes, seed: seed, hindsight: hindsight) { f in
                     let line = "\r[\(done + 1)/\(total)] seed \(seed) \(name.padding(toLength: 16, withPad: " ", startingAt: 0)) " + String(format: "%5.1f%%", f * 100)
                     FileHandle.standardError.write(Data(line.utf8))
                 }
@@ -109,10 +111,12 @@ struct ReplayBench: AsyncParsableCommand {
             try ReplayReport.comparisonCSV(comparison).write(toFile: out + "/compare.csv", atomically: true, encoding: .utf8)
         }
         let title = "\(URL(fileURLWithPath: pods).deletingPathExtension().lastPathComponent), seeds \(seeds)"
+            + (hindsight ? ", hindsight workload" : "")
         try ReplayReport.allocationSVG(runs, title: title, comparison: comparison)
             .write(toFile: out + "/allocation.svg", atomically: true, encoding: .utf8)
 
         func pad(_ s: String, _ n: Int) -> String { s.padding(toLength: max(n, s.count), withPad: " ", startingAt: 0) }
+        if hindsight { print("hindsight: each strategy was handed the classes weighted by the arrivals still to come") }
         print(pad("policy", 16) + pad("alloc@100 %", 16) + pad("alloc@130 %", 16) + pad("frag@90 %", 16)
               + pad("failed pods per seed, by kind", 52) + pad("placements/s", 14) + "p99 decision")
         for (name, _) in strategies {
