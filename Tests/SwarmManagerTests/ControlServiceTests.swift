@@ -17,10 +17,12 @@ import Testing
         let tcp: GRPCServer<HTTP2ServerTransport.Posix>
         let unix: GRPCServer<HTTP2ServerTransport.Posix>
         let socket: String
+        let stateDir: String
         var addr = ""
 
         init() async throws {
             let dir = NSTemporaryDirectory() + "swarm-ctl-\(UUID().uuidString)"
+            stateDir = dir
             var config = RaftNodeConfig(stateDir: dir, advertiseAddr: "127.0.0.1:0")
             config.tickInterval = .milliseconds(10)
             node = try RaftNode(config: config)
@@ -45,6 +47,7 @@ import Testing
             node.stop()
             tcp.beginGracefulShutdown()
             unix.beginGracefulShutdown()
+            try? FileManager.default.removeItem(atPath: stateDir)
         }
 
         func call<R: Sendable>(_ body: (SwarmControl.Client<HTTP2ClientTransport.Posix>) async throws -> R) async throws -> R {

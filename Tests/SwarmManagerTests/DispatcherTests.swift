@@ -17,10 +17,11 @@ import Testing
         let node: RaftNode
         let server: GRPCServer<HTTP2ServerTransport.Posix>
         let leader: Task<Void, Never>
+        let stateDir = NSTemporaryDirectory() + "swarm-disp-\(UUID().uuidString)"
         var port = 0
 
         init() async throws {
-            var config = RaftNodeConfig(stateDir: NSTemporaryDirectory() + "swarm-disp-\(UUID().uuidString)",
+            var config = RaftNodeConfig(stateDir: stateDir,
                                         advertiseAddr: "127.0.0.1:1")
             config.tickInterval = .milliseconds(10)
             node = try RaftNode(config: config)
@@ -53,6 +54,7 @@ import Testing
             leader.cancel()
             node.stop()
             server.beginGracefulShutdown()
+            try? FileManager.default.removeItem(atPath: stateDir)
         }
 
         func withClient<R: Sendable>(_ body: @Sendable (SwarmDispatcher.Client<HTTP2ClientTransport.Posix>) async throws -> R) async throws -> R {

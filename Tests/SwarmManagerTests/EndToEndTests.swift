@@ -28,9 +28,9 @@ import Testing
         let server: GRPCServer<HTTP2ServerTransport.Posix>
         var tasks: [Task<Void, Never>] = []
         var addr = ""
+        let root = NSTemporaryDirectory() + "swarm-e2e-\(UUID().uuidString)"
 
         init(agents: Int) async throws {
-            let root = NSTemporaryDirectory() + "swarm-e2e-\(UUID().uuidString)"
             var config = RaftNodeConfig(stateDir: root + "/manager", advertiseAddr: "127.0.0.1:1")
             config.tickInterval = .milliseconds(10)
             node = try RaftNode(config: config)
@@ -71,6 +71,7 @@ import Testing
             for t in tasks { t.cancel() }
             node.stop()
             server.beginGracefulShutdown()   // ends `serve()` once the agents' connections close
+            try? FileManager.default.removeItem(atPath: root)
         }
 
         func control<R: Sendable>(_ body: (SwarmControl.Client<HTTP2ClientTransport.Posix>) async throws -> R) async throws -> R {

@@ -13,9 +13,10 @@ import Testing
     final class Cluster: @unchecked Sendable {
         let node: RaftNode
         let components: Task<Void, Never>
+        let stateDir = NSTemporaryDirectory() + "swarm-leader-\(UUID().uuidString)"
 
         init() async throws {
-            var config = RaftNodeConfig(stateDir: NSTemporaryDirectory() + "swarm-leader-\(UUID().uuidString)",
+            var config = RaftNodeConfig(stateDir: stateDir,
                                         advertiseAddr: "127.0.0.1:1")
             config.tickInterval = .milliseconds(10)
             node = try RaftNode(config: config)
@@ -33,6 +34,7 @@ import Testing
         func stop() {
             components.cancel()
             node.stop()
+            try? FileManager.default.removeItem(atPath: stateDir)
         }
 
         func addNode(_ id: String, labels: [String: String] = [:]) async throws {

@@ -63,6 +63,7 @@ import Testing
 
     @Test func filtersAndExecutorsBuiltAgainstShorterTablesLoadAndWork() throws {
         let dir = PluginHostTests.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let so = try PluginHostTests.compileC(Self.shortTables, name: "short", in: dir)
         let registry = PluginRegistry()
         try registry.load(file: so)
@@ -131,6 +132,7 @@ import Testing
             }
             """
         let dir = PluginHostTests.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let registry = PluginRegistry()
         try registry.load(file: try PluginHostTests.compileC(source, name: "new15", in: dir))
         let executor = ExecutorClient(try #require(registry.executor("new-executor")))
@@ -148,6 +150,7 @@ import Testing
 
     @Test func tablesShorterThanTheFirstVersionAreRefusedWithTheSizes() throws {
         let dir = PluginHostTests.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let source = PluginHostTests.plugin("""
             swarm_filter_v1 f = {offsetof(swarm_filter_v1, check), NULL, check, NULL};
             return host->register_filter(host->host_ctx, "tiny", &f);
@@ -195,6 +198,7 @@ import Testing
 
     @Test func aStatefulStrategyFromAnOlderPluginIsNotSimulated() throws {
         let dir = PluginHostTests.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let source = """
             #include "swarm_plugin.h"
             static double score(void *ctx, const swarm_task_view *t, const swarm_node_view *n) { return 1; }
@@ -235,6 +239,7 @@ import Testing
 
     @Test func pluginLogLinesGoThroughTheHostsLoggerWithThePluginsName() throws {
         let dir = PluginHostTests.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let source = PluginHostTests.plugin("""
             saved = host;
             host->log(host->host_ctx, SWARM_LOG_WARNING, "starting up");

@@ -106,6 +106,7 @@ import Testing
 
     @Test func cFilterLoadsByNameAndExplains() throws {
         let dir = Self.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let so = try Self.compileC(Self.plugin("""
             static swarm_filter_v1 f = { sizeof(swarm_filter_v1), 0, check, explain };
             return host->register_filter(host->host_ctx, "zone-a", &f);
@@ -129,6 +130,7 @@ import Testing
     /// assign_devices.
     @Test func anABI10StrategyTableStillLoads() throws {
         let dir = Self.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let so = try Self.compileC(Self.plugin("""
             swarm_strategy_v1 s;
             memset(&s, 0xAB, sizeof s);  /* garbage past the 1.0 fields must not be read */
@@ -150,6 +152,7 @@ import Testing
     /// and SWARM_DECLINED means "no answer".
     @Test func aCPlaceGroupAnswersOrDeclines() throws {
         let dir = Self.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let so = try Self.compileC(Self.plugin("""
             swarm_strategy_v1 s = {0};
             s.struct_size = sizeof s;
@@ -184,6 +187,7 @@ import Testing
 
     @Test func wrongMajorVersionIsRefusedNamingTheFile() throws {
         let dir = Self.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let so = try Self.compileC(Self.plugin("""
             static swarm_strategy_v1 s = { sizeof(swarm_strategy_v1), 0, score };
             host->register_strategy(host->host_ctx, "future", &s);
@@ -200,6 +204,7 @@ import Testing
 
     @Test func missingEntrySymbolIsRefused() throws {
         let dir = Self.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let so = try Self.compileC("int not_the_entry(void) { return 0; }", name: "noentry", in: dir)
         let error = #expect(throws: PluginLoadError.self) { try PluginRegistry().load(file: so) }
         #expect(error?.description == "plugin \(so): missing entry symbol swarm_plugin_init_v1")
@@ -207,6 +212,7 @@ import Testing
 
     @Test func failingInitIsRefusedWithThePluginsMessage() throws {
         let dir = Self.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let so = try Self.compileC(Self.plugin("""
             *error = "no GPU driver found";
             return SWARM_ERR_FAILED;
@@ -217,6 +223,7 @@ import Testing
 
     @Test func duplicateNameIsRefusedAndTheFirstKept() throws {
         let dir = Self.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let registry = PluginRegistry()
         try registry.load(file: Self.buildDir.appendingPathComponent("libswarm-spread.so").path)
         let so = try Self.compileC(Self.plugin("""
@@ -231,6 +238,7 @@ import Testing
 
     @Test func invalidRegistrationsAreRefused() throws {
         let dir = Self.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let so = try Self.compileC(Self.plugin("""
             static swarm_strategy_v1 s = { sizeof(swarm_strategy_v1), 0, 0 };
             host->register_strategy(host->host_ctx, "no-score", &s);
@@ -249,6 +257,7 @@ import Testing
 
     @Test func directoryLoadKeepsGoodPluginsAndReportsEveryBadOne() throws {
         let dir = Self.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         _ = try Self.compileC(Self.plugin("""
             static swarm_filter_v1 f = { sizeof(swarm_filter_v1), 0, check, explain };
             return host->register_filter(host->host_ctx, "zone-a", &f);

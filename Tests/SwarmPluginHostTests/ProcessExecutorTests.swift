@@ -70,6 +70,7 @@ import Testing
 
     @Test func runsTheCommandWithArgsEnvAndDirAndReportsTheExitCode() throws {
         let dir = Self.workDir("t1")
+        defer { try? FileManager.default.removeItem(atPath: (dir as NSString).deletingLastPathComponent) }
         try Self.run("t1", Self.task("t1", "/bin/sh", ["-c", "echo out:$FOO; pwd; echo id:$SWARM_TASK_ID; echo path:$PATH; echo err >&2; exit 3"],
                                      env: ["FOO=bar", "PATH=/custom:/bin:/usr/bin"], dir: "/tmp"), workDir: dir)
         let s = try Self.waitExit("t1")
@@ -84,6 +85,7 @@ import Testing
 
     @Test func shutdownSendsTermThenKillToTheWholeProcessGroup() throws {
         let dir = Self.workDir("t2")
+        defer { try? FileManager.default.removeItem(atPath: (dir as NSString).deletingLastPathComponent) }
         // Ignores SIGTERM and has a child of its own.
         try Self.run("t2", Self.task("t2", "/bin/sh", ["-c", "trap '' TERM; sleep 30 & while true; do sleep 0.05; done"]),
                      workDir: dir)
@@ -99,6 +101,8 @@ import Testing
         try Self.executor.remove(taskID: "t2")
 
         let dir3 = Self.workDir("t3")
+
+        defer { try? FileManager.default.removeItem(atPath: (dir3 as NSString).deletingLastPathComponent) }
         try Self.run("t3", Self.task("t3", "sleep", ["30"]), workDir: dir3)
         try Self.executor.shutdown(taskID: "t3", graceNanoseconds: 5_000_000_000)
         #expect(try Self.executor.status(taskID: "t3").exitCode == 128 + 15, "a well-behaved task stops on SIGTERM")
@@ -107,6 +111,7 @@ import Testing
 
     @Test func badTasksFailWithClearErrors() throws {
         let dir = Self.workDir("bad")
+        defer { try? FileManager.default.removeItem(atPath: (dir as NSString).deletingLastPathComponent) }
         let noCommand = #expect(throws: ExecutorCallError.self) {
             try Self.executor.prepare(taskID: "bad", serviceID: "svc", workDir: dir, taskProto: try SwarmTask().serializedBytes())
         }
@@ -124,6 +129,7 @@ import Testing
 
     @Test func aRunningProcessIsAdoptedNotStartedTwice() throws {
         let dir = Self.workDir("t4")
+        defer { try? FileManager.default.removeItem(atPath: (dir as NSString).deletingLastPathComponent) }
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         // A process left running by an earlier incarnation of the node, with its pid file.
         let orphan = Process()
@@ -146,6 +152,7 @@ import Testing
 
     @Test func logsRotate() throws {
         let dir = Self.workDir("t5")
+        defer { try? FileManager.default.removeItem(atPath: (dir as NSString).deletingLastPathComponent) }
         try Self.run("t5", Self.task("t5", "/bin/sh", ["-c", "head -c 25000000 /dev/zero | tr '\\\\0' x"]), workDir: dir)
         #expect(try Self.waitExit("t5").exitCode == 0)
         usleep(300_000)
@@ -163,6 +170,7 @@ import Testing
             return  // no writable cgroup hierarchy on this node; the task runs unlimited
         }
         let dir = Self.workDir("t6")
+        defer { try? FileManager.default.removeItem(atPath: (dir as NSString).deletingLastPathComponent) }
         try Self.run("t6", Self.task("t6", "sleep", ["30"], memoryLimit: 64 << 20), workDir: dir)
         let pid = try Self.executor.status(taskID: "t6").pid
         let v1 = "/sys/fs/cgroup/memory/swarm-t6"

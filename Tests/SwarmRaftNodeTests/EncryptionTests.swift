@@ -23,6 +23,7 @@ import Testing
 
     @Test func sealedLogAndSnapshotsReadBackOnlyWithTheirKey() throws {
         let dir = StorageTests.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let key = DataCipher()
         do {
             let (storage, _, _) = try RaftStorage.open(directory: dir, cipher: key)
@@ -48,6 +49,7 @@ import Testing
 
     @Test func aLogWrittenInTheClearStillReads() throws {
         let dir = StorageTests.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         do {
             let (wal, _) = try WAL.open(directory: dir + "/wal")
             try wal.append(entries: Self.entries(1...3), hardState: nil, sync: true)
@@ -66,6 +68,7 @@ import Testing
 
     @Test func dataKeyFilesAreCheckedAndKept() throws {
         let dir = StorageTests.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let path = dir + "/keys/swarm-data.key"
         let made = try DataKeyFile.loadOrCreate(path)
         #expect(try DataKeyFile.loadOrCreate(path).keyBytes == made.keyBytes)

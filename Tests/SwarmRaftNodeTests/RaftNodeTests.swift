@@ -29,6 +29,7 @@ import Testing
 
     @Test func storeWritesGoThroughTheLogAndSurviveRestart() async throws {
         let config = Self.config()
+        defer { try? FileManager.default.removeItem(atPath: config.stateDir) }
         do {
             let node = try RaftNode(config: config)
             node.start()
@@ -53,6 +54,7 @@ import Testing
     /// applied.
     @Test func leadershipIsSignalledOnceTheLogIsApplied() async throws {
         let config = Self.config()
+        defer { try? FileManager.default.removeItem(atPath: config.stateDir) }
         do {
             let node = try RaftNode(config: config)
             node.start()
@@ -74,7 +76,9 @@ import Testing
     }
 
     @Test func conflictingConcurrentUpdatesFailCleanly() async throws {
-        let node = try RaftNode(config: Self.config())
+        let config = Self.config()
+        defer { try? FileManager.default.removeItem(atPath: config.stateDir) }
+        let node = try RaftNode(config: config)
         node.start()
         try await Self.waitForLeadership(node)
         try await node.store.update { try $0.create(Self.service("s1", "web")) }
@@ -97,7 +101,9 @@ import Testing
     }
 
     @Test func stoppingEndsLeadershipStreamsThatAreStillBeingRead() async throws {
-        let node = try RaftNode(config: Self.config())
+        let config = Self.config()
+        defer { try? FileManager.default.removeItem(atPath: config.stateDir) }
+        let node = try RaftNode(config: config)
         node.start()
         let follower = Task {
             var changes: [Bool] = []
@@ -111,7 +117,9 @@ import Testing
     }
 
     @Test func proposalsOnAStoppedNodeFail() async throws {
-        let node = try RaftNode(config: Self.config())
+        let config = Self.config()
+        defer { try? FileManager.default.removeItem(atPath: config.stateDir) }
+        let node = try RaftNode(config: config)
         node.start()
         try await Self.waitForLeadership(node)
         node.stop()

@@ -20,6 +20,7 @@ import Testing
 
     @Test func entriesAndHardStateSurviveReopen() throws {
         let dir = Self.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         do {
             let (wal, r) = try WAL.open(directory: dir + "/wal")
             #expect(r.entries.isEmpty)
@@ -33,6 +34,7 @@ import Testing
 
     @Test func rewrittenSuffixReplacesOldEntries() throws {
         let dir = Self.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         do {
             let (wal, _) = try WAL.open(directory: dir + "/wal")
             try wal.append(entries: Self.entries(1...10), hardState: nil, sync: true)
@@ -44,6 +46,7 @@ import Testing
 
     @Test func tornTailIsTruncatedToTheLastValidRecord() throws {
         let dir = Self.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         do {
             let (wal, _) = try WAL.open(directory: dir + "/wal")
             try wal.append(entries: Self.entries(1...8), hardState: nil, sync: true)
@@ -67,6 +70,7 @@ import Testing
 
     @Test func garbledFinalRecordCountsAsTornWrite() throws {
         let dir = Self.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         do {
             let (wal, _) = try WAL.open(directory: dir + "/wal")
             try wal.append(entries: Self.entries(1...4), hardState: nil, sync: true)
@@ -82,6 +86,7 @@ import Testing
 
     @Test func flippedBitInTheMiddleIsAnErrorNamingFileAndOffset() throws {
         let dir = Self.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         do {
             let (wal, _) = try WAL.open(directory: dir + "/wal")
             try wal.append(entries: Self.entries(1...10, size: 20), hardState: nil, sync: true)
@@ -103,6 +108,7 @@ import Testing
 
     @Test func segmentsRollAndCompactionDeletesOldOnes() throws {
         let dir = Self.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         do {
             let (wal, _) = try WAL.open(directory: dir + "/wal", segmentBytes: 4096)
             for k in 0..<20 {
@@ -123,6 +129,7 @@ import Testing
 
     @Test func snapshotFilesRoundTripAndDetectCorruption() throws {
         let dir = Self.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let files = try SnapshotFiles(directory: dir + "/snap", keepOld: 1)
         for index in [UInt64(10), 20, 30] {
             try files.save(Snapshot(metadata: SnapshotMetadata(index: index, term: 2, confState: ConfState(voters: [1, 2, 3], learners: [4])),
@@ -143,6 +150,7 @@ import Testing
 
     @Test func storageRefusesALogCompactedBeyondItsSnapshot() throws {
         let dir = Self.tempDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         do {
             let (storage, _, _) = try RaftStorage.open(directory: dir)
             try storage.wal.append(entries: Self.entries(1...20), hardState: HardState(term: 1, commit: 20), sync: true)
