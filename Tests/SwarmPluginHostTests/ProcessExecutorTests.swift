@@ -101,7 +101,6 @@ import Testing
         try Self.executor.remove(taskID: "t2")
 
         let dir3 = Self.workDir("t3")
-
         defer { try? FileManager.default.removeItem(atPath: (dir3 as NSString).deletingLastPathComponent) }
         try Self.run("t3", Self.task("t3", "sleep", ["30"]), workDir: dir3)
         try Self.executor.shutdown(taskID: "t3", graceNanoseconds: 5_000_000_000)
