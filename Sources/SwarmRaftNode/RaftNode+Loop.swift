@@ -19,6 +19,9 @@ struct LoopState: @unchecked Sendable {
     var completed: [(CheckedContinuation<UInt64, any Error>, Result<UInt64, any Error>)] = []
     /// Index -> (term, deadline, continuation) of proposals waiting to be applied.
     var waiters: [UInt64: (term: UInt64, deadline: ContinuousClock.Instant, reply: CheckedContinuation<UInt64, any Error>)] = [:]
+    /// Membership changes asked for while another was pending, in arrival order: Raft takes
+    /// one at a time, so they wait their turn (until their deadline) instead of failing.
+    var queuedConfChanges: [(change: ConfChange, deadline: ContinuousClock.Instant, reply: CheckedContinuation<UInt64, any Error>)] = []
 }
 
 extension RaftNode {
@@ -59,6 +62,7 @@ extension RaftNode {
             if isStopped { break }
         }
         for (_, w) in s.waiters { w.reply.resume(throwing: RaftNodeError.stopped) }
+        for q in s.queuedConfChanges { q.reply.resume(throwing: RaftNodeError.stopped) }
     }
 
     private func handle(_ input: NodeInput, _ s: inout LoopState) {
@@ -68,20 +72,15 @@ extension RaftNode {
         case .tick:
             s.core.tick()
             expireWaiters(&s)
+            proposeQueuedConfChanges(&s)
             promoteCaughtUpLearners(&s)
         case .propose(let data, let reply):
             var one = [(data, reply)]
             proposeBatch(&one, &s)
         case .confChange(let change, let reply):
-            do {
-                let (index, term) = try s.core.proposeConfChange(change)
-                s.waiters[index] = (term, .now + config.proposalTimeout, reply)
-            } catch {
-                if case .invalidConfChange(let why) = error {
-                    reply.resume(throwing: RaftNodeError.refused(why))
-                } else {
-                    reply.resume(throwing: mapped(error, s))
-                }
+            let deadline = ContinuousClock.now + config.proposalTimeout
+            if !s.queuedConfChanges.isEmpty || !proposeConfChange(change, deadline, reply, &s) {
+                s.queuedConfChanges.append((change, deadline, reply))
             }
         case .transfer(let target):
             s.core.transferLeadership(to: target)
@@ -130,12 +129,38 @@ extension RaftNode {
         }
     }
 
+    /// Proposes a membership change; false when another is still pending (the caller
+    /// queues it). Any other outcome answers `reply`, now or once the change is applied.
+    private func proposeConfChange(_ change: ConfChange, _ deadline: ContinuousClock.Instant,
+                                   _ reply: CheckedContinuation<UInt64, any Error>, _ s: inout LoopState) -> Bool {
+        do {
+            let (index, term) = try s.core.proposeConfChange(change)
+            s.waiters[index] = (term, deadline, reply)
+        } catch .confChangeInProgress {
+            return false
+        } catch .invalidConfChange(let why) {
+            reply.resume(throwing: RaftNodeError.refused(why))
+        } catch {
+            reply.resume(throwing: mapped(error, s))
+        }
+        return true
+    }
+
+    /// Proposes the queued membership changes in order, while none is pending.
+    private func proposeQueuedConfChanges(_ s: inout LoopState) {
+        while let next = s.queuedConfChanges.first, proposeConfChange(next.change, next.deadline, next.reply, &s) {
+            s.queuedConfChanges.removeFirst()
+        }
+    }
+
     private func expireWaiters(_ s: inout LoopState) {
         let now = ContinuousClock.now
         for (index, w) in s.waiters where w.deadline < now {
             s.waiters[index] = nil
             w.reply.resume(throwing: RaftNodeError.timeout)
         }
+        for q in s.queuedConfChanges where q.deadline < now { q.reply.resume(throwing: RaftNodeError.timeout) }
+        s.queuedConfChanges.removeAll { $0.deadline < now }
     }
 
     /// The leader promotes a learner to voter once its log has caught up.

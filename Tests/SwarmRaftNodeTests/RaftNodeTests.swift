@@ -3,6 +3,7 @@ import SwarmAPI
 import SwarmRaft
 @testable import SwarmRaftNode
 import SwarmStore
+import SwiftProtobuf
 import Testing
 
 /// A single manager is a one-member Raft cluster: store writes go through the log, are
@@ -114,6 +115,34 @@ import Testing
         node.stop()
         let seen = await follower.value
         #expect(seen.contains(true), "the stream reported leadership, then ended when the node stopped")
+    }
+
+    /// Raft takes one membership change at a time; changes asked for together (two managers
+    /// joining at once, or a join while a learner is being promoted) wait their turn
+    /// instead of failing with "a membership change is still pending".
+    @Test func membershipChangesAskedForTogetherAreAllApplied() async throws {
+        let config = Self.config()
+        defer { try? FileManager.default.removeItem(atPath: config.stateDir) }
+        let node = try RaftNode(config: config)
+        node.start()
+        defer { node.stop() }
+        try await Self.waitForLeadership(node)
+        let ids: [RaftID] = [0xA1, 0xA2, 0xA3]
+        try await withThrowingTaskGroup(of: UInt64.self) { group in
+            for id in ids {
+                var member = SwarmRaftMember()
+                member.raftID = id
+                member.addr = "127.0.0.1:1"
+                member.nodeID = "joiner-\(id)"
+                let change = ConfChange(kind: .addLearner, id: id, context: try member.serializedBytes())
+                group.addTask { try await node.proposeConfChange(change) }
+            }
+            var applied: [UInt64] = []
+            for try await index in group { applied.append(index) }
+            #expect(Set(applied).count == ids.count, "each change has its own log entry: \(applied)")
+        }
+        let members = node.status.members
+        #expect(ids.allSatisfy { members[$0] != nil }, "\(members.keys.map { String($0, radix: 16) })")
     }
 
     @Test func proposalsOnAStoppedNodeFail() async throws {
